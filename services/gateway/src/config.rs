@@ -1,0 +1,239 @@
+//! The `tessera` configuration file: YAML parsed into serde types that reject
+//! unknown keys, with every constraint checked while parsing so that each error
+//! names the file, the line and the field.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer};
+
+/// The longest shutdown grace period the config accepts.
+const MAX_GRACE_PERIOD: Duration = Duration::from_secs(3600);
+
+/// Tessera's configuration file.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Tessera configuration")]
+pub struct Config {
+    /// The gRPC server: where it listens and how it shuts down.
+    pub server: ServerConfig,
+
+    /// Log output. Logs carry fixed messages and structured fields, never patient data.
+    #[serde(default)]
+    pub logging: LoggingConfig,
+}
+
+/// The gRPC server.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on, as `IP:PORT` (for example `127.0.0.1:50051`). Port 0
+    /// lets the OS choose; the bound address is printed on standard output.
+    /// `tessera serve --listen` overrides it.
+    pub listen: SocketAddr,
+
+    /// After SIGTERM or Ctrl-C, how long in-flight calls may run before they are cut
+    /// off. Health turns NOT_SERVING and new calls are refused at once. A duration
+    /// with a unit, such as `30s` or `2m`; at most one hour.
+    #[serde(default = "ServerConfig::default_grace_period")]
+    #[schemars(with = "String", example = &"30s")]
+    pub shutdown_grace_period: GracePeriod,
+}
+
+impl ServerConfig {
+    fn default_grace_period() -> GracePeriod {
+        GracePeriod(Duration::from_secs(30))
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// `text` for people reading a terminal, `json` for log pipelines (one object
+    /// per line).
+    pub format: LogFormat,
+
+    /// Which events to log, in `tracing` filter syntax (`info`,
+    /// `warn,tessera_gateway=debug`). The `RUST_LOG` environment variable, when set,
+    /// takes precedence.
+    #[schemars(with = "String")]
+    pub level: LogFilter,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: LogFilter("info".to_owned()),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A shutdown grace period: a duration with a unit, such as `30s`, at most one hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GracePeriod(pub Duration);
+
+/// A `tracing` filter directive, checked when the config is parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFilter(pub String);
+
+// Constraints are checked inside the visitors: serde_yaml attaches the value's own
+// line and column only to errors raised while the value is being read.
+
+impl<'de> Deserialize<'de> for GracePeriod {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = GracePeriod;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration with a unit, such as \"30s\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                let duration = humantime::parse_duration(v)
+                    .map_err(|e| E::custom(format!("invalid duration {v:?}: {e}")))?;
+                if duration > MAX_GRACE_PERIOD {
+                    return Err(E::custom(format!(
+                        "{v:?} is too long: at most {}",
+                        humantime::format_duration(MAX_GRACE_PERIOD)
+                    )));
+                }
+                Ok(GracePeriod(duration))
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for LogFilter {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = LogFilter;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a log filter, such as \"info\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                tracing_subscriber::EnvFilter::builder()
+                    .parse(v)
+                    .map_err(|e| E::custom(format!("invalid log filter: {e}")))?;
+                Ok(LogFilter(v.to_owned()))
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
+/// Why a configuration file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML, or does not fit the schema.
+    #[error("{path}:{line}:{column}: {field}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the offending value.
+        line: usize,
+        /// 1-based column of the offending value.
+        column: usize,
+        /// Dotted path of the field (`server.listen`), or `.` for the document.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads and parses a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses configuration text; `path` only names the source in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let deserializer = serde_yaml_ng::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(deserializer).map_err(|err| {
+            let mut field = match err.path().to_string() {
+                p if p == "." || p.is_empty() => String::new(),
+                p => p,
+            };
+            let inner = err.into_inner();
+            let (line, column) = inner
+                .location()
+                .map_or((1, 1), |l| (l.line(), l.column()));
+            let message = bare_message(&inner.to_string());
+            // serde reports a missing field against its parent; name the field itself.
+            if let Some(missing) = message
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split('`').next())
+            {
+                if !field.is_empty() {
+                    field.push('.');
+                }
+                field.push_str(missing);
+            }
+            if field.is_empty() {
+                field.push('.');
+            }
+            ConfigError::Invalid {
+                path: path.to_owned(),
+                line,
+                column,
+                field,
+                message,
+            }
+        })
+    }
+
+    /// The JSON Schema of the configuration file, pretty-printed.
+    pub fn json_schema() -> String {
+        let schema = schemars::schema_for!(Config);
+        serde_json::to_string_pretty(&schema).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}
+
+/// serde_yaml wraps its messages as "PATH: MESSAGE at line L column C"; the
+/// error already carries the field and the location in fields of its own.
+fn bare_message(message: &str) -> String {
+    let message = match message.rfind(" at line ") {
+        Some(i) => &message[..i],
+        None => message,
+    };
+    match message.split_once(": ") {
+        Some((prefix, rest))
+            if !prefix.is_empty()
+                && !prefix.contains(|c: char| c.is_whitespace() || "`\"'".contains(c)) =>
+        {
+            rest.to_owned()
+        }
+        _ => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

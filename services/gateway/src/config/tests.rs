@@ -1,0 +1,111 @@
+use std::path::Path;
+use std::time::Duration;
+
+use super::{Config, LogFormat};
+
+fn error_of(yaml: &str) -> String {
+    Config::parse(yaml, Path::new("tessera.yaml"))
+        .expect_err("config should be rejected")
+        .to_string()
+}
+
+#[test]
+fn quickstart_config_parses() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart/tessera.yaml");
+    let config = Config::load(&path).unwrap();
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:50051");
+    assert_eq!(config.server.shutdown_grace_period.0, Duration::from_secs(30));
+}
+
+#[test]
+fn defaults_fill_optional_fields() {
+    let config = Config::parse("server:\n  listen: 127.0.0.1:0\n", Path::new("t.yaml")).unwrap();
+    assert_eq!(config.server.shutdown_grace_period.0, Duration::from_secs(30));
+    assert_eq!(config.logging.format, LogFormat::Text);
+    assert_eq!(config.logging.level.0, "info");
+}
+
+#[test]
+fn unknown_key_names_line_and_field() {
+    let err = error_of(
+        "server:\n  listen: 127.0.0.1:0\n  shutdown_grace_periods: 10s\n",
+    );
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn unknown_top_level_key_names_line() {
+    let err = error_of("server:\n  listen: 127.0.0.1:0\nadapterz: []\n");
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn wrong_type_names_line_and_field() {
+    let err = error_of("server:\n  listen: 127.0.0.1:0\nlogging:\n  - json\n");
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn duration_without_unit_names_line_and_field() {
+    let err = error_of("server:\n  listen: 127.0.0.1:0\n  shutdown_grace_period: 30\n");
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn unparsable_address_names_line_and_field() {
+    let err = error_of("server:\n  listen: localhost\n");
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn missing_required_field_names_line_and_field() {
+    let err = error_of("logging:\n  format: json\nserver:\n  shutdown_grace_period: 5s\n");
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn out_of_range_value_names_line_and_field() {
+    let err = error_of("server:\n  listen: 127.0.0.1:0\n  shutdown_grace_period: 2h\n");
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn bad_enum_value_lists_the_choices() {
+    let err = error_of("server:\n  listen: 127.0.0.1:0\nlogging:\n  format: xml\n");
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn yaml_syntax_error_names_line() {
+    let err = error_of("server:\n  listen: \"127.0.0.1:0\n");
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn json_schema_documents_every_field() {
+    let schema = Config::json_schema();
+    let value: serde_json::Value = serde_json::from_str(&schema).unwrap();
+    assert_every_property_documented(&value, &value);
+    insta::assert_snapshot!(schema);
+}
+
+/// Walks the schema and fails on any property without a description.
+fn assert_every_property_documented(root: &serde_json::Value, node: &serde_json::Value) {
+    if let Some(props) = node.get("properties").and_then(|p| p.as_object()) {
+        for (name, prop) in props {
+            let described = prop.get("description").is_some()
+                || prop
+                    .get("$ref")
+                    .and_then(|r| r.as_str())
+                    .and_then(|r| r.strip_prefix("#/$defs/"))
+                    .and_then(|d| root["$defs"].get(d))
+                    .is_some_and(|d| d.get("description").is_some());
+            assert!(described, "config field `{name}` has no description");
+        }
+    }
+    if let Some(defs) = node.get("$defs").and_then(|d| d.as_object()) {
+        for def in defs.values() {
+            assert_every_property_documented(root, def);
+        }
+    }
+}

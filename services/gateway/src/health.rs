@@ -1,0 +1,117 @@
+//! `grpc.health.v1`, overall and per service, with a drain that ends every open
+//! `Watch` stream on shutdown.
+//!
+//! tonic-health's own `Watch` streams never end, so one load balancer watching
+//! health would hold a graceful shutdown open for the whole grace period. Here a
+//! drain first sends each watcher a final NOT_SERVING and then closes its stream.
+
+use tokio::sync::{mpsc, watch};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use tonic_health::ServingStatus;
+use tonic_health::pb::health_server::{Health, HealthServer};
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse, health_check_response};
+use tonic_health::server::{HealthReporter, HealthService};
+
+/// The overall server's entry in the health service, per the gRPC health spec.
+const OVERALL: &str = "";
+
+/// Owns the serving status of the server and each of its services.
+#[derive(Debug, Clone)]
+pub struct HealthState {
+    reporter: HealthReporter,
+    services: Vec<&'static str>,
+    drain: watch::Sender<bool>,
+}
+
+impl HealthState {
+    /// Creates the health state with everything NOT_SERVING, and the tonic service
+    /// that serves it.
+    pub async fn new(
+        services: Vec<&'static str>,
+    ) -> (Self, HealthServer<DrainingHealth>) {
+        let reporter = HealthReporter::new();
+        let (drain, drain_rx) = watch::channel(false);
+        let health = Self {
+            reporter: reporter.clone(),
+            services,
+            drain,
+        };
+        health.set_all(ServingStatus::NotServing).await;
+        let service = DrainingHealth {
+            inner: HealthService::from_health_reporter(reporter),
+            drain: drain_rx,
+        };
+        (health, HealthServer::new(service))
+    }
+
+    /// Marks the server and every service SERVING.
+    pub async fn set_serving(&self) {
+        self.set_all(ServingStatus::Serving).await;
+    }
+
+    /// Marks everything NOT_SERVING and ends every open `Watch` stream.
+    pub async fn drain(&self) {
+        self.drain.send_replace(true);
+        self.set_all(ServingStatus::NotServing).await;
+    }
+
+    async fn set_all(&self, status: ServingStatus) {
+        for name in self.services.iter().copied().chain([OVERALL]) {
+            self.reporter.set_service_status(name, status).await;
+        }
+    }
+}
+
+/// tonic-health's service, with `Watch` streams that end on drain.
+#[derive(Debug)]
+pub struct DrainingHealth {
+    inner: HealthService,
+    drain: watch::Receiver<bool>,
+}
+
+#[tonic::async_trait]
+impl Health for DrainingHealth {
+    async fn check(
+        &self,
+        request: Request<HealthCheckRequest>,
+    ) -> Result<Response<HealthCheckResponse>, Status> {
+        self.inner.check(request).await
+    }
+
+    type WatchStream = ReceiverStream<Result<HealthCheckResponse, Status>>;
+
+    async fn watch(
+        &self,
+        request: Request<HealthCheckRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let mut updates = self.inner.watch(request).await?.into_inner();
+        let mut drain = self.drain.clone();
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    biased;
+                    () = tx.closed() => break,
+                    () = async { drop(drain.wait_for(|draining| *draining).await) } => {
+                        let last = HealthCheckResponse {
+                            status: health_check_response::ServingStatus::NotServing.into(),
+                        };
+                        let _ = tx.send(Ok(last)).await;
+                        break;
+                    }
+                    update = updates.next() => match update {
+                        Some(update) => {
+                            if tx.send(update).await.is_err() {
+                                break;
+                            }
+                        }
+                        None => break,
+                    },
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}

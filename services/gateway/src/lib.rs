@@ -1,0 +1,16 @@
+//! The `tessera` gateway: everything that knows about processes, sockets, files
+//! and the environment.
+//!
+//! [`config`] parses and checks the YAML configuration file; [`server`] wires the
+//! contract's gRPC services, health ([`health`]) and reflection onto a listener the
+//! caller bound, and drains it on shutdown; [`status`] is the one place where
+//! errors become `tonic::Status`; [`unimplemented`] holds the services whose
+//! implementations have not landed, which say so; [`telemetry`] sets up logging.
+//! The `tessera` binary (`main.rs`) is the command line over these parts.
+
+pub mod config;
+pub mod health;
+pub mod server;
+pub mod status;
+pub mod telemetry;
+pub mod unimplemented;

@@ -1,0 +1,136 @@
+//! The `tessera` command line.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tessera_gateway::config::Config;
+use tessera_gateway::server::{self, ServeOptions, Shutdown};
+use tessera_gateway::telemetry;
+
+/// Tessera: a gRPC federation layer for patient data across siloed systems.
+#[derive(Debug, Parser)]
+#[command(name = "tessera", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the gRPC server.
+    Serve {
+        /// The YAML configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Listen on this address instead of the config's `server.listen`
+        /// (`127.0.0.1:0` lets the OS choose a port; the bound address is printed).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
+    /// Checks or describes configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Checks a configuration file: exits 0 if it is valid, else prints each error
+    /// with its file, line and field and exits 1.
+    Check {
+        /// The YAML configuration file.
+        file: PathBuf,
+    },
+    /// Prints the configuration's JSON Schema, with every field documented.
+    Schema,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config, listen } => serve(&config, listen),
+        Command::Config(ConfigCommand::Check { file }) => check_config(&file),
+        Command::Config(ConfigCommand::Schema) => {
+            print_line(&Config::json_schema()).map(|()| ExitCode::SUCCESS)
+        }
+    };
+    result.unwrap_or_else(|err| {
+        let _ = writeln!(std::io::stderr(), "error: {err:#}");
+        ExitCode::FAILURE
+    })
+}
+
+fn check_config(file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    match Config::load(file) {
+        Ok(_) => {
+            print_line(&format!("{}: ok", file.display()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            let _ = writeln!(std::io::stderr(), "{err}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn serve(config_path: &std::path::Path, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    telemetry::init_logging(&config.logging);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let addr = listen.unwrap_or(config.server.listen);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let bound = listener.local_addr()?;
+        print_line(&format!("tessera listening on {bound}"))?;
+        tracing::info!(listen = %bound, "listening");
+        let options = ServeOptions {
+            grace_period: config.server.shutdown_grace_period.0,
+        };
+        match server::serve(listener, options, shutdown_signal()).await? {
+            Shutdown::Graceful => tracing::info!("stopped"),
+            Shutdown::GraceExpired => tracing::warn!("stopped after the grace period expired"),
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Resolves on SIGTERM (Kubernetes' stop signal) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!(signal = "SIGINT", "shutdown requested"),
+        () = terminate => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+    }
+}
+
+/// Writes one line to standard output and flushes it, so a parent process reading
+/// a pipe sees it at once.
+fn print_line(line: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! Server wiring: the contract's services, `grpc.health.v1` and server reflection
+//! (v1 and v1alpha) on one tonic server, over a listener the caller has bound, with
+//! a graceful shutdown bounded by a grace period.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tessera_proto::v1::{
+    identity_service_server::IdentityServiceServer,
+    patient_view_service_server::PatientViewServiceServer,
+    source_adapter_service_server::SourceAdapterServiceServer,
+};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tonic::server::NamedService;
+use tonic::transport::server::TcpIncoming;
+
+use crate::health::HealthState;
+use crate::unimplemented::{IdentityStub, PatientViewStub, SourceAdapterStub};
+
+/// Why the server stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The reflection service could not be built from the embedded descriptors.
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The transport failed.
+    #[error("transport error: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// How a server that was asked to stop actually stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Every in-flight call finished within the grace period.
+    Graceful,
+    /// The grace period ran out; calls still running were cut off.
+    GraceExpired,
+}
+
+/// Server settings that come from the config file.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// How long in-flight calls may run after the shutdown signal.
+    pub grace_period: Duration,
+}
+
+/// The fully-qualified names of the services the health service reports on.
+pub fn service_names() -> Vec<&'static str> {
+    vec![
+        <IdentityServiceServer<IdentityStub> as NamedService>::NAME,
+        <PatientViewServiceServer<PatientViewStub> as NamedService>::NAME,
+        <SourceAdapterServiceServer<SourceAdapterStub> as NamedService>::NAME,
+    ]
+}
+
+/// Serves on `listener` until `shutdown` resolves, then drains: health turns
+/// NOT_SERVING (ending every health watch), the listener closes so new connections
+/// are refused, open connections get GOAWAY so new calls are refused, and in-flight
+/// calls have `grace_period` to finish.
+pub async fn serve(
+    listener: TcpListener,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Shutdown, ServeError> {
+    let (health, health_service) = HealthState::new(service_names()).await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tessera_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tessera_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let router = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(IdentityServiceServer::new(IdentityStub))
+        .add_service(PatientViewServiceServer::new(PatientViewStub))
+        .add_service(SourceAdapterServiceServer::new(SourceAdapterStub));
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
+        let _ = stop_rx.await;
+    }));
+
+    health.set_serving().await;
+    tracing::info!("serving");
+
+    tokio::select! {
+        result = &mut server => {
+            // The server stopped without being asked to.
+            return match result {
+                Ok(Ok(())) => Ok(Shutdown::Graceful),
+                Ok(Err(e)) => Err(e.into()),
+                Err(join) => std::panic::resume_unwind(join.into_panic()),
+            };
+        }
+        () = shutdown => {}
+    }
+
+    tracing::info!(grace_period_ms = options.grace_period.as_millis() as u64, "draining");
+    health.drain().await;
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(options.grace_period, &mut server).await {
+        Ok(Ok(Ok(()))) => {
+            tracing::info!("drained");
+            Ok(Shutdown::Graceful)
+        }
+        Ok(Ok(Err(e))) => Err(e.into()),
+        Ok(Err(join)) => std::panic::resume_unwind(join.into_panic()),
+        Err(_elapsed) => {
+            server.abort();
+            tracing::warn!("grace period expired; cutting off in-flight calls");
+            Ok(Shutdown::GraceExpired)
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! The contract's services as they stand in this build: every RPC whose
+//! implementation has not landed answers UNIMPLEMENTED, naming what is missing.
+//! Nothing here pretends to work.
+
+use std::pin::Pin;
+
+use tessera_proto::v1::{
+    self as pb, identity_service_server::IdentityService,
+    patient_view_service_server::PatientViewService,
+    source_adapter_service_server::SourceAdapterService,
+};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::status::ServiceError;
+
+const RESOLVER_MISSING: &str =
+    "the identity resolver (services/resolver) has not landed; no identity index is available";
+const AGGREGATOR_MISSING: &str =
+    "the patient view aggregator (services/aggregator) has not landed; no adapters are wired";
+const ADAPTER_MISSING: &str = "the gateway is not a source adapter; SourceAdapterService is \
+     implemented by out-of-process adapters, and the gateway does not yet re-export its own sources";
+
+/// A boxed response stream for server-streaming RPCs.
+pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+fn missing<T>(method: &'static str, missing: &'static str) -> Result<T, Status> {
+    Err(ServiceError::NotImplemented { method, missing }.into())
+}
+
+/// Implements a service trait whose every RPC answers UNIMPLEMENTED. The
+/// `async_trait` attribute is applied inside the macro so it sees the methods.
+macro_rules! unimplemented_service {
+    (
+        $trait:ident for $ty:ty, $service:literal, $missing:expr;
+        [$(type $assoc:ident = $assoc_ty:ty;)*]
+        $($method:ident: $name:literal ($req:ty) -> $resp:ty;)*
+    ) => {
+        #[tonic::async_trait]
+        impl $trait for $ty {
+            $(type $assoc = $assoc_ty;)*
+            $(
+                async fn $method(&self, _: Request<$req>) -> Result<Response<$resp>, Status> {
+                    missing(concat!("tessera.v1.", $service, "/", $name), $missing)
+                }
+            )*
+        }
+    };
+}
+
+/// IdentityService until the resolver lands.
+#[derive(Debug, Default)]
+pub struct IdentityStub;
+
+unimplemented_service! { IdentityService for IdentityStub, "IdentityService", RESOLVER_MISSING;
+        []
+        resolve_record: "ResolveRecord"(pb::ResolveRecordRequest) -> pb::ResolveRecordResponse;
+        upsert_source_record: "UpsertSourceRecord"(pb::UpsertSourceRecordRequest) -> pb::UpsertSourceRecordResponse;
+        match_demographics: "MatchDemographics"(pb::MatchDemographicsRequest) -> pb::MatchDemographicsResponse;
+        get_master: "GetMaster"(pb::GetMasterRequest) -> pb::Master;
+        list_links: "ListLinks"(pb::ListLinksRequest) -> pb::ListLinksResponse;
+        list_review_items: "ListReviewItems"(pb::ListReviewItemsRequest) -> pb::ListReviewItemsResponse;
+        resolve_review_item: "ResolveReviewItem"(pb::ResolveReviewItemRequest) -> pb::ReviewItem;
+        link_source_record: "LinkSourceRecord"(pb::LinkSourceRecordRequest) -> pb::Link;
+        merge_masters: "MergeMasters"(pb::MergeMastersRequest) -> pb::Master;
+        unmerge_source_record: "UnmergeSourceRecord"(pb::UnmergeSourceRecordRequest) -> pb::UnmergeSourceRecordResponse;
+        list_link_events: "ListLinkEvents"(pb::ListLinkEventsRequest) -> pb::ListLinkEventsResponse;
+}
+
+/// PatientViewService until the aggregator lands.
+#[derive(Debug, Default)]
+pub struct PatientViewStub;
+
+unimplemented_service! { PatientViewService for PatientViewStub, "PatientViewService", AGGREGATOR_MISSING;
+        [type StreamPatientViewStream = BoxStream<pb::StreamPatientViewResponse>;]
+        get_patient_view: "GetPatientView"(pb::GetPatientViewRequest) -> pb::PatientView;
+        stream_patient_view: "StreamPatientView"(pb::StreamPatientViewRequest) -> Self::StreamPatientViewStream;
+        batch_get_patient_views: "BatchGetPatientViews"(pb::BatchGetPatientViewsRequest) -> pb::BatchGetPatientViewsResponse;
+}
+
+/// SourceAdapterService as served by the gateway itself.
+#[derive(Debug, Default)]
+pub struct SourceAdapterStub;
+
+unimplemented_service! { SourceAdapterService for SourceAdapterStub, "SourceAdapterService", ADAPTER_MISSING;
+        [type StreamSourceRecordsStream = BoxStream<pb::StreamSourceRecordsResponse>;]
+        describe_adapter: "DescribeAdapter"(pb::DescribeAdapterRequest) -> pb::DescribeAdapterResponse;
+        fetch_records: "FetchRecords"(pb::FetchRecordsRequest) -> pb::FetchRecordsResponse;
+        check_adapter_health: "CheckAdapterHealth"(pb::CheckAdapterHealthRequest) -> pb::CheckAdapterHealthResponse;
+        stream_source_records: "StreamSourceRecords"(pb::StreamSourceRecordsRequest) -> Self::StreamSourceRecordsStream;
+}

@@ -84,17 +84,23 @@ fn serve(config_path: &std::path::Path, listen: Option<SocketAddr>) -> anyhow::R
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        let shutdown = shutdown_signal()?;
         let addr = listen.unwrap_or(config.server.listen);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let bound = listener.local_addr()?;
-        print_line(&format!("tessera listening on {bound}"))?;
         tracing::info!(listen = %bound, "listening");
         let options = ServeOptions {
             grace_period: config.server.shutdown_grace_period.0,
         };
-        match server::serve(listener, options, shutdown_signal()).await? {
+        // Printed once health is SERVING, so whoever reads it may call at once.
+        let on_ready = || {
+            if let Err(err) = print_line(&format!("tessera listening on {bound}")) {
+                tracing::warn!(error = %err, "cannot print the bound address");
+            }
+        };
+        match server::serve(listener, options, shutdown, on_ready).await? {
             Shutdown::Graceful => tracing::info!("stopped"),
             Shutdown::GraceExpired => tracing::warn!("stopped after the grace period expired"),
         }
@@ -102,28 +108,27 @@ fn serve(config_path: &std::path::Path, listen: Option<SocketAddr>) -> anyhow::R
     })
 }
 
-/// Resolves on SIGTERM (Kubernetes' stop signal) or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+/// Installs the SIGTERM (Kubernetes' stop signal) and Ctrl-C handlers at once, so a
+/// signal that arrives before the server is ready is not lost or fatal, and returns
+/// a future that resolves on either.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot install the SIGTERM handler")?;
+    #[cfg(unix)]
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot install the SIGINT handler")?;
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+            _ = interrupt.recv() => tracing::info!(signal = "SIGINT", "shutdown requested"),
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!(signal = "SIGINT", "shutdown requested"),
-        () = terminate => tracing::info!(signal = "SIGTERM", "shutdown requested"),
-    }
+        #[cfg(not(unix))]
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!(signal = "ctrl-c", "shutdown requested");
+        }
+    })
 }
 
 /// Writes one line to standard output and flushes it, so a parent process reading

@@ -54,7 +54,8 @@ pub fn service_names() -> Vec<&'static str> {
     ]
 }
 
-/// Serves on `listener` until `shutdown` resolves, then drains: health turns
+/// Serves on `listener`, calls `on_ready` once health reports SERVING, and serves
+/// until `shutdown` resolves. Then it drains: health turns
 /// NOT_SERVING (ending every health watch), the listener closes so new connections
 /// are refused, open connections get GOAWAY so new calls are refused, and in-flight
 /// calls have `grace_period` to finish.
@@ -62,6 +63,7 @@ pub async fn serve(
     listener: TcpListener,
     options: ServeOptions,
     shutdown: impl Future<Output = ()>,
+    on_ready: impl FnOnce(),
 ) -> Result<Shutdown, ServeError> {
     let (health, health_service) = HealthState::new(service_names()).await;
 
@@ -89,6 +91,7 @@ pub async fn serve(
 
     health.set_serving().await;
     tracing::info!("serving");
+    on_ready();
 
     tokio::select! {
         result = &mut server => {

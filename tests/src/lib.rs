@@ -1,0 +1,160 @@
+//! The end-to-end test harness: builds and starts the real `tessera` binary on
+//! 127.0.0.1 with an OS-chosen port, captures its logs, and stops it with real
+//! signals. Tests live in `tests/tests/`; the Python client check in
+//! `tests/python/`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tonic::transport::{Channel, Endpoint};
+
+/// The workspace root (the directory holding the top-level `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The `tessera` binary, built once per test process with the same profile as the
+/// tests, so a test never runs a stale binary.
+pub fn tessera_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| build_tessera().unwrap_or_else(|e| panic!("cannot build tessera: {e:#}")))
+}
+
+fn build_tessera() -> anyhow::Result<PathBuf> {
+    let mut cmd = std::process::Command::new(env!("CARGO"));
+    cmd.current_dir(workspace_root()).args([
+        "build",
+        "--package",
+        "tessera-gateway",
+        "--bin",
+        "tessera",
+        "--message-format=json-render-diagnostics",
+    ]);
+    if !cfg!(debug_assertions) {
+        cmd.arg("--release");
+    }
+    let output = cmd.stderr(Stdio::inherit()).output()?;
+    if !output.status.success() {
+        bail!("cargo build failed with {}", output.status);
+    }
+    String::from_utf8(output.stdout)?
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|msg| msg["reason"] == "compiler-artifact" && msg["target"]["name"] == "tessera")
+        .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
+        .context("cargo build reported no `tessera` executable")
+}
+
+/// A running `tessera serve` process.
+#[derive(Debug)]
+pub struct Tessera {
+    child: Child,
+    /// The address the server bound.
+    pub addr: SocketAddr,
+    logs: Arc<Mutex<String>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Tessera {
+    /// Writes `config_yaml` to a temporary file and starts `tessera serve` with it on
+    /// `127.0.0.1:0`, returning once the server has printed its bound address.
+    pub async fn start(config_yaml: &str) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let config = dir.path().join("tessera.yaml");
+        std::fs::write(&config, config_yaml)?;
+        let mut child = Command::new(tessera_bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .args(["--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start tessera")?;
+
+        let logs = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().context("no stderr")?;
+        let sink = Arc::clone(&logs);
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(mut logs) = sink.lock() {
+                    logs.push_str(&line);
+                    logs.push('\n');
+                }
+            }
+        });
+
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .context("tessera printed no address within 60s")??
+            .context("tessera exited before printing its address")?;
+        let addr = first
+            .strip_prefix("tessera listening on ")
+            .with_context(|| format!("unexpected first line: {first:?}"))?
+            .parse()?;
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+        Ok(Self {
+            child,
+            addr,
+            logs,
+            _dir: dir,
+        })
+    }
+
+    /// A minimal valid config listening on 127.0.0.1:0.
+    pub fn minimal_config(grace_period: &str) -> String {
+        format!(
+            "server:\n  listen: 127.0.0.1:0\n  shutdown_grace_period: {grace_period}\nlogging:\n  format: json\n  level: info\n"
+        )
+    }
+
+    /// The server's URL, `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Opens a new connection to the server.
+    pub async fn connect(&self) -> anyhow::Result<Channel> {
+        Ok(Endpoint::from_shared(self.url())?
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await?)
+    }
+
+    /// Sends SIGTERM, as Kubernetes does to stop a pod.
+    pub fn terminate(&self) -> anyhow::Result<()> {
+        let pid = self.child.id().context("process already reaped")?;
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(pid)?);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
+        Ok(())
+    }
+
+    /// Waits for the process to exit.
+    pub async fn wait(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .context("tessera did not exit in time")?
+            .context("cannot wait for tessera")
+    }
+
+    /// Everything the process has logged on standard error so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}

@@ -2,6 +2,8 @@
 //! health, reflection v1 and v1alpha, and UNIMPLEMENTED answers from RPCs whose
 //! implementations have not landed.
 
+#![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap
+
 use tessera_e2e::Tessera;
 use tessera_proto::v1::{
     self as pb, identity_service_client::IdentityServiceClient,
@@ -21,7 +23,10 @@ const SERVICES: [&str; 3] = [
     "tessera.v1.SourceAdapterService",
 ];
 
-async fn health_of(channel: &tonic::transport::Channel, service: &str) -> Result<i32, tonic::Status> {
+async fn health_of(
+    channel: &tonic::transport::Channel,
+    service: &str,
+) -> Result<i32, tonic::Status> {
     let response = HealthClient::new(channel.clone())
         .check(HealthCheckRequest {
             service: service.to_owned(),
@@ -32,10 +37,15 @@ async fn health_of(channel: &tonic::transport::Channel, service: &str) -> Result
 
 #[tokio::test]
 async fn health_is_serving_overall_and_per_service() {
-    let tessera = Tessera::start(&Tessera::minimal_config("5s")).await.unwrap();
+    let tessera = Tessera::start(&Tessera::minimal_config("5s"))
+        .await
+        .unwrap();
     let channel = tessera.connect().await.unwrap();
 
-    assert_eq!(health_of(&channel, "").await.unwrap(), ServingStatus::Serving as i32);
+    assert_eq!(
+        health_of(&channel, "").await.unwrap(),
+        ServingStatus::Serving as i32
+    );
     for service in SERVICES {
         assert_eq!(
             health_of(&channel, service).await.unwrap(),
@@ -43,16 +53,19 @@ async fn health_is_serving_overall_and_per_service() {
             "{service} is not SERVING"
         );
     }
-    let unknown = health_of(&channel, "tessera.v1.NoSuchService").await.unwrap_err();
+    let unknown = health_of(&channel, "tessera.v1.NoSuchService")
+        .await
+        .unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
 }
 
 #[tokio::test]
 async fn reflection_v1_lists_and_describes_the_services() {
-    let tessera = Tessera::start(&Tessera::minimal_config("5s")).await.unwrap();
-    let mut client = v1::server_reflection_client::ServerReflectionClient::new(
-        tessera.connect().await.unwrap(),
-    );
+    let tessera = Tessera::start(&Tessera::minimal_config("5s"))
+        .await
+        .unwrap();
+    let mut client =
+        v1::server_reflection_client::ServerReflectionClient::new(tessera.connect().await.unwrap());
     let requests = [
         v1::server_reflection_request::MessageRequest::ListServices(String::new()),
         v1::server_reflection_request::MessageRequest::FileContainingSymbol(
@@ -75,11 +88,14 @@ async fn reflection_v1_lists_and_describes_the_services() {
         }
         other => panic!("expected a service list, got {other:?}"),
     };
-    for service in SERVICES
-        .into_iter()
-        .chain(["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"])
-    {
-        assert!(listed.iter().any(|s| s == service), "{service} not in {listed:?}");
+    for service in SERVICES.into_iter().chain([
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+    ]) {
+        assert!(
+            listed.iter().any(|s| s == service),
+            "{service} not in {listed:?}"
+        );
     }
 
     match responses.next().await.unwrap().unwrap().message_response {
@@ -92,7 +108,9 @@ async fn reflection_v1_lists_and_describes_the_services() {
 
 #[tokio::test]
 async fn reflection_v1alpha_lists_the_services() {
-    let tessera = Tessera::start(&Tessera::minimal_config("5s")).await.unwrap();
+    let tessera = Tessera::start(&Tessera::minimal_config("5s"))
+        .await
+        .unwrap();
     let mut client = v1alpha::server_reflection_client::ServerReflectionClient::new(
         tessera.connect().await.unwrap(),
     );
@@ -114,13 +132,18 @@ async fn reflection_v1alpha_lists_the_services() {
         other => panic!("expected a service list, got {other:?}"),
     };
     for service in SERVICES {
-        assert!(listed.iter().any(|s| s == service), "{service} not in {listed:?}");
+        assert!(
+            listed.iter().any(|s| s == service),
+            "{service} not in {listed:?}"
+        );
     }
 }
 
 #[tokio::test]
 async fn unimplemented_rpcs_say_what_is_missing_and_the_server_stays_up() {
-    let tessera = Tessera::start(&Tessera::minimal_config("5s")).await.unwrap();
+    let tessera = Tessera::start(&Tessera::minimal_config("5s"))
+        .await
+        .unwrap();
     let channel = tessera.connect().await.unwrap();
 
     let err = IdentityServiceClient::new(channel.clone())
@@ -151,5 +174,8 @@ async fn unimplemented_rpcs_say_what_is_missing_and_the_server_stays_up() {
     assert!(err.message().contains("aggregator"), "{}", err.message());
 
     // Still serving afterwards.
-    assert_eq!(health_of(&channel, "").await.unwrap(), ServingStatus::Serving as i32);
+    assert_eq!(
+        health_of(&channel, "").await.unwrap(),
+        ServingStatus::Serving as i32
+    );
 }

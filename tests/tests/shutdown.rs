@@ -2,6 +2,8 @@
 //! refused, an in-flight call completes, and the process exits 0. A call that
 //! outlives the grace period is cut off and the process still exits 0.
 
+#![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap
+
 use std::time::{Duration, Instant};
 
 use tessera_e2e::Tessera;
@@ -13,8 +15,9 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 use tonic_reflection::pb::v1::{
-    ServerReflectionRequest, ServerReflectionResponse, server_reflection_client::ServerReflectionClient,
-    server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    ServerReflectionRequest, ServerReflectionResponse,
+    server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
+    server_reflection_response::MessageResponse,
 };
 
 fn list_services() -> ServerReflectionRequest {
@@ -52,7 +55,9 @@ async fn open_reflection_call(
 
 #[tokio::test]
 async fn sigterm_drains_in_flight_calls_refuses_new_ones_and_exits_zero() {
-    let mut tessera = Tessera::start(&Tessera::minimal_config("20s")).await.unwrap();
+    let mut tessera = Tessera::start(&Tessera::minimal_config("20s"))
+        .await
+        .unwrap();
     let channel = tessera.connect().await.unwrap();
 
     let mut watch = HealthClient::new(channel.clone())
@@ -60,7 +65,10 @@ async fn sigterm_drains_in_flight_calls_refuses_new_ones_and_exits_zero() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(watch.next().await.unwrap().unwrap().status, ServingStatus::Serving as i32);
+    assert_eq!(
+        watch.next().await.unwrap().unwrap().status,
+        ServingStatus::Serving as i32
+    );
     let (in_flight, mut in_flight_responses) = open_reflection_call(channel.clone()).await;
 
     tessera.terminate().unwrap();
@@ -77,7 +85,10 @@ async fn sigterm_drains_in_flight_calls_refuses_new_ones_and_exits_zero() {
     let end = tokio::time::timeout(Duration::from_secs(10), watch.next())
         .await
         .expect("health watch stayed open during the drain");
-    assert!(end.as_ref().is_none_or(Result::is_err), "watch kept streaming: {end:?}");
+    assert!(
+        end.as_ref().is_none_or(Result::is_err),
+        "watch kept streaming: {end:?}"
+    );
 
     // New calls are refused, on a new connection and on the existing one. Health
     // flips just before the listener closes, so allow the close a moment.
@@ -91,7 +102,10 @@ async fn sigterm_drains_in_flight_calls_refuses_new_ones_and_exits_zero() {
         if fresh.is_err() {
             break;
         }
-        assert!(Instant::now() < refused_by, "new connections still accepted during the drain");
+        assert!(
+            Instant::now() < refused_by,
+            "new connections still accepted during the drain"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let refused = tokio::time::timeout(
@@ -104,7 +118,10 @@ async fn sigterm_drains_in_flight_calls_refuses_new_ones_and_exits_zero() {
     // tonic reports a stream refused after GOAWAY as CANCELLED; a reconnect to the
     // closed listener as UNAVAILABLE. Either way the server did not serve it.
     assert!(
-        matches!(refused.code(), tonic::Code::Unavailable | tonic::Code::Cancelled),
+        matches!(
+            refused.code(),
+            tonic::Code::Unavailable | tonic::Code::Cancelled
+        ),
         "{refused:?}"
     );
 
@@ -113,7 +130,10 @@ async fn sigterm_drains_in_flight_calls_refuses_new_ones_and_exits_zero() {
     let response = in_flight_responses.next().await.unwrap().unwrap();
     assert!(is_service_list(&response));
     drop(in_flight);
-    assert!(in_flight_responses.next().await.is_none(), "in-flight call did not end cleanly");
+    assert!(
+        in_flight_responses.next().await.is_none(),
+        "in-flight call did not end cleanly"
+    );
 
     let status = tessera.wait(Duration::from_secs(20)).await.unwrap();
     assert_eq!(status.code(), Some(0), "exit status {status:?}");
@@ -122,12 +142,17 @@ async fn sigterm_drains_in_flight_calls_refuses_new_ones_and_exits_zero() {
         "the drain waited for the grace period instead of the in-flight call"
     );
     let logs = tessera.logs();
-    assert!(logs.contains("\"drained\""), "no graceful drain in logs:\n{logs}");
+    assert!(
+        logs.contains("\"drained\""),
+        "no graceful drain in logs:\n{logs}"
+    );
 }
 
 #[tokio::test]
 async fn a_call_outliving_the_grace_period_is_cut_off_and_exit_is_zero() {
-    let mut tessera = Tessera::start(&Tessera::minimal_config("1s")).await.unwrap();
+    let mut tessera = Tessera::start(&Tessera::minimal_config("1s"))
+        .await
+        .unwrap();
     let channel = tessera.connect().await.unwrap();
     // Held open and never finished by the client.
     let (_in_flight, mut responses) = open_reflection_call(channel).await;

@@ -183,9 +183,7 @@ impl Config {
                 p => p,
             };
             let inner = err.into_inner();
-            let (line, column) = inner
-                .location()
-                .map_or((1, 1), |l| (l.line(), l.column()));
+            let (line, column) = inner.location().map_or((1, 1), |l| (l.line(), l.column()));
             let message = bare_message(&inner.to_string());
             // serde reports a missing field against its parent; name the field itself.
             if let Some(missing) = message

@@ -28,9 +28,7 @@ pub struct HealthState {
 impl HealthState {
     /// Creates the health state with everything NOT_SERVING, and the tonic service
     /// that serves it.
-    pub async fn new(
-        services: Vec<&'static str>,
-    ) -> (Self, HealthServer<DrainingHealth>) {
+    pub async fn new(services: Vec<&'static str>) -> (Self, HealthServer<DrainingHealth>) {
         let reporter = HealthReporter::new();
         let (drain, drain_rx) = watch::channel(false);
         let health = Self {
@@ -113,5 +111,82 @@ impl Health for DrainingHealth {
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_stream::StreamExt;
+    use tonic::Request;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus as Wire;
+    use tonic_health::pb::health_server::Health;
+
+    use super::*;
+
+    const SERVICE: &str = "tessera.v1.IdentityService";
+
+    fn request(service: &str) -> Request<HealthCheckRequest> {
+        Request::new(HealthCheckRequest {
+            service: service.to_owned(),
+        })
+    }
+
+    async fn status_of(service: &DrainingHealth, name: &str) -> i32 {
+        service
+            .check(request(name))
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+    }
+
+    #[tokio::test]
+    async fn not_serving_until_ready_then_serving() {
+        let (state, server) = HealthState::new(vec![SERVICE]).await;
+        let service = DrainingHealth {
+            inner: HealthService::from_health_reporter(state.reporter.clone()),
+            drain: state.drain.subscribe(),
+        };
+        drop(server);
+        assert_eq!(status_of(&service, "").await, Wire::NotServing as i32);
+        assert_eq!(status_of(&service, SERVICE).await, Wire::NotServing as i32);
+        state.set_serving().await;
+        assert_eq!(status_of(&service, "").await, Wire::Serving as i32);
+        assert_eq!(status_of(&service, SERVICE).await, Wire::Serving as i32);
+    }
+
+    #[tokio::test]
+    async fn drain_sends_not_serving_then_ends_every_watch() {
+        let (state, _server) = HealthState::new(vec![SERVICE]).await;
+        let service = DrainingHealth {
+            inner: HealthService::from_health_reporter(state.reporter.clone()),
+            drain: state.drain.subscribe(),
+        };
+        state.set_serving().await;
+        let mut overall = service.watch(request("")).await.unwrap().into_inner();
+        let mut per_service = service.watch(request(SERVICE)).await.unwrap().into_inner();
+        assert_eq!(
+            overall.next().await.unwrap().unwrap().status,
+            Wire::Serving as i32
+        );
+        assert_eq!(
+            per_service.next().await.unwrap().unwrap().status,
+            Wire::Serving as i32
+        );
+
+        state.drain().await;
+        for watch in [&mut overall, &mut per_service] {
+            let updates = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                let mut statuses = Vec::new();
+                while let Some(update) = watch.next().await {
+                    statuses.push(update.unwrap().status);
+                }
+                statuses
+            })
+            .await
+            .expect("watch stayed open after the drain");
+            assert_eq!(updates.last(), Some(&(Wire::NotServing as i32)));
+        }
     }
 }

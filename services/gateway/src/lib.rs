@@ -4,7 +4,7 @@
 //! [`config`] parses and checks the YAML configuration file; [`server`] wires the
 //! contract's gRPC services, health ([`health`]) and reflection onto a listener the
 //! caller bound, and drains it on shutdown; [`status`] is the one place where
-//! errors become `tonic::Status`; [`unimplemented`] holds the services whose
+//! errors become `tonic::Status`; [`pending`] holds the services whose
 //! implementations have not landed, which say so; [`telemetry`] sets up logging.
 //! The `tessera` binary (`main.rs`) is the command line over these parts.
 
@@ -13,4 +13,4 @@ pub mod health;
 pub mod server;
 pub mod status;
 pub mod telemetry;
-pub mod unimplemented;
+pub mod pending;

@@ -16,7 +16,7 @@ use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
 
 use crate::health::HealthState;
-use crate::unimplemented::{IdentityStub, PatientViewStub, SourceAdapterStub};
+use crate::pending::{IdentityStub, PatientViewStub, SourceAdapterStub};
 
 /// Why the server stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +105,10 @@ pub async fn serve(
         () = shutdown => {}
     }
 
-    tracing::info!(grace_period_ms = options.grace_period.as_millis() as u64, "draining");
+    tracing::info!(
+        grace_period_ms = options.grace_period.as_millis() as u64,
+        "draining"
+    );
     health.drain().await;
     let _ = stop_tx.send(());
     match tokio::time::timeout(options.grace_period, &mut server).await {

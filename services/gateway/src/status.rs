@@ -60,6 +60,9 @@ mod tests {
         let info = status.get_details_error_info().expect("ErrorInfo detail");
         assert_eq!(info.reason, "NOT_IMPLEMENTED");
         assert_eq!(info.domain, ERROR_DOMAIN);
-        assert_eq!(info.metadata["method"], "tessera.v1.IdentityService/GetMaster");
+        assert_eq!(
+            info.metadata["method"],
+            "tessera.v1.IdentityService/GetMaster"
+        );
     }
 }

@@ -14,22 +14,26 @@ fn quickstart_config_parses() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart/tessera.yaml");
     let config = Config::load(&path).unwrap();
     assert_eq!(config.server.listen.to_string(), "127.0.0.1:50051");
-    assert_eq!(config.server.shutdown_grace_period.0, Duration::from_secs(30));
+    assert_eq!(
+        config.server.shutdown_grace_period.0,
+        Duration::from_secs(30)
+    );
 }
 
 #[test]
 fn defaults_fill_optional_fields() {
     let config = Config::parse("server:\n  listen: 127.0.0.1:0\n", Path::new("t.yaml")).unwrap();
-    assert_eq!(config.server.shutdown_grace_period.0, Duration::from_secs(30));
+    assert_eq!(
+        config.server.shutdown_grace_period.0,
+        Duration::from_secs(30)
+    );
     assert_eq!(config.logging.format, LogFormat::Text);
     assert_eq!(config.logging.level.0, "info");
 }
 
 #[test]
 fn unknown_key_names_line_and_field() {
-    let err = error_of(
-        "server:\n  listen: 127.0.0.1:0\n  shutdown_grace_periods: 10s\n",
-    );
+    let err = error_of("server:\n  listen: 127.0.0.1:0\n  shutdown_grace_periods: 10s\n");
     insta::assert_snapshot!(err);
 }
 

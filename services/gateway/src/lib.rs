@@ -10,7 +10,7 @@
 
 pub mod config;
 pub mod health;
+pub mod pending;
 pub mod server;
 pub mod status;
 pub mod telemetry;
-pub mod pending;

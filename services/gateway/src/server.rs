@@ -54,6 +54,16 @@ pub fn service_names() -> Vec<&'static str> {
     ]
 }
 
+/// The reflection service's descriptors: the contract, health, and the
+/// `google.rpc` error details, so clients such as grpcurl can decode the
+/// `ErrorInfo` and `BadRequest` details of our errors.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tessera_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+}
+
 /// Serves on `listener`, calls `on_ready` once health reports SERVING, and serves
 /// until `shutdown` resolves. Then it drains: health turns
 /// NOT_SERVING (ending every health watch), the listener closes so new connections
@@ -67,14 +77,8 @@ pub async fn serve(
 ) -> Result<Shutdown, ServeError> {
     let (health, health_service) = HealthState::new(service_names()).await;
 
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(tessera_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(tessera_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let router = tonic::transport::Server::builder()

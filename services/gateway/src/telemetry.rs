@@ -1,6 +1,8 @@
 //! Process-wide logging: `tracing` events to standard error as text or JSON.
 //! Standard output is reserved for what the CLI prints (the bound address).
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LoggingConfig};
@@ -14,6 +16,7 @@ pub fn init_logging(config: &LoggingConfig) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(true);
     let _ = match config.format {
         LogFormat::Text => builder.try_init(),

@@ -22,6 +22,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // No `connect()` helpers: they need tonic's transport feature, which callers pick.
+        .build_transport(false)
         .compile_fds(fds)?;
 
     println!("cargo:rerun-if-changed=tessera");

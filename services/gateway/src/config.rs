@@ -24,6 +24,77 @@ pub struct Config {
     /// Log output. Logs carry fixed messages and structured fields, never patient data.
     #[serde(default)]
     pub logging: LoggingConfig,
+
+    /// The identity resolver behind IdentityService. Without this section,
+    /// IdentityService answers UNIMPLEMENTED.
+    #[serde(default)]
+    pub identity: Option<IdentityConfig>,
+}
+
+/// The identity resolver: its store, its model and its decision thresholds.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// The identity store: `sqlite://PATH` (embedded, the default; a relative PATH
+    /// is relative to this config file; the file is created if missing) or
+    /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE`.
+    #[schemars(with = "String", example = &"sqlite://data/identity.db")]
+    pub store: StoreUrl,
+
+    /// A model file written by `tessera resolver train`. Without it, the built-in
+    /// model is used. A relative path is relative to this config file.
+    #[serde(default)]
+    pub model: Option<PathBuf>,
+
+    /// Score, in bits, at or above which a record is linked automatically
+    /// (MATCH). Defaults to the matcher's built-in threshold.
+    #[serde(default)]
+    pub match_threshold: Option<f64>,
+
+    /// Score, in bits, at or above which a record goes to review
+    /// (POSSIBLE_MATCH); below it a record gets a master of its own. Defaults to
+    /// the matcher's built-in threshold; must not exceed `match_threshold`.
+    #[serde(default)]
+    pub review_threshold: Option<f64>,
+
+    /// Source systems by trust, most trusted first, for golden-record
+    /// survivorship (for example `[ehr, billing, crm, marketing]`). Unlisted
+    /// systems rank last; ties go to the most recently updated value.
+    #[serde(default)]
+    pub source_priority: Vec<String>,
+}
+
+/// A database URL. It may hold a password, so `Debug` shows only its scheme.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoreUrl(pub String);
+
+impl<'de> Deserialize<'de> for StoreUrl {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = StoreUrl;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a sqlite:// or postgres:// URL")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                // The message never repeats the value: it may hold a password.
+                let known = ["sqlite://", "postgres://", "postgresql://"];
+                if known.iter().any(|p| v.starts_with(p) && v.len() > p.len()) {
+                    Ok(StoreUrl(v.to_owned()))
+                } else {
+                    Err(E::custom("must be a sqlite://PATH or postgres:// URL"))
+                }
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
+impl fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = self.0.split_once("://").map_or("?", |(s, _)| s);
+        write!(f, "{scheme}://***")
+    }
 }
 
 /// The gRPC server.
@@ -148,6 +219,16 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// Fields that are valid alone but not together.
+    #[error("{path}: {field}: {message}")]
+    Rule {
+        /// The file.
+        path: PathBuf,
+        /// Dotted path of the field.
+        field: &'static str,
+        /// What is wrong.
+        message: &'static str,
+    },
     /// The file is not valid YAML, or does not fit the schema.
     #[error("{path}:{line}:{column}: {field}: {message}")]
     Invalid {
@@ -177,7 +258,7 @@ impl Config {
     /// Parses configuration text; `path` only names the source in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let deserializer = serde_yaml_ng::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let config: Self = serde_path_to_error::deserialize(deserializer).map_err(|err| {
             let mut field = match err.path().to_string() {
                 p if p == "." || p.is_empty() => String::new(),
                 p => p,
@@ -205,7 +286,42 @@ impl Config {
                 field,
                 message,
             }
-        })
+        })?;
+        config.check_rules(path)?;
+        Ok(config)
+    }
+
+    fn check_rules(&self, path: &Path) -> Result<(), ConfigError> {
+        let rule = |field, message| ConfigError::Rule {
+            path: path.to_owned(),
+            field,
+            message,
+        };
+        if let Some(identity) = &self.identity {
+            if let (Some(review), Some(auto)) = (identity.review_threshold, identity.match_threshold) {
+                if review > auto {
+                    return Err(rule(
+                        "identity.review_threshold",
+                        "must not exceed identity.match_threshold",
+                    ));
+                }
+            }
+            let mut seen = std::collections::HashSet::new();
+            if !identity.source_priority.iter().all(|s| seen.insert(s)) {
+                return Err(rule("identity.source_priority", "lists a system twice"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves a path from this config file: relative paths are relative to the
+    /// file's directory.
+    pub fn resolve_path(config_path: &Path, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            config_path.parent().unwrap_or(Path::new(".")).join(path)
+        }
     }
 
     /// The JSON Schema of the configuration file, pretty-printed.

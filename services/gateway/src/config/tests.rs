@@ -113,3 +113,38 @@ fn assert_every_property_documented(root: &serde_json::Value, node: &serde_json:
         }
     }
 }
+
+#[test]
+fn identity_section_parses_with_defaults() {
+    let config = Config::parse(
+        "server:\n  listen: 127.0.0.1:0\nidentity:\n  store: sqlite://data/identity.db\n  source_priority: [ehr, billing]\n",
+        Path::new("t.yaml"),
+    )
+    .unwrap();
+    let identity = config.identity.unwrap();
+    assert_eq!(identity.store.0, "sqlite://data/identity.db");
+    assert_eq!(identity.source_priority, ["ehr", "billing"]);
+    assert!(identity.model.is_none() && identity.match_threshold.is_none());
+    assert!(Config::parse("server:\n  listen: 127.0.0.1:0\n", Path::new("t.yaml")).unwrap().identity.is_none());
+}
+
+#[test]
+fn a_bad_store_url_is_named_without_echoing_it() {
+    let err = error_of("server:\n  listen: 127.0.0.1:0\nidentity:\n  store: mysql://root:hunter2@db/x\n");
+    assert!(!err.contains("hunter2"), "{err}");
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn store_url_debug_hides_credentials() {
+    let url = super::StoreUrl("postgres://tessera:hunter2@db:5432/identity".to_owned());
+    assert_eq!(format!("{url:?}"), "postgres://***");
+}
+
+#[test]
+fn thresholds_out_of_order_are_rejected() {
+    let err = error_of(
+        "server:\n  listen: 127.0.0.1:0\nidentity:\n  store: sqlite://x.db\n  match_threshold: 5\n  review_threshold: 9\n",
+    );
+    insta::assert_snapshot!(err);
+}

@@ -45,7 +45,9 @@ pub enum Error {
         output: String,
     },
     /// The server exited (in initdb or postgres) before it accepted connections.
-    #[error("the server exited during startup ({status}); its log (initdb, then postgres):\n{log}")]
+    #[error(
+        "the server exited during startup ({status}); its log (initdb's errors, then postgres'):\n{log}"
+    )]
     Exited {
         /// The server's exit status, as the guard recorded it.
         status: String,
@@ -74,5 +76,22 @@ impl Error {
             action: action.into(),
             source: Arc::new(source),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_installation_says_how_to_install_it() {
+        let error = Error::NotInstalled {
+            searched: PathBuf::from("/usr/lib/postgresql"),
+        };
+        assert_eq!(
+            error.to_string(),
+            "postgresql server binaries (initdb, postgres, pg_isready, createdb) not found \
+             under /usr/lib/postgresql/*/bin; run scripts/install-postgres"
+        );
     }
 }

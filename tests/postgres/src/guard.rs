@@ -51,7 +51,7 @@ set -eu
 initdb=$1 postgres=$2 data=$3 socket=$4
 shift 4
 "$initdb" --pgdata="$data" --username=postgres --auth=trust \
-    --encoding=UTF8 --locale=C --no-sync --no-instructions
+    --encoding=UTF8 --locale=C --no-sync --no-instructions >/dev/null
 exec "$postgres" -D "$data" -k "$socket" "$@"
 "#;
 

@@ -26,10 +26,12 @@ const GUARD: &str = r#"
 set -u
 base=$1 log=$2
 shift 2
+# Only the end of our stdin tells us to stop.
 trap '' INT TERM HUP
 exec 3<&0 </dev/null
 "$@" 3<&- >>"$log" 2>&1 &
 pg=$!
+# The watcher: at end of file, SIGINT the server until it has exited.
 {
   while read -r _; do :; done
   while [ ! -e "$base/exited" ] && kill -INT "$pg" 2>/dev/null; do sleep 0.1; done
@@ -39,18 +41,20 @@ exec 3<&-
 wait "$pg"
 status=$?
 echo "$status" >"$base/exited"
+# Keep the directory (and the log in it) until the test process lets go.
 wait "$watcher"
 rm -rf "$base"
 exit "$status"
 "#;
 
-/// `sh -c INIT_AND_RUN init INITDB POSTGRES DATA_DIR SOCKET_DIR SETTINGS...`: the server,
-/// as the guard runs it. `exec` makes the postmaster the process the guard signals.
+/// `sh -c INIT_AND_RUN init INITDB POSTGRES DATA_DIR SOCKET_DIR SUPERUSER SETTINGS...`:
+/// the server, as the guard runs it. `exec` makes the postmaster the process the guard
+/// signals.
 pub(crate) const INIT_AND_RUN: &str = r#"
 set -eu
-initdb=$1 postgres=$2 data=$3 socket=$4
-shift 4
-"$initdb" --pgdata="$data" --username=postgres --auth=trust \
+initdb=$1 postgres=$2 data=$3 socket=$4 superuser=$5
+shift 5
+"$initdb" --pgdata="$data" --username="$superuser" --auth=trust \
     --encoding=UTF8 --locale=C --no-sync --no-instructions >/dev/null
 exec "$postgres" -D "$data" -k "$socket" "$@"
 "#;

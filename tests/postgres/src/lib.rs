@@ -50,8 +50,7 @@ use install::RunAs;
 /// The server's port: with no TCP listener it only names the socket file
 /// (`.s.PGSQL.5432`), which lives in the server's private directory.
 const PORT: &str = "5432";
-/// The superuser `initdb` creates (`guard::INIT_AND_RUN` names it); local connections
-/// are trusted.
+/// The superuser `initdb` creates; local connections are trusted.
 const SUPERUSER: &str = "postgres";
 /// How long a server may take to initialise and accept connections.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -110,6 +109,7 @@ impl TestPostgres {
             .args(["-c", guard::INIT_AND_RUN, "init"])
             .args([bin_dir.join("initdb"), bin_dir.join("postgres"), data_dir])
             .arg(&socket_dir)
+            .arg(SUPERUSER)
             .args(["-p", PORT, "-c", "listen_addresses="])
             .args(["-c", "fsync=off"])
             .args(["-c", "synchronous_commit=off"])

@@ -68,7 +68,13 @@ impl Tessera {
     /// Writes `config_yaml` to a temporary file and starts `tessera serve` with it on
     /// `127.0.0.1:0`, returning once the server has printed its bound address.
     pub async fn start(config_yaml: &str) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
+        Self::start_in(tempfile::tempdir()?, config_yaml).await
+    }
+
+    /// Like [`Tessera::start`], with the config (and anything it names by a
+    /// relative path, such as an embedded store) in `dir`, which the process keeps
+    /// alive. Pass the same directory again to restart over the same state.
+    pub async fn start_in(dir: tempfile::TempDir, config_yaml: &str) -> anyhow::Result<Self> {
         let config = dir.path().join("tessera.yaml");
         std::fs::write(&config, config_yaml)?;
         let mut child = Command::new(tessera_bin())
@@ -151,6 +157,17 @@ impl Tessera {
             .await
             .context("tessera did not exit in time")?
             .context("cannot wait for tessera")
+    }
+
+    /// Stops the process with SIGTERM, waits for it, and hands back its directory
+    /// so a new process can start over the same state.
+    pub async fn stop(mut self) -> anyhow::Result<tempfile::TempDir> {
+        self.terminate()?;
+        let status = self.wait(Duration::from_secs(30)).await?;
+        if !status.success() {
+            bail!("tessera exited with {status}");
+        }
+        Ok(self._dir)
     }
 
     /// Everything the process has logged on standard error so far.

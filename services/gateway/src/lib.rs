@@ -6,10 +6,14 @@
 //! caller bound, and drains it on shutdown; [`status`] is the one place where
 //! errors become `tonic::Status`; [`pending`] holds the services whose
 //! implementations have not landed, which say so; [`telemetry`] sets up logging.
-//! The `tessera` binary (`main.rs`) is the command line over these parts.
+//! [`identity`] opens the configured resolver; [`commands`] holds the batch
+//! commands (`tessera resolver ...`, `tessera synth`). The `tessera` binary
+//! (`main.rs`) is the command line over these parts.
 
+pub mod commands;
 pub mod config;
 pub mod health;
+pub mod identity;
 pub mod pending;
 pub mod server;
 pub mod status;

@@ -7,9 +7,14 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use tessera_gateway::commands;
+use tessera_gateway::commands::bench::BenchCommand;
+use tessera_gateway::commands::resolver::ResolverCommand;
+use tessera_gateway::commands::synth::SynthArgs;
 use tessera_gateway::config::Config;
-use tessera_gateway::server::{self, ServeOptions, Shutdown};
-use tessera_gateway::telemetry;
+use tessera_gateway::server::{self, ServeOptions, Services, Shutdown};
+use tessera_gateway::{identity, telemetry};
+use tessera_resolver::IdentityGrpc;
 
 /// Tessera: a gRPC federation layer for patient data across siloed systems.
 #[derive(Debug, Parser)]
@@ -34,6 +39,14 @@ enum Command {
     /// Checks or describes configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Batch and offline identity resolution: link-batch, train, explain.
+    #[command(subcommand)]
+    Resolver(ResolverCommand),
+    /// Generates a synthetic population across silos, with its truth file.
+    Synth(SynthArgs),
+    /// Benchmarks over real loopback gRPC; each prints one JSON object.
+    #[command(subcommand)]
+    Bench(BenchCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,6 +69,9 @@ fn main() -> ExitCode {
         Command::Config(ConfigCommand::Schema) => {
             print_line(&Config::json_schema()).map(|()| ExitCode::SUCCESS)
         }
+        Command::Resolver(command) => commands::resolver::run(command).map(|()| ExitCode::SUCCESS),
+        Command::Synth(args) => commands::synth::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Bench(command) => commands::bench::run(command).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|err| {
         let _ = writeln!(std::io::stderr(), "error: {err:#}");
@@ -85,6 +101,22 @@ fn serve(config_path: &std::path::Path, listen: Option<SocketAddr>) -> anyhow::R
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let shutdown = shutdown_signal()?;
+        let identity_service = config.identity.as_ref().map(|_| IdentityGrpc::pending());
+        let services = Services {
+            identity: identity_service.clone(),
+        };
+        // Runs while the server already answers health checks with NOT_SERVING.
+        let startup = async {
+            if let (Some(identity), Some(service)) = (&config.identity, &identity_service) {
+                let resolver = identity::open_resolver(identity, config_path)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let (records, bytes) = resolver.index_stats();
+                tracing::info!(records, index_bytes = bytes, "identity resolver ready");
+                service.set_ready(resolver);
+            }
+            Ok(())
+        };
         let addr = listen.unwrap_or(config.server.listen);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -100,7 +132,7 @@ fn serve(config_path: &std::path::Path, listen: Option<SocketAddr>) -> anyhow::R
                 tracing::warn!(error = %err, "cannot print the bound address");
             }
         };
-        match server::serve(listener, options, shutdown, on_ready).await? {
+        match server::serve(listener, services, options, startup, shutdown, on_ready).await? {
             Shutdown::Graceful => tracing::info!("stopped"),
             Shutdown::GraceExpired => tracing::warn!("stopped after the grace period expired"),
         }

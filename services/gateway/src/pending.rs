@@ -1,6 +1,6 @@
-//! The contract's services as they stand in this build: every RPC whose
-//! implementation has not landed answers UNIMPLEMENTED, naming what is missing.
-//! Nothing here pretends to work.
+//! The contract's services that this process does not serve: every RPC whose
+//! implementation has not landed, or is not configured, answers UNIMPLEMENTED,
+//! naming what is missing. Nothing here pretends to work.
 
 use std::pin::Pin;
 
@@ -14,8 +14,8 @@ use tonic::{Request, Response, Status};
 
 use crate::status::ServiceError;
 
-const RESOLVER_MISSING: &str =
-    "the identity resolver (services/resolver) has not landed; no identity index is available";
+const RESOLVER_MISSING: &str = "the identity resolver is not configured: add an `identity` \
+     section (with `identity.store`) to the config file";
 const AGGREGATOR_MISSING: &str =
     "the patient view aggregator (services/aggregator) has not landed; no adapters are wired";
 const ADAPTER_MISSING: &str = "the gateway is not a source adapter; SourceAdapterService is \
@@ -48,7 +48,7 @@ macro_rules! unimplemented_service {
     };
 }
 
-/// IdentityService until the resolver lands.
+/// IdentityService when the config has no `identity` section.
 #[derive(Debug, Default)]
 pub struct IdentityStub;
 

@@ -12,7 +12,9 @@ use tessera_proto::v1::{
 };
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tessera_resolver::IdentityGrpc;
 use tonic::server::NamedService;
+use tonic::service::RoutesBuilder;
 use tonic::transport::server::TcpIncoming;
 
 use crate::health::HealthState;
@@ -27,6 +29,9 @@ pub enum ServeError {
     /// The transport failed.
     #[error("transport error: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// Startup (loading the identity index, say) failed.
+    #[error("startup failed: {0}")]
+    Startup(String),
 }
 
 /// How a server that was asked to stop actually stopped.
@@ -43,6 +48,14 @@ pub enum Shutdown {
 pub struct ServeOptions {
     /// How long in-flight calls may run after the shutdown signal.
     pub grace_period: Duration,
+}
+
+/// The contract's services this process implements; the rest answer
+/// UNIMPLEMENTED and say what is missing.
+#[derive(Debug, Default)]
+pub struct Services {
+    /// IdentityService over a loaded resolver.
+    pub identity: Option<IdentityGrpc>,
 }
 
 /// The fully-qualified names of the services the health service reports on.
@@ -64,14 +77,18 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
 }
 
-/// Serves on `listener`, calls `on_ready` once health reports SERVING, and serves
-/// until `shutdown` resolves. Then it drains: health turns
+/// Serves on `listener` at once, with health NOT_SERVING while `startup` runs
+/// (loading the identity index, say); once it succeeds, health turns SERVING and
+/// `on_ready` is called. Serves until `shutdown` resolves (during startup too).
+/// Then it drains: health turns
 /// NOT_SERVING (ending every health watch), the listener closes so new connections
 /// are refused, open connections get GOAWAY so new calls are refused, and in-flight
 /// calls have `grace_period` to finish.
 pub async fn serve(
     listener: TcpListener,
+    services: Services,
     options: ServeOptions,
+    startup: impl Future<Output = Result<(), String>>,
     shutdown: impl Future<Output = ()>,
     on_ready: impl FnOnce(),
 ) -> Result<Shutdown, ServeError> {
@@ -80,33 +97,44 @@ pub async fn serve(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let router = tonic::transport::Server::builder()
+    let mut routes = RoutesBuilder::default();
+    routes
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(IdentityServiceServer::new(IdentityStub))
         .add_service(PatientViewServiceServer::new(PatientViewStub))
         .add_service(SourceAdapterServiceServer::new(SourceAdapterStub));
+    match services.identity {
+        Some(identity) => routes.add_service(IdentityServiceServer::new(identity)),
+        None => routes.add_service(IdentityServiceServer::new(IdentityStub)),
+    };
+
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let router = tonic::transport::Server::builder().add_routes(routes.routes());
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
         let _ = stop_rx.await;
     }));
 
-    health.set_serving().await;
-    tracing::info!("serving");
-    on_ready();
-
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut failed = None;
     tokio::select! {
-        result = &mut server => {
-            // The server stopped without being asked to.
-            return match result {
-                Ok(Ok(())) => Ok(Shutdown::Graceful),
-                Ok(Err(e)) => Err(e.into()),
-                Err(join) => std::panic::resume_unwind(join.into_panic()),
-            };
+        result = startup => match result {
+            Ok(()) => {
+                health.set_serving().await;
+                tracing::info!("serving");
+                on_ready();
+            }
+            Err(message) => failed = Some(message),
+        },
+        () = &mut shutdown => {}
+        result = &mut server => return stopped(result),
+    }
+    if failed.is_none() {
+        tokio::select! {
+            result = &mut server => return stopped(result),
+            () = &mut shutdown => {}
         }
-        () = shutdown => {}
     }
 
     tracing::info!(
@@ -115,7 +143,12 @@ pub async fn serve(
     );
     health.drain().await;
     let _ = stop_tx.send(());
-    match tokio::time::timeout(options.grace_period, &mut server).await {
+    let drained = tokio::time::timeout(options.grace_period, &mut server).await;
+    if let Some(message) = failed {
+        server.abort();
+        return Err(ServeError::Startup(message));
+    }
+    match drained {
         Ok(Ok(Ok(()))) => {
             tracing::info!("drained");
             Ok(Shutdown::Graceful)
@@ -127,5 +160,14 @@ pub async fn serve(
             tracing::warn!("grace period expired; cutting off in-flight calls");
             Ok(Shutdown::GraceExpired)
         }
+    }
+}
+
+/// The outcome of a server that stopped without being asked to.
+fn stopped(result: Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>) -> Result<Shutdown, ServeError> {
+    match result {
+        Ok(Ok(())) => Ok(Shutdown::Graceful),
+        Ok(Err(e)) => Err(e.into()),
+        Err(join) => std::panic::resume_unwind(join.into_panic()),
     }
 }

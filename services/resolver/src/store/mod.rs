@@ -7,13 +7,16 @@
 //! both and per-backend migrations. Every mutation happens in a [`StoreTx`]: a
 //! crash before `commit` leaves the previous state, never a half-linked record.
 
+mod bulk;
 mod sql;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tessera_matching::{Decision, Demographics, FieldWeight, SourceKey};
 
+pub use bulk::{BulkLoadError, bulk_load};
 pub use sql::SqlStore;
+pub(crate) use sql::now_micros;
 
 /// A source record's id in the store.
 pub type RecordId = u64;
@@ -107,7 +110,7 @@ pub enum EventType {
 }
 
 /// A source record as stored, with its current link.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredRecord {
     /// Store id.
     pub id: RecordId,
@@ -126,7 +129,7 @@ pub struct StoredRecord {
 }
 
 /// A record's link to its master.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Link {
     /// The record.
     pub record: RecordId,
@@ -147,7 +150,7 @@ pub struct Link {
 }
 
 /// A link with its record's key, for listings.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinkWithKey {
     /// The link.
     pub link: Link,
@@ -156,7 +159,7 @@ pub struct LinkWithKey {
 }
 
 /// A master as stored.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct MasterRow {
     /// Store id.
     pub id: MasterId,
@@ -184,7 +187,7 @@ pub struct ReviewCandidate {
 }
 
 /// A review item as stored.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReviewItem {
     /// Store id.
     pub id: ReviewId,
@@ -209,7 +212,7 @@ pub struct ReviewItem {
 }
 
 /// A link event to append.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewEvent {
     /// The master whose history it belongs to.
     pub master: MasterId,
@@ -234,7 +237,7 @@ pub struct NewEvent {
 }
 
 /// A link event as stored, with its record's key.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinkEvent {
     /// Store id.
     pub id: EventId,

@@ -34,7 +34,8 @@ const EVENT_COLUMNS: &str = "e.id, e.master_id, e.event_type, e.record_id, r.sys
 /// The identity store on SQLite (embedded, a file) or PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct SqlStore {
-    pool: AnyPool,
+    pub(super) pool: AnyPool,
+    pub(super) sqlite: bool,
 }
 
 impl SqlStore {
@@ -76,7 +77,7 @@ impl SqlStore {
         } else {
             POSTGRES_MIGRATIONS.run(&pool).await?;
         }
-        Ok(Self { pool })
+        Ok(Self { pool, sqlite })
     }
 }
 
@@ -87,12 +88,12 @@ pub(crate) fn now_micros() -> Micros {
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
-fn id(v: u64) -> i64 {
+pub(super) fn id(v: u64) -> i64 {
     // Store ids come from the database's own i64 sequences.
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn uid(v: i64) -> u64 {
+pub(super) fn uid(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
@@ -169,7 +170,7 @@ fn outcome_str(o: ReviewOutcome) -> &'static str {
     }
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> String {
+pub(super) fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
 }
 

@@ -7,10 +7,11 @@ use super::*;
 
 /// A fresh, empty store for each backend, with a label for failure messages.
 async fn backends() -> Vec<(&'static str, SqlStore, Option<tempfile::TempDir>)> {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("identity.db").display());
-    let sqlite = SqlStore::open(&url).await.unwrap();
-    vec![("sqlite", sqlite, Some(dir))]
+    let mut out = Vec::new();
+    for (label, url, dir) in crate::test_backends::urls().await {
+        out.push((label, SqlStore::open(&url).await.unwrap(), dir));
+    }
+    out
 }
 
 fn demo(given: &str, family: &str) -> Demographics {
@@ -417,4 +418,45 @@ async fn stored_responses_replay_and_a_reused_id_is_rejected() {
 async fn unsupported_urls_are_refused() {
     let err = SqlStore::open("mysql://localhost/x").await.unwrap_err();
     assert!(matches!(err, StoreError::UnsupportedUrl));
+}
+
+#[tokio::test]
+async fn bulk_load_links_clusters_and_later_inserts_do_not_collide() {
+    for (backend, store, _dir) in backends().await {
+        let (existing, existing_master) = seed(&store, "ehr", "OLD").await;
+        let records = vec![
+            (SourceKey::new("ehr", "A"), demo("Ann", "Lee")),
+            (SourceKey::new("crm", "A2"), demo("Ann", "Lee")),
+            (SourceKey::new("ehr", "B"), demo("Bo", "Ng")),
+        ];
+        let masters = bulk_load(&store, &records, &[7, 7, 9]).await.unwrap();
+        assert_eq!(masters[0], masters[1], "{backend}");
+        assert_ne!(masters[0], masters[2], "{backend}");
+        assert!(masters.iter().all(|m| *m > existing_master), "{backend}");
+        let a2 = store.record_by_key(&SourceKey::new("crm", "A2")).await.unwrap().unwrap();
+        assert_eq!(a2.link.unwrap().master, masters[0], "{backend}");
+        assert!(a2.id > existing, "{backend}");
+        assert_eq!(store.counts().await.unwrap(), (4, 3), "{backend}");
+        let history = store.list_link_events(masters[0], Page { after: None, limit: 10 }).await.unwrap();
+        assert_eq!(history.len(), 2, "{backend}");
+
+        // Ids assigned by the load must not be handed out again.
+        let (next_record, next_master) = seed(&store, "ehr", "NEW").await;
+        assert!(next_record > a2.id && next_master > masters[2], "{backend}");
+
+        // A repeated key is refused before anything is written.
+        let dup = vec![
+            (SourceKey::new("ehr", "X"), demo("X", "Y")),
+            (SourceKey::new("ehr", "X"), demo("X", "Z")),
+        ];
+        let err = bulk_load(&store, &dup, &[1, 2]).await.unwrap_err();
+        assert!(matches!(err, BulkLoadError::DuplicateKey { first: 1, second: 2 }), "{backend}: {err}");
+        // A key already stored fails the whole load.
+        let clash = vec![
+            (SourceKey::new("ehr", "Y"), demo("Y", "Y")),
+            (SourceKey::new("ehr", "A"), demo("Ann", "Lee")),
+        ];
+        assert!(bulk_load(&store, &clash, &[1, 2]).await.is_err(), "{backend}");
+        assert!(store.record_by_key(&SourceKey::new("ehr", "Y")).await.unwrap().is_none(), "{backend}");
+    }
 }

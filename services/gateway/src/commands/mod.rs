@@ -1,0 +1,30 @@
+//! The command line's batch and offline commands: `tessera resolver ...` and
+//! `tessera synth`. They read and write files the caller names; the libraries
+//! they drive do no I/O of their own.
+
+pub mod bench;
+pub mod resolver;
+pub mod synth;
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::Path;
+
+use anyhow::Context;
+
+/// Opens a file for buffered reading, naming it on failure.
+pub(crate) fn open(path: &Path) -> anyhow::Result<BufReader<File>> {
+    Ok(BufReader::new(
+        File::open(path).with_context(|| format!("{}: cannot open", path.display()))?,
+    ))
+}
+
+/// Creates a file for buffered writing (and its directory), naming it on failure.
+pub(crate) fn create(path: &Path) -> anyhow::Result<BufWriter<File>> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    }
+    Ok(BufWriter::new(
+        File::create(path).with_context(|| format!("{}: cannot create", path.display()))?,
+    ))
+}

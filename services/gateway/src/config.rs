@@ -298,7 +298,9 @@ impl Config {
             message,
         };
         if let Some(identity) = &self.identity {
-            if let (Some(review), Some(auto)) = (identity.review_threshold, identity.match_threshold) {
+            if let (Some(review), Some(auto)) =
+                (identity.review_threshold, identity.match_threshold)
+            {
                 if review > auto {
                     return Err(rule(
                         "identity.review_threshold",

@@ -125,12 +125,18 @@ fn identity_section_parses_with_defaults() {
     assert_eq!(identity.store.0, "sqlite://data/identity.db");
     assert_eq!(identity.source_priority, ["ehr", "billing"]);
     assert!(identity.model.is_none() && identity.match_threshold.is_none());
-    assert!(Config::parse("server:\n  listen: 127.0.0.1:0\n", Path::new("t.yaml")).unwrap().identity.is_none());
+    assert!(
+        Config::parse("server:\n  listen: 127.0.0.1:0\n", Path::new("t.yaml"))
+            .unwrap()
+            .identity
+            .is_none()
+    );
 }
 
 #[test]
 fn a_bad_store_url_is_named_without_echoing_it() {
-    let err = error_of("server:\n  listen: 127.0.0.1:0\nidentity:\n  store: mysql://root:hunter2@db/x\n");
+    let err =
+        error_of("server:\n  listen: 127.0.0.1:0\nidentity:\n  store: mysql://root:hunter2@db/x\n");
     assert!(!err.contains("hunter2"), "{err}");
     insta::assert_snapshot!(err);
 }

@@ -107,15 +107,19 @@ fn cluster(
         }
         let ma = members.get(&ra).cloned().unwrap_or_else(|| vec![ra]);
         let mb = members.get(&rb).cloned().unwrap_or_else(|| vec![rb]);
-        let conflicting = ma
-            .iter()
-            .flat_map(|x| mb.iter().map(move |y| (*x, *y)))
-            .filter(|(x, y)| !(*x == a && *y == b))
-            .take(MAX_MERGE_CHECKS)
-            .any(|(x, y)| {
-                let s = score_pair(model, &prepared[x as usize], &prepared[y as usize], tf);
-                s.conflict.is_some() || s.score < config.conflict_threshold
-            });
+        // Cross pairs vote: a merge needs more supporting pairs (MATCH without
+        // conflict) than conflicting ones, so a single weak bridge never joins
+        // two people (twins each with one record conflict 1:1 and stay apart).
+        let (mut support, mut against) = (0usize, 0usize);
+        for (x, y) in ma.iter().flat_map(|x| mb.iter().map(move |y| (*x, *y))).take(MAX_MERGE_CHECKS) {
+            let s = score_pair(model, &prepared[x as usize], &prepared[y as usize], tf);
+            if s.conflict.is_some() || s.score < config.conflict_threshold {
+                against += 1;
+            } else if s.score >= config.match_threshold {
+                support += 1;
+            }
+        }
+        let conflicting = against > 0 && support <= against;
         if conflicting {
             continue;
         }

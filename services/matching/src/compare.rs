@@ -90,8 +90,8 @@ pub(crate) fn compare(a: &Prepared, b: &Prepared) -> Comparison {
         && family < PLACEHOLDER
         && !a.family.is_empty()
         && !b.family.is_empty()
-        && a.first_given() == &*b.family
-        && &*a.family == b.first_given()
+        && close(a.first_given(), &b.family)
+        && close(&a.family, b.first_given())
     {
         levels[f::GIVEN] = 0;
         levels[f::FAMILY] = 0;
@@ -143,6 +143,11 @@ pub(crate) fn compare(a: &Prepared, b: &Prepared) -> Comparison {
         }
     };
     Comparison { levels, swapped }
+}
+
+/// Equal, or within the top Jaro-Winkler band.
+fn close(x: &str, y: &str) -> bool {
+    !x.is_empty() && !y.is_empty() && (x == y || jaro_winkler(x, y) >= 0.92)
 }
 
 /// The best (lowest) level over all value pairs; missing when a side has none.

@@ -198,7 +198,7 @@ fn conflict(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> {
     if a.suffix != 0 && b.suffix != 0 && a.suffix != b.suffix {
         return Some(Conflict::Suffix);
     }
-    if cmp.exact(f::NATIONAL_ID) {
+    if national_id_vouches(a, b, cmp) {
         return None;
     }
     let given = cmp.levels[f::GIVEN];
@@ -206,13 +206,33 @@ fn conflict(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> {
     if cmp.disagrees(f::GIVEN) || given == 4 {
         return Some(Conflict::GivenName);
     }
-    if cmp.disagrees(f::DOB) {
+    if cmp.disagrees(f::DOB) && year_gap(a, b) >= 10 {
         return Some(Conflict::BirthDate);
     }
     if cmp.disagrees(f::SEX) && given > 1 && given < 200 {
         return Some(Conflict::Sex);
     }
     None
+}
+
+/// A shared national ID, or one a single typo apart, vouches for identity; IDs
+/// that are numerically adjacent (twins get consecutive numbers) do not.
+fn national_id_vouches(a: &Prepared, b: &Prepared, cmp: &Comparison) -> bool {
+    match cmp.levels[f::NATIONAL_ID] {
+        0 => true,
+        1 => match (a.national_id.parse::<u64>(), b.national_id.parse::<u64>()) {
+            (Ok(x), Ok(y)) => x.abs_diff(y) > 2,
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+fn year_gap(a: &Prepared, b: &Prepared) -> u16 {
+    match (a.dob, b.dob) {
+        (Some(x), Some(y)) => x.year.abs_diff(y.year),
+        _ => 0,
+    }
 }
 
 /// Applies the guard and thresholds: final score, decision, grade, guard weight.

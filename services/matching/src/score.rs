@@ -6,7 +6,7 @@ use rustc_hash::{FxHashMap, FxHasher};
 use serde::{Deserialize, Serialize};
 use std::hash::{Hash, Hasher};
 
-use crate::compare::{Comparison, FIELDS, NFIELDS, compare, f};
+use crate::compare::{Comparison, FIELDS, NFIELDS, PLACEHOLDER, compare, f};
 use crate::model::{Model, TF_FIELDS, level_name};
 use crate::normalize::{NormalizeConfig, Prepared, prepare};
 use crate::record::{Decision, Demographics, FieldWeight};
@@ -77,6 +77,8 @@ pub enum Conflict {
     Suffix,
     /// Different sex with not-identical given names (boy/girl twins).
     Sex,
+    /// A placeholder name (BABY GIRL, JOHN DOE): too little identity to auto-link.
+    Placeholder,
     /// Another record of the candidate master scores below the conflict threshold.
     ClusterMember,
 }
@@ -88,6 +90,7 @@ impl Conflict {
             Conflict::BirthDate => "birth_date_conflict",
             Conflict::Suffix => "suffix_conflict",
             Conflict::Sex => "sex_conflict",
+            Conflict::Placeholder => "placeholder_name",
             Conflict::ClusterMember => "cluster_member_conflict",
         }
     }
@@ -201,15 +204,18 @@ fn conflict(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> {
     if national_id_vouches(a, b, cmp) {
         return None;
     }
+    if cmp.levels[f::GIVEN] == PLACEHOLDER || cmp.levels[f::FAMILY] == PLACEHOLDER {
+        return Some(Conflict::Placeholder);
+    }
     let given = cmp.levels[f::GIVEN];
-    // disagree, or only a loose Jaro-Winkler band (MARY / MARTHA)
-    if cmp.disagrees(f::GIVEN) || given == 4 {
+    // disagree, or only alike in sound or a loose Jaro-Winkler band (MARY / MARIE)
+    if cmp.disagrees(f::GIVEN) || given == 3 || given == 4 {
         return Some(Conflict::GivenName);
     }
     if cmp.disagrees(f::DOB) && year_gap(a, b) >= 10 {
         return Some(Conflict::BirthDate);
     }
-    if cmp.disagrees(f::SEX) && given > 1 && given < 200 {
+    if cmp.disagrees(f::SEX) && given > 1 && given < PLACEHOLDER {
         return Some(Conflict::Sex);
     }
     None

@@ -3,12 +3,36 @@
 //!
 //! [`record`] holds the input types every other part of the resolver shares:
 //! source record keys, demographics as the silos send them, and their validation.
-//! The engine normalizes demographics, finds candidates through blocking keys,
-//! scores them with Fellegi-Sunter match weights, and decides MATCH,
-//! POSSIBLE_MATCH or NO_MATCH, with the per-field weights that explain it. It does
-//! no I/O of its own: storage and transport belong to the resolver service and the
-//! gateway.
+//! `normalize` turns demographics into compact comparable records; `blocking`
+//! derives the keys under which likely matches meet; `compare` grades each field
+//! pair into levels; [`Model`] turns levels into Fellegi-Sunter match weights
+//! (estimated without labels by [`train`], or [`Model::builtin`]); `score` adds
+//! them up, applies the guards that keep twins, juniors/seniors and households
+//! apart, and decides MATCH, POSSIBLE_MATCH or NO_MATCH with a FHIR match grade
+//! and per-field explanations. [`Index`] serves lookups against whole master
+//! clusters; [`link_batch`] deduplicates a batch. The crate does no I/O of its
+//! own: readers and writers come from the caller, storage and transport belong
+//! to the resolver service and the gateway.
 
+mod batch;
+mod blocking;
+mod compare;
+mod csv_io;
+mod error;
+mod index;
+mod model;
+mod nickname;
+mod normalize;
 pub mod record;
+mod score;
+mod train;
 
+pub use batch::link_batch;
+pub use csv_io::{CSV_COLUMNS, read_records_csv};
+pub use error::MatchError;
+pub use index::{Candidate, Candidates, Index, MasterId, RecordId};
+pub use model::{FieldModel, LevelModel, MODEL_VERSION, Model};
+pub use normalize::NormalizeConfig;
 pub use record::{Address, Decision, Demographics, FieldViolation, FieldWeight, Sex, SourceKey};
+pub use score::{Conflict, Explanation, MatchConfig, MatchGrade, explain};
+pub use train::{TrainConfig, train};

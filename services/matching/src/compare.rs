@@ -1,0 +1,361 @@
+//! Field comparators: each compares one field of two prepared records and returns
+//! the comparison level reached (exact, nickname, Jaro-Winkler bands, phonetic,
+//! edit distance, date transposition, ...), or missing / placeholder.
+
+use strsim::{jaro_winkler, osa_distance};
+
+use crate::nickname::are_nicknames;
+use crate::normalize::{Prepared, ph};
+
+/// Level code: a value is missing on either side (weight 0).
+pub(crate) const MISSING: u8 = 255;
+/// Level code: a placeholder value on either side (weight 0).
+pub(crate) const PLACEHOLDER: u8 = 254;
+
+/// Field indices, in model order.
+pub(crate) mod f {
+    pub(crate) const GIVEN: usize = 0;
+    pub(crate) const FAMILY: usize = 1;
+    pub(crate) const DOB: usize = 2;
+    pub(crate) const SEX: usize = 3;
+    pub(crate) const ADDRESS: usize = 4;
+    pub(crate) const CITY: usize = 5;
+    pub(crate) const POSTAL: usize = 6;
+    pub(crate) const STATE: usize = 7;
+    pub(crate) const PHONE: usize = 8;
+    pub(crate) const EMAIL: usize = 9;
+    pub(crate) const NATIONAL_ID: usize = 10;
+}
+
+/// Number of compared fields.
+pub(crate) const NFIELDS: usize = 11;
+
+/// Each field's name and its levels, best first; the last level is `disagree`.
+pub(crate) const FIELDS: [(&str, &[&str]); NFIELDS] = [
+    (
+        "given_name",
+        &["exact", "nickname", "jaro_winkler_0.92", "phonetic", "jaro_winkler_0.80", "initial_or_middle", "disagree"],
+    ),
+    (
+        "family_name",
+        &["exact", "jaro_winkler_0.92", "previous_or_part", "phonetic", "jaro_winkler_0.80", "disagree"],
+    ),
+    (
+        "birth_date",
+        &["exact", "date_transposed", "one_edit", "partial", "two_edits", "disagree"],
+    ),
+    ("sex", &["exact", "disagree"]),
+    ("address_line", &["exact", "jaro_winkler_0.92", "jaro_winkler_0.80", "disagree"]),
+    ("city", &["exact", "jaro_winkler_0.90", "disagree"]),
+    ("postal_code", &["exact", "one_edit", "disagree"]),
+    ("state", &["exact", "disagree"]),
+    ("phones", &["exact", "one_edit", "disagree"]),
+    ("emails", &["exact", "jaro_winkler_0.92", "disagree"]),
+    ("national_id", &["exact", "one_edit", "two_edits", "disagree"]),
+];
+
+/// The comparison of two records: one level code per field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Comparison {
+    pub(crate) levels: [u8; NFIELDS],
+    /// Given and family names matched only when swapped.
+    pub(crate) swapped: bool,
+}
+
+impl Comparison {
+    pub(crate) fn disagrees(&self, field: usize) -> bool {
+        let l = self.levels[field];
+        l < PLACEHOLDER && usize::from(l) + 1 == FIELDS[field].1.len()
+    }
+
+    pub(crate) fn exact(&self, field: usize) -> bool {
+        self.levels[field] == 0
+    }
+}
+
+fn either_ph(a: &Prepared, b: &Prepared, flag: u16) -> bool {
+    a.is_placeholder(flag) || b.is_placeholder(flag)
+}
+
+/// Compares two prepared records field by field.
+pub(crate) fn compare(a: &Prepared, b: &Prepared) -> Comparison {
+    let mut levels = [MISSING; NFIELDS];
+    let given = given_level(a, b);
+    let family = family_level(a, b);
+    let mut swapped = false;
+    levels[f::GIVEN] = given;
+    levels[f::FAMILY] = family;
+    if (given != 0 || family != 0)
+        && given < PLACEHOLDER
+        && family < PLACEHOLDER
+        && !a.family.is_empty()
+        && !b.family.is_empty()
+        && close(a.first_given(), &b.family)
+        && close(&a.family, b.first_given())
+    {
+        levels[f::GIVEN] = 0;
+        levels[f::FAMILY] = 0;
+        swapped = true;
+    }
+    levels[f::DOB] = dob_level(a, b);
+    levels[f::SEX] = match (a.sex, b.sex) {
+        (0, _) | (_, 0) => MISSING,
+        (x, y) => u8::from(x != y),
+    };
+    address_levels(a, b, &mut levels);
+    levels[f::PHONE] = if either_ph(a, b, ph::PHONE) && (a.phones.is_empty() || b.phones.is_empty()) {
+        PLACEHOLDER
+    } else {
+        best_of(&a.phones, &b.phones, |x, y| {
+            if x == y {
+                0
+            } else if osa_distance(&x.to_string(), &y.to_string()) <= 1 {
+                1
+            } else {
+                2
+            }
+        })
+    };
+    levels[f::EMAIL] = if either_ph(a, b, ph::EMAIL) && (a.emails.is_empty() || b.emails.is_empty()) {
+        PLACEHOLDER
+    } else {
+        best_of(&a.emails, &b.emails, |x, y| {
+            if x == y {
+                0
+            } else if jaro_winkler(x, y) >= 0.92 {
+                1
+            } else {
+                2
+            }
+        })
+    };
+    levels[f::NATIONAL_ID] = if either_ph(a, b, ph::NATIONAL_ID) {
+        PLACEHOLDER
+    } else if a.national_id.is_empty() || b.national_id.is_empty() {
+        MISSING
+    } else if a.national_id == b.national_id {
+        0
+    } else {
+        match osa_distance(&a.national_id, &b.national_id) {
+            1 => 1,
+            2 => 2,
+            _ => 3,
+        }
+    };
+    Comparison { levels, swapped }
+}
+
+/// Equal, or within the top Jaro-Winkler band.
+fn close(x: &str, y: &str) -> bool {
+    !x.is_empty() && !y.is_empty() && (x == y || jaro_winkler(x, y) >= 0.92)
+}
+
+/// The best (lowest) level over all value pairs; missing when a side has none.
+fn best_of<T>(a: &[T], b: &[T], level: impl Fn(&T, &T) -> u8) -> u8 {
+    let mut best = MISSING;
+    for x in a {
+        for y in b {
+            best = best.min(level(x, y));
+            if best == 0 {
+                return 0;
+            }
+        }
+    }
+    best
+}
+
+fn given_level(a: &Prepared, b: &Prepared) -> u8 {
+    if either_ph(a, b, ph::GIVEN) {
+        return PLACEHOLDER;
+    }
+    let (x, y) = (a.first_given(), b.first_given());
+    if x.is_empty() || y.is_empty() {
+        return MISSING;
+    }
+    if x == y {
+        return 0;
+    }
+    if are_nicknames(x, y) {
+        return 1;
+    }
+    let jw = jaro_winkler(x, y);
+    if jw >= 0.92 {
+        return 2;
+    }
+    if !a.given_code.is_empty() && a.given_code == b.given_code {
+        return 3;
+    }
+    if jw >= 0.80 {
+        return 4;
+    }
+    let initial = (x.len() == 1 || y.len() == 1) && x.as_bytes()[0] == y.as_bytes()[0];
+    let middle = a.given.iter().skip(1).any(|g| &**g == y) || b.given.iter().skip(1).any(|g| &**g == x);
+    if initial || middle {
+        return 5;
+    }
+    6
+}
+
+fn family_level(a: &Prepared, b: &Prepared) -> u8 {
+    if either_ph(a, b, ph::FAMILY) {
+        return PLACEHOLDER;
+    }
+    let (x, y) = (&*a.family, &*b.family);
+    if x.is_empty() || y.is_empty() {
+        return MISSING;
+    }
+    if x == y {
+        return 0;
+    }
+    let jw = jaro_winkler(x, y);
+    if jw >= 0.92 {
+        return 1;
+    }
+    let in_list = |name: &str, list: &[Box<str>]| list.iter().any(|p| &**p == name);
+    let previous = in_list(x, &b.previous)
+        || in_list(y, &a.previous)
+        || in_list(x, &b.family_parts)
+        || in_list(y, &a.family_parts)
+        || a.family_parts.iter().any(|p| in_list(p, &b.family_parts))
+        || a.previous.iter().any(|p| in_list(p, &b.previous));
+    if previous {
+        return 2;
+    }
+    if !a.family_code.is_empty() && a.family_code == b.family_code {
+        return 3;
+    }
+    if jw >= 0.80 {
+        return 4;
+    }
+    5
+}
+
+fn dob_level(a: &Prepared, b: &Prepared) -> u8 {
+    if either_ph(a, b, ph::DOB) {
+        return PLACEHOLDER;
+    }
+    let (Some(x), Some(y)) = (a.dob, b.dob) else {
+        return MISSING;
+    };
+    if x == y {
+        return 0;
+    }
+    let partial = x.month == 0 || y.month == 0 || x.day == 0 || y.day == 0;
+    if partial {
+        let month_ok = x.month == 0 || y.month == 0 || x.month == y.month;
+        let day_ok = x.day == 0 || y.day == 0 || x.day == y.day;
+        return if x.year == y.year && month_ok && day_ok { 3 } else { 5 };
+    }
+    if x.year == y.year && x.month == y.day && x.day == y.month {
+        return 1;
+    }
+    let (dx, dy) = (x.digits(), y.digits());
+    let (sx, sy) = (
+        std::str::from_utf8(&dx).unwrap_or(""),
+        std::str::from_utf8(&dy).unwrap_or(""),
+    );
+    match osa_distance(sx, sy) {
+        0 | 1 => 2,
+        2 => 4,
+        _ => 5,
+    }
+}
+
+fn address_levels(a: &Prepared, b: &Prepared, levels: &mut [u8; NFIELDS]) {
+    if a.addresses.is_empty() || b.addresses.is_empty() {
+        return;
+    }
+    let text = |x: &str, y: &str, bands: &[f64]| -> u8 {
+        if x.is_empty() || y.is_empty() {
+            return MISSING;
+        }
+        if x == y {
+            return 0;
+        }
+        let jw = jaro_winkler(x, y);
+        let mut level = 1u8;
+        for band in bands {
+            if jw >= *band {
+                return level;
+            }
+            level += 1;
+        }
+        level
+    };
+    let addr_ph = either_ph(a, b, ph::ADDRESS);
+    for x in &a.addresses {
+        for y in &b.addresses {
+            let line = if addr_ph { PLACEHOLDER } else { text(&x.line, &y.line, &[0.92, 0.80]) };
+            levels[f::ADDRESS] = levels[f::ADDRESS].min(line);
+            levels[f::CITY] = levels[f::CITY].min(text(&x.city, &y.city, &[0.90]));
+            let postal = match (x.postal.is_empty() || y.postal.is_empty(), x.postal == y.postal) {
+                (true, _) => MISSING,
+                (false, true) => 0,
+                (false, false) if osa_distance(&x.postal, &y.postal) <= 1 => 1,
+                (false, false) => 2,
+            };
+            levels[f::POSTAL] = levels[f::POSTAL].min(postal);
+            let state = match (x.state.is_empty() || y.state.is_empty(), x.state == y.state) {
+                (true, _) => MISSING,
+                (false, same) => u8::from(!same),
+            };
+            levels[f::STATE] = levels[f::STATE].min(state);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::normalize::{NormalizeConfig, prepare};
+    use crate::record::Demographics;
+
+    fn p(given: &str, family: &str, dob: &str) -> Prepared {
+        prepare(
+            &Demographics {
+                given_names: vec![given.into()],
+                family_name: family.into(),
+                birth_date: dob.into(),
+                ..Demographics::default()
+            },
+            &NormalizeConfig::default(),
+        )
+    }
+
+    fn level_name(c: &Comparison, field: usize) -> &'static str {
+        match c.levels[field] {
+            MISSING => "missing",
+            PLACEHOLDER => "placeholder",
+            l => FIELDS[field].1[usize::from(l)],
+        }
+    }
+
+    #[test]
+    fn name_levels() {
+        let c = compare(&p("William", "Smith", ""), &p("Bill", "Smith", ""));
+        assert_eq!(level_name(&c, f::GIVEN), "nickname");
+        let c = compare(&p("Christopher", "Smyth", ""), &p("Christophor", "Smith", ""));
+        assert_eq!(level_name(&c, f::GIVEN), "jaro_winkler_0.92");
+        assert_eq!(level_name(&c, f::FAMILY), "phonetic");
+        let c = compare(&p("Mary", "Garcia-Lopez", ""), &p("Mary", "Lopez", ""));
+        assert_eq!(level_name(&c, f::FAMILY), "previous_or_part");
+        let c = compare(&p("Smith", "John", ""), &p("John", "Smith", ""));
+        assert!(c.swapped);
+        assert_eq!(level_name(&c, f::GIVEN), "exact");
+        let c = compare(&p("John", "Smith", ""), &p("Peter", "Smith", ""));
+        assert_eq!(level_name(&c, f::GIVEN), "disagree");
+        let c = compare(&p("", "Smith", ""), &p("Peter", "Smith", ""));
+        assert_eq!(level_name(&c, f::GIVEN), "missing");
+    }
+
+    #[test]
+    fn date_levels() {
+        let lv = |x: &str, y: &str| level_name(&compare(&p("A", "B", x), &p("A", "B", y)), f::DOB);
+        assert_eq!(lv("1980-03-04", "1980-03-04"), "exact");
+        assert_eq!(lv("1980-03-04", "1980-04-03"), "date_transposed");
+        assert_eq!(lv("1980-03-04", "1981-03-04"), "one_edit");
+        assert_eq!(lv("1980-03-04", "1980-03"), "partial");
+        assert_eq!(lv("1980-03-04", "1955-11-20"), "disagree");
+        assert_eq!(lv("1900-01-01", "1900-01-01"), "placeholder");
+    }
+}

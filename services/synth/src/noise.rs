@@ -1,0 +1,202 @@
+//! Text-level noise: keyboard typos, case and whitespace variation, phone and SSN
+//! formats.
+
+use rand::RngExt;
+
+use crate::person::{Phone, Ssn};
+
+/// QWERTY neighbours of each lowercase letter.
+fn neighbours(c: char) -> &'static str {
+    match c {
+        'q' => "wa",
+        'w' => "qeas",
+        'e' => "wrds",
+        'r' => "etdf",
+        't' => "ryfg",
+        'y' => "tugh",
+        'u' => "yihj",
+        'i' => "uojk",
+        'o' => "ipkl",
+        'p' => "ol",
+        'a' => "qwsz",
+        's' => "awedxz",
+        'd' => "serfcx",
+        'f' => "drtgvc",
+        'g' => "ftyhbv",
+        'h' => "gyujnb",
+        'j' => "huikmn",
+        'k' => "jiolm",
+        'l' => "kop",
+        'z' => "asx",
+        'x' => "zsdc",
+        'c' => "xdfv",
+        'v' => "cfgb",
+        'b' => "vghn",
+        'n' => "bhjm",
+        'm' => "njk",
+        _ => "",
+    }
+}
+
+fn adjacent<R: RngExt + ?Sized>(rng: &mut R, c: char) -> Option<char> {
+    let lower = c.to_ascii_lowercase();
+    let n = neighbours(lower).as_bytes();
+    if n.is_empty() {
+        return None;
+    }
+    let pick = n[rng.random_range(0..n.len())] as char;
+    Some(if c.is_ascii_uppercase() {
+        pick.to_ascii_uppercase()
+    } else {
+        pick
+    })
+}
+
+/// The kind of typo [`typo`] makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TypoKind {
+    Substitution,
+    Transposition,
+    Deletion,
+    Insertion,
+}
+
+/// One typo in `s`: an adjacent-key substitution, a transposition of two
+/// neighbouring letters, a deleted letter or an inserted (adjacent or doubled)
+/// letter. Strings shorter than 3 characters are left alone.
+pub(crate) fn typo<R: RngExt + ?Sized>(rng: &mut R, s: &str) -> String {
+    let mut chars: Vec<char> = s.chars().collect();
+    let letters: Vec<usize> = chars
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.is_alphabetic())
+        .map(|(i, _)| i)
+        .collect();
+    if letters.len() < 3 {
+        return s.to_owned();
+    }
+    // Typos are rarer on the first letter, as in real keyed data.
+    let i = letters[rng.random_range(1..letters.len())];
+    let kind = match rng.random_range(0..4) {
+        0 => TypoKind::Substitution,
+        1 => TypoKind::Transposition,
+        2 => TypoKind::Deletion,
+        _ => TypoKind::Insertion,
+    };
+    match kind {
+        TypoKind::Substitution => {
+            if let Some(c) = adjacent(rng, chars[i]) {
+                chars[i] = c;
+            } else {
+                chars.remove(i);
+            }
+        }
+        TypoKind::Transposition => {
+            let j = if i + 1 < chars.len() && chars[i + 1].is_alphabetic() {
+                i + 1
+            } else {
+                i - 1
+            };
+            if chars[i] == chars[j] {
+                chars.remove(i);
+            } else {
+                chars.swap(i, j);
+            }
+        }
+        TypoKind::Deletion => {
+            chars.remove(i);
+        }
+        TypoKind::Insertion => {
+            let c = if rng.random_bool(0.5) {
+                chars[i]
+            } else {
+                adjacent(rng, chars[i]).unwrap_or(chars[i])
+            };
+            chars.insert(i, c);
+        }
+    }
+    chars.into_iter().collect()
+}
+
+/// Letter case of a rendered record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Case {
+    Title,
+    Upper,
+    Lower,
+}
+
+impl Case {
+    pub(crate) fn apply(self, s: &str) -> String {
+        match self {
+            Self::Title => s.to_owned(),
+            Self::Upper => s.to_uppercase(),
+            Self::Lower => s.to_lowercase(),
+        }
+    }
+}
+
+/// Stray whitespace: a doubled inner space, a leading or trailing space, or the
+/// inner spaces removed (`De la Cruz` as `Delacruz`-style `De laCruz`).
+pub(crate) fn whitespace<R: RngExt + ?Sized>(rng: &mut R, s: &str) -> String {
+    match rng.random_range(0..4) {
+        0 if s.contains(' ') => s.replacen(' ', "  ", 1),
+        1 => format!(" {s}"),
+        2 if s.contains(' ') => s.replace(' ', ""),
+        _ => format!("{s} "),
+    }
+}
+
+/// A phone number in one of the formats people and systems write it in.
+pub(crate) fn phone<R: RngExt + ?Sized>(rng: &mut R, p: Phone, vary: bool) -> String {
+    let Phone {
+        area,
+        exchange,
+        line,
+    } = p;
+    if !vary {
+        return format!("{area:03}-{exchange:03}-{line:04}");
+    }
+    match rng.random_range(0..5) {
+        0 => format!("({area:03}) {exchange:03}-{line:04}"),
+        1 => format!("{area:03}.{exchange:03}.{line:04}"),
+        2 => format!("+1 {area:03} {exchange:03} {line:04}"),
+        3 => format!("{area:03}{exchange:03}{line:04}"),
+        _ => format!("1-{area:03}-{exchange:03}-{line:04}"),
+    }
+}
+
+/// An SSN without dashes or masked to its last four digits.
+pub(crate) fn ssn_variant<R: RngExt + ?Sized>(rng: &mut R, s: Ssn) -> String {
+    if rng.random_bool(0.7) {
+        format!("{:03}{:02}{:04}", s.area, s.group, s.serial)
+    } else {
+        format!("XXX-XX-{:04}", s.serial)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use rand::rngs::ChaCha8Rng;
+
+    use super::*;
+
+    #[test]
+    fn a_typo_changes_a_name_by_one_edit() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for _ in 0..500 {
+            let t = typo(&mut rng, "Margaret");
+            assert_ne!(t, "Margaret");
+            let diff = t.len().abs_diff("Margaret".len());
+            assert!(diff <= 1, "{t}");
+            assert!(t.starts_with('M'), "first letter kept: {t}");
+        }
+    }
+
+    #[test]
+    fn short_names_are_not_mangled() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        assert_eq!(typo(&mut rng, "Li"), "Li");
+    }
+}

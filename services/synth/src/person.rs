@@ -232,6 +232,8 @@ struct Tables {
     surnames: Weighted<&'static str>,
     male: Weighted<&'static str>,
     female: Weighted<&'static str>,
+    hispanic_male: Weighted<&'static str>,
+    hispanic_female: Weighted<&'static str>,
     cities: Weighted<City>,
     streets: Weighted<&'static str>,
     suffixes: Weighted<(&'static str, &'static str)>,
@@ -261,13 +263,15 @@ impl Population {
         let people = config.people;
         let count = |rate: f64| (people as f64 * rate.clamp(0.0, 1.0)).round() as usize;
         Self {
-            rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x5eed_0f_9e09_1e5),
+            rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x0005_eed0_f9e0_91e5),
             traps: config.traps,
             noise: config.noise,
             tables: Tables {
                 surnames: Weighted::new(tables::SURNAMES),
                 male: Weighted::new(tables::MALE_GIVEN),
                 female: Weighted::new(tables::FEMALE_GIVEN),
+                hispanic_male: Weighted::new(tables::HISPANIC_MALE_GIVEN),
+                hispanic_female: Weighted::new(tables::HISPANIC_FEMALE_GIVEN),
                 cities: Weighted::new(tables::CITIES),
                 streets: Weighted::new(tables::STREETS),
                 suffixes: Weighted::new(tables::STREET_SUFFIXES),
@@ -381,24 +385,30 @@ impl Population {
         }
     }
 
-    fn given_for(&mut self, sex: Sex) -> &'static str {
+    fn given_for(&mut self, sex: Sex, family: &str) -> &'static str {
         let female = match sex {
             Sex::Male => false,
             Sex::Female => true,
             Sex::Other => self.rng.random_bool(0.5),
         };
-        if female {
+        if tables::is_hispanic_surname(family) && self.chance(0.6) {
+            if female {
+                self.tables.hispanic_female.sample(&mut self.rng)
+            } else {
+                self.tables.hispanic_male.sample(&mut self.rng)
+            }
+        } else if female {
             self.tables.female.sample(&mut self.rng)
         } else {
             self.tables.male.sample(&mut self.rng)
         }
     }
 
-    fn middle_for(&mut self, sex: Sex, given: &str) -> Option<&'static str> {
+    fn middle_for(&mut self, sex: Sex, given: &str, family: &str) -> Option<&'static str> {
         if !self.chance(0.6) {
             return None;
         }
-        let middle = self.given_for(sex);
+        let middle = self.given_for(sex, family);
         (middle != given).then_some(middle)
     }
 
@@ -533,8 +543,8 @@ impl Population {
     }
 
     fn person(&mut self, sex: Sex, family: String, birth_date: Date, address: Address) -> Person {
-        let given_name = self.given_for(sex);
-        let middle_name = self.middle_for(sex, given_name);
+        let given_name = self.given_for(sex, &family);
+        let middle_name = self.middle_for(sex, given_name, &family);
         let previous_address = self.previous_address(&address);
         let phone = self.phone_near(previous_address.as_ref().unwrap_or(&address));
         let style = self.email_style();
@@ -597,10 +607,10 @@ impl Population {
             } else {
                 self.draw_sex()
             };
-            a.given_name = self.given_for(a.sex);
-            b.given_name = self.given_for(b.sex);
+            a.given_name = self.given_for(a.sex, &a.family_name);
+            b.given_name = self.given_for(b.sex, &b.family_name);
             while b.given_name == a.given_name {
-                b.given_name = self.given_for(b.sex);
+                b.given_name = self.given_for(b.sex, &b.family_name);
             }
         }
         b.phone = a.phone;
@@ -745,7 +755,7 @@ impl Population {
             }
             let mut p = self.person(sex, family.to_owned(), birth, address);
             p.given_name = given;
-            p.middle_name = self.middle_for(sex, given);
+            p.middle_name = self.middle_for(sex, given, family);
             self.emails.remove(&hash_str(&p.email));
             let style = self.email_style();
             p.email = self.email(given, family, birth, style);
@@ -778,7 +788,9 @@ impl Iterator for Population {
 pub(crate) fn days_in_month(year: u16, month: u8) -> u8 {
     match month {
         4 | 6 | 9 | 11 => 30,
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => {
+            29
+        }
         2 => 28,
         _ => 31,
     }

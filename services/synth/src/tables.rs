@@ -371,6 +371,88 @@ pub(crate) static FEMALE_GIVEN: &[(&str, u32)] = &[
     ("Siobhán", 4),
 ];
 
+/// Given names drawn for most people with a Spanish surname (our own list).
+pub(crate) static HISPANIC_MALE_GIVEN: &[(&str, u32)] = &[
+    ("José", 200),
+    ("Juan", 170),
+    ("Luis", 120),
+    ("Carlos", 110),
+    ("Jorge", 80),
+    ("Miguel", 80),
+    ("Francisco", 70),
+    ("Antonio", 70),
+    ("Jose", 60),
+    ("Manuel", 60),
+    ("Jesús", 50),
+    ("Pedro", 40),
+    ("Alejandro", 40),
+    ("Ricardo", 35),
+    ("Rafael", 30),
+    ("Andrés", 20),
+    ("Héctor", 20),
+];
+
+/// Female counterpart of [`HISPANIC_MALE_GIVEN`] (our own list).
+pub(crate) static HISPANIC_FEMALE_GIVEN: &[(&str, u32)] = &[
+    ("Maria", 250),
+    ("María", 80),
+    ("Guadalupe", 70),
+    ("Rosa", 60),
+    ("Ana", 60),
+    ("Carmen", 60),
+    ("Patricia", 50),
+    ("Veronica", 45),
+    ("Gabriela", 40),
+    ("Adriana", 40),
+    ("Isabel", 35),
+    ("Daniela", 30),
+    ("Lucía", 25),
+    ("Sofía", 25),
+    ("Ximena", 10),
+];
+
+/// Surnames for which given names come mostly from the Hispanic tables.
+static HISPANIC_SURNAMES: &[&str] = &[
+    "Garcia",
+    "Rodriguez",
+    "Martinez",
+    "Hernandez",
+    "Lopez",
+    "Gonzalez",
+    "Perez",
+    "Sanchez",
+    "Ramirez",
+    "Torres",
+    "Flores",
+    "Rivera",
+    "Gomez",
+    "Diaz",
+    "Cruz",
+    "Reyes",
+    "Morales",
+    "Gutierrez",
+    "Ortiz",
+    "Ramos",
+    "Chavez",
+    "Mendoza",
+    "Ruiz",
+    "Alvarez",
+    "Castillo",
+    "Jimenez",
+    "Núñez",
+    "Peña",
+    "Muñoz",
+    "Ibáñez",
+    "De la Cruz",
+    "De Leon",
+    "Del Rio",
+];
+
+/// Whether given names for this surname come mostly from the Hispanic tables.
+pub(crate) fn is_hispanic_surname(family: &str) -> bool {
+    HISPANIC_SURNAMES.contains(&family)
+}
+
 /// Formal given name to the diminutives people register under.
 pub(crate) static NICKNAMES: &[(&str, &[&str])] = &[
     ("Robert", &["Bob", "Rob", "Bobby"]),
@@ -438,6 +520,10 @@ pub(crate) static NICKNAMES: &[(&str, &[&str])] = &[
     ("Sandra", &["Sandy"]),
     ("Frances", &["Fran"]),
     ("José", &["Pepe"]),
+    ("Jose", &["Pepe"]),
+    ("Francisco", &["Paco", "Pancho", "Frank"]),
+    ("Manuel", &["Manny"]),
+    ("Antonio", &["Tony"]),
     ("Guadalupe", &["Lupe"]),
     ("Jesús", &["Chuy"]),
     ("Alejandro", &["Alex"]),

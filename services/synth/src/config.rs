@@ -54,6 +54,15 @@ impl SynthConfig {
                     "silos[{i}].name is used twice"
                 )));
             }
+            // Local IDs are drawn at random until unused: keep the space at least
+            // eight times larger than the records a silo can get.
+            let needed = 8.0 * self.people as f64 * (1.0 + silo.duplicate_rate.max(0.0));
+            if silo.id_style.capacity() < needed {
+                return Err(SynthError::InvalidConfig(format!(
+                    "silos[{i}].id_style has too few distinct ids for {} people",
+                    self.people
+                )));
+            }
             check_rate(&format!("silos[{i}].coverage"), silo.coverage)?;
             check_rate(&format!("silos[{i}].duplicate_rate"), silo.duplicate_rate)?;
             for (field, rate) in silo.fields.named() {
@@ -185,13 +194,29 @@ pub enum IdStyle {
     Uuid,
     /// `mk_` and 12 lowercase hex digits, as a marketing subscriber token.
     HexToken,
-    /// A fixed prefix and this many decimal digits (1 to 18).
+    /// A fixed prefix and this many decimal digits (1 to 18), zero-padded.
     Prefixed {
         /// Text before the digits.
         prefix: String,
         /// Number of digits.
         digits: u32,
     },
+}
+
+impl IdStyle {
+    /// How many distinct IDs the style can produce.
+    pub fn capacity(&self) -> f64 {
+        match self {
+            Self::Mrn => 9e7,
+            Self::Account => 9e8,
+            Self::Uuid => 2f64.powi(122),
+            Self::HexToken => 2f64.powi(48),
+            Self::Prefixed { digits, .. } if (1..=18).contains(digits) => {
+                10f64.powi(*digits as i32)
+            }
+            Self::Prefixed { .. } => 0.0,
+        }
+    }
 }
 
 /// Probability that a silo records each optional field at all (before the
@@ -242,8 +267,8 @@ pub struct NoiseRates {
     pub maiden_name: f64,
     /// Share of people who moved (have a previous address).
     pub moved: f64,
-    /// A record of a person who moved still carries the previous address,
-    /// phone-area and all.
+    /// A record of a person who moved still carries the previous address. (The
+    /// phone, a mobile kept across the move, has the old city's area code.)
     pub stale_address: f64,
     /// Day and month of the birth date swapped (when the day is 12 or less).
     pub date_swap: f64,

@@ -18,6 +18,22 @@
 //! the truth CSV ([`TRUTH_HEADER`]) to any writers. Output is a pure function of
 //! the [`SynthConfig`]: the same seed gives byte-identical output. The crate does
 //! no file I/O of its own.
+//!
+//! ```
+//! use tessera_synth::{SynthConfig, write_csv};
+//!
+//! let config = SynthConfig { people: 1_000, seed: 7, ..SynthConfig::default() };
+//! let (mut records, mut truth) = (Vec::new(), Vec::new());
+//! let stats = write_csv(&config, &mut records, &mut truth)?;
+//! assert_eq!(stats.people, 1_000);
+//! assert!(stats.records > 2_000); // about 2.8 records per person by default
+//! assert!(records.starts_with(b"source,local_id,given_name,family_name,birth_date,"));
+//! # Ok::<(), tessera_synth::SynthError>(())
+//! ```
+//!
+//! Memory stays bounded by the shuffle window plus, per person and record, a few
+//! bytes of the sets that keep SSNs, emails and local IDs unique (about 60 MB
+//! of resident memory for 1,000,000 records).
 
 pub mod config;
 mod noise;
@@ -98,10 +114,24 @@ pub struct SynthStats {
 }
 
 /// Streams the records of `config`'s population, all silos mixed and locally
-/// shuffled. Call [`SynthConfig::validate`] first: out-of-range rates are not
-/// rejected here (they act as clamped to `[0, 1]`).
+/// shuffled (within a window of 32,768 records), so that a person's records are
+/// not adjacent.
+///
+/// # Panics
+///
+/// If the config is invalid (see [`SynthConfig::validate`]); [`try_generate`]
+/// returns the error instead.
 pub fn generate(config: &SynthConfig) -> Records {
-    Records::new(config)
+    match try_generate(config) {
+        Ok(records) => records,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// [`generate`], returning an invalid config as an error.
+pub fn try_generate(config: &SynthConfig) -> Result<Records, SynthError> {
+    config.validate()?;
+    Ok(Records::new(config))
 }
 
 /// The record stream of [`generate`]; [`Records::stats`] counts what it has
@@ -212,12 +242,11 @@ pub fn write_csv(
     records: impl Write,
     truth: impl Write,
 ) -> Result<SynthStats, SynthError> {
-    config.validate()?;
+    let mut stream = try_generate(config)?;
     let mut records = csv::Writer::from_writer(records);
     let mut truth = csv::Writer::from_writer(truth);
     records.write_record(RECORDS_HEADER)?;
     truth.write_record(TRUTH_HEADER)?;
-    let mut stream = generate(config);
     for r in stream.by_ref() {
         records.write_record([
             &r.source,

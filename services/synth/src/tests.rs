@@ -167,6 +167,24 @@ fn local_ids_follow_each_silos_style_and_do_not_carry_the_person_id() {
 }
 
 #[test]
+fn a_persons_records_are_not_adjacent_in_the_output() {
+    let (records, _) = joined(&small(5_000, 31));
+    let adjacent = records
+        .windows(2)
+        .filter(|w| w[0].person_id == w[1].person_id)
+        .count();
+    assert!(adjacent < records.len() / 100, "{adjacent} adjacent pairs");
+    let first_half_max = records[..records.len() / 2]
+        .iter()
+        .map(|r| r.person_id)
+        .max();
+    assert!(
+        first_half_max > Some(2_000),
+        "output follows generation order too closely"
+    );
+}
+
+#[test]
 fn silos_hold_their_configured_share_of_people() {
     let out = run(&small(10_000, 11));
     let records: HashMap<&str, usize> = out
@@ -499,4 +517,13 @@ fn invalid_configs_are_rejected_with_the_field_named() {
     };
     assert!(config.validate().is_err());
     assert!(SynthConfig::default().validate().is_ok());
+
+    // A silo whose id space is too small would never finish drawing unused ids.
+    let mut config = SynthConfig::default();
+    config.silos[0].id_style = IdStyle::Prefixed {
+        prefix: "P".into(),
+        digits: 4,
+    };
+    let err = try_generate(&config).expect_err("10,000 people, 10,000 ids");
+    assert!(err.to_string().contains("silos[0].id_style"), "{err}");
 }

@@ -3,11 +3,12 @@
 //! The crate owns two layers, kept apart so that other renderers (FHIR resources,
 //! billing or CRM rows) can be added for the same people:
 //!
-//! - [`person`]: the person-level model. [`Population`] streams [`Person`]s with
-//!   true demographics, drawn from the frequency tables in `tables` (common names
-//!   repeat a lot), grouped into households and into the hard cases the resolver
-//!   must get right: twins, junior/senior pairs, households and unrelated people
-//!   with the same common name ([`TrapRates`]).
+//! - [`person`]: the person-level model, and [`population`], whose
+//!   [`Population`] streams [`Person`]s with true demographics drawn from the
+//!   frequency tables in `tables` (common names repeat a lot), grouped into
+//!   households and into the hard cases the resolver must get right: twins,
+//!   junior/senior pairs, households and unrelated people with the same common
+//!   name ([`TrapRates`]).
 //! - `render`: one silo's view of a person ([`SynthRecord`]), with the silo's
 //!   field presence, a random local ID in the silo's style, and per-record noise
 //!   ([`NoiseRates`]): typos, nicknames, maiden names, stale addresses, swapped
@@ -38,6 +39,7 @@
 pub mod config;
 mod noise;
 pub mod person;
+pub mod population;
 mod render;
 mod tables;
 
@@ -47,7 +49,8 @@ use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 
 pub use config::{FieldPresence, IdStyle, NoiseRates, SiloSpec, SynthConfig, TrapRates};
-pub use person::{Person, Population, TrapCounts};
+pub use person::{Person, TrapCounts};
+pub use population::Population;
 pub use render::SynthRecord;
 
 use render::Renderer;

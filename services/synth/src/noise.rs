@@ -136,13 +136,13 @@ impl Case {
     }
 }
 
-/// Stray whitespace: a doubled inner space, a leading or trailing space, or the
-/// inner spaces removed (`De la Cruz` as `Delacruz`-style `De laCruz`).
-pub(crate) fn whitespace<R: RngExt + ?Sized>(rng: &mut R, s: &str) -> String {
+/// Stray whitespace: a doubled inner space, a leading or trailing space, or (for
+/// names, `join` true) the inner spaces removed (`De la Cruz` as `DelaCruz`).
+pub(crate) fn whitespace<R: RngExt + ?Sized>(rng: &mut R, s: &str, join: bool) -> String {
     match rng.random_range(0..4) {
         0 if s.contains(' ') => s.replacen(' ', "  ", 1),
         1 => format!(" {s}"),
-        2 if s.contains(' ') => s.replace(' ', ""),
+        2 if join && s.contains(' ') => s.replace(' ', ""),
         _ => format!("{s} "),
     }
 }

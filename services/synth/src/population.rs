@@ -470,16 +470,17 @@ impl Population {
         let family = self.tables.surnames.sample(&mut self.rng).to_owned();
         let address = self.address();
         let first_birth = self.birth_date(1945, 1998);
-        let same_sex = self.chance(0.04);
-        let first_sex = if self.chance(0.5) {
-            Sex::Male
+        // A man and a woman, or (4%) a same-sex couple; the second spouse is the
+        // one who may have changed name at marriage.
+        let (first_sex, second_sex) = if self.chance(0.04) {
+            let s = if self.chance(0.5) {
+                Sex::Male
+            } else {
+                Sex::Female
+            };
+            (s, s)
         } else {
-            Sex::Female
-        };
-        let second_sex = match (same_sex, first_sex) {
-            (true, s) => s,
-            (false, Sex::Male) => Sex::Female,
-            (false, _) => Sex::Male,
+            (Sex::Male, Sex::Female)
         };
         let offset = self.rng.random_range(0..=12u16);
         let second_year = (first_birth.year + offset).saturating_sub(6).min(2000);
@@ -487,7 +488,6 @@ impl Population {
         let mut a = self.person(first_sex, family.clone(), first_birth, address.clone());
         let mut b = self.person(second_sex, family.clone(), second_birth, address.clone());
         b.previous_address.clone_from(&a.previous_address);
-        // The wife (or one spouse) usually took the other's name at marriage.
         if self.chance(0.8) {
             let maiden = self.tables.surnames.sample(&mut self.rng).to_owned();
             if maiden != family {
@@ -497,6 +497,7 @@ impl Population {
                 b.maiden_name = Some(maiden);
             }
         } else {
+            // Kept their own name (and an email made from it).
             b.family_name = self.tables.surnames.sample(&mut self.rng).to_owned();
             self.emails.remove(&hash_str(&b.email));
             let style = self.email_style();
@@ -511,29 +512,42 @@ impl Population {
         }
         a.relations.push(Relation::SpouseOf(b.id));
         b.relations.push(Relation::SpouseOf(a.id));
+        let mut members = vec![a, b];
+        self.children(&mut members, &family, &address, landline);
+        members
+    }
+
+    /// Zero to three children of the couple `members[0..2]`, at their address.
+    fn children(
+        &mut self,
+        members: &mut Vec<Person>,
+        family: &str,
+        address: &Address,
+        landline: bool,
+    ) {
         let children = match self.rng.random_range(0..20) {
             0..5 => 0,
             5..11 => 1,
             11..17 => 2,
             _ => 3,
         };
-        let mut members = vec![a, b];
-        let young_parent = first_birth.year.max(second_birth.year);
+        let young_parent = members[0].birth_date.year.max(members[1].birth_date.year);
+        let lo = young_parent + 20;
+        let hi = (young_parent + 42).min(REFERENCE_YEAR - 1);
+        if lo > hi {
+            return;
+        }
         for _ in 0..children {
-            let lo = young_parent + 20;
-            let hi = (young_parent + 42).min(REFERENCE_YEAR - 1);
-            if lo > hi {
-                break;
-            }
             let birth = self.birth_date(lo, hi);
             let sex = self.draw_sex();
-            let mut child = self.person(sex, family.clone(), birth, address.clone());
+            let mut child = self.person(sex, family.to_owned(), birth, address.clone());
             child
                 .previous_address
                 .clone_from(&members[0].previous_address);
             if child.age() < 16 || landline {
                 child.phone = members[0].phone;
             }
+            // Young children's records often carry a parent's email.
             if child.email.is_empty() && self.chance(0.5) {
                 child.email.clone_from(&members[0].email);
             }
@@ -541,7 +555,6 @@ impl Population {
             child.relations.push(Relation::ChildOf(members[1].id));
             members.push(child);
         }
-        members
     }
 
     fn common_name(&mut self) -> Vec<Person> {

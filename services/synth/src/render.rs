@@ -140,12 +140,10 @@ impl Renderer {
         } else {
             String::new()
         };
-        let sex = if !present(rng, silo.fields.sex) {
-            String::new()
-        } else if Self::chance(rng, n.sex_unknown) {
-            if rng.random_bool(0.5) { "unknown" } else { "" }.to_owned()
+        let sex = if present(rng, silo.fields.sex) {
+            self.sex(rng, person)
         } else {
-            person.sex.code().to_owned()
+            String::new()
         };
         let (address_line, city, state, postal_code) = if Self::chance(rng, silo.fields.address) {
             self.address(rng, person, case, fold)
@@ -163,14 +161,10 @@ impl Renderer {
         } else {
             String::new()
         };
-        let ssn = if !present(rng, silo.fields.ssn) {
-            String::new()
-        } else if Self::chance(rng, n.placeholder) {
-            ["999-99-9999", "000-00-0000", "123-45-6789"][rng.random_range(0..3)].to_owned()
-        } else if Self::chance(rng, n.ssn_format) {
-            noise::ssn_variant(rng, person.ssn)
+        let ssn = if present(rng, silo.fields.ssn) {
+            self.ssn(rng, person)
         } else {
-            person.ssn.to_string()
+            String::new()
         };
         SynthRecord {
             source: silo.name.clone(),
@@ -254,9 +248,27 @@ impl Renderer {
         given = case.apply(&given);
         family = case.apply(&family);
         if Self::chance(rng, n.whitespace) {
-            family = noise::whitespace(rng, &family);
+            family = noise::whitespace(rng, &family, true);
         }
         (given, family)
+    }
+
+    fn sex(&self, rng: &mut ChaCha8Rng, person: &Person) -> String {
+        if Self::chance(rng, self.noise.sex_unknown) {
+            if rng.random_bool(0.5) { "unknown" } else { "" }.to_owned()
+        } else {
+            person.sex.code().to_owned()
+        }
+    }
+
+    fn ssn(&self, rng: &mut ChaCha8Rng, person: &Person) -> String {
+        if Self::chance(rng, self.noise.placeholder) {
+            ["999-99-9999", "000-00-0000", "123-45-6789"][rng.random_range(0..3)].to_owned()
+        } else if Self::chance(rng, self.noise.ssn_format) {
+            noise::ssn_variant(rng, person.ssn)
+        } else {
+            person.ssn.to_string()
+        }
     }
 
     fn birth_date(&self, rng: &mut ChaCha8Rng, person: &Person) -> String {
@@ -315,7 +327,7 @@ impl Renderer {
         }
         line = case.apply(&line);
         if Self::chance(rng, n.whitespace) {
-            line = noise::whitespace(rng, &line);
+            line = noise::whitespace(rng, &line, false);
         }
         let keep = |rng: &mut ChaCha8Rng| !Self::chance(rng, n.missing);
         let city = if keep(rng) {

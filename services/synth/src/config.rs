@@ -299,6 +299,14 @@ pub struct NoiseRates {
     pub ssn_format: f64,
     /// Sex recorded as `unknown` or left empty although known.
     pub sex_unknown: f64,
+    /// The person's secondary (home or work) phone instead of the main one, for
+    /// the 40% of adults who have one.
+    pub secondary_phone: f64,
+    /// One SSN digit mistyped: substituted, or two neighbouring digits swapped.
+    pub ssn_typo: f64,
+    /// One birth-date digit mistyped: the year's last two digits swapped or off
+    /// by one, or the day off by one (always still a valid date).
+    pub date_typo: f64,
 }
 
 impl Default for NoiseRates {
@@ -324,6 +332,9 @@ impl Default for NoiseRates {
             middle_initial: 0.25,
             ssn_format: 0.1,
             sex_unknown: 0.02,
+            secondary_phone: 0.2,
+            ssn_typo: 0.01,
+            date_typo: 0.01,
         }
     }
 }
@@ -353,10 +364,13 @@ impl NoiseRates {
             middle_initial: 0.0,
             ssn_format: 0.0,
             sex_unknown: 0.0,
+            secondary_phone: 0.0,
+            ssn_typo: 0.0,
+            date_typo: 0.0,
         }
     }
 
-    fn named(&self) -> [(&'static str, f64); 20] {
+    fn named(&self) -> [(&'static str, f64); 23] {
         [
             ("name_typo", self.name_typo),
             ("street_typo", self.street_typo),
@@ -378,6 +392,9 @@ impl NoiseRates {
             ("middle_initial", self.middle_initial),
             ("ssn_format", self.ssn_format),
             ("sex_unknown", self.sex_unknown),
+            ("secondary_phone", self.secondary_phone),
+            ("ssn_typo", self.ssn_typo),
+            ("date_typo", self.date_typo),
         ]
     }
 }

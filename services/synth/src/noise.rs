@@ -3,7 +3,7 @@
 
 use rand::RngExt;
 
-use crate::person::{Phone, Ssn};
+use crate::person::{Date, Phone, REFERENCE_YEAR, Ssn};
 
 /// QWERTY neighbours of each lowercase letter.
 fn neighbours(c: char) -> &'static str {
@@ -166,6 +166,49 @@ pub(crate) fn phone<R: RngExt + ?Sized>(rng: &mut R, p: Phone, vary: bool) -> St
     }
 }
 
+/// One digit of an SSN mistyped: replaced by a random other digit, or swapped
+/// with its neighbour (when they differ).
+pub(crate) fn ssn_typo<R: RngExt + ?Sized>(rng: &mut R, s: Ssn) -> Ssn {
+    let mut digits =
+        u64::from(s.area) * 1_000_000 + u64::from(s.group) * 10_000 + u64::from(s.serial);
+    let mut d: Vec<u8> = (0..9)
+        .map(|i| ((digits / 10u64.pow(8 - i)) % 10) as u8)
+        .collect();
+    let i = rng.random_range(0..8);
+    if d[i] != d[i + 1] && rng.random_bool(0.5) {
+        d.swap(i, i + 1);
+    } else {
+        d[i] = (d[i] + rng.random_range(1..10)) % 10;
+    }
+    digits = d.iter().fold(0, |acc, &x| acc * 10 + u64::from(x));
+    Ssn {
+        area: (digits / 1_000_000) as u16,
+        group: ((digits / 10_000) % 100) as u8,
+        serial: (digits % 10_000) as u16,
+    }
+}
+
+/// A birth date with one keying error: the last two digits of the year swapped
+/// (or, when equal or in the future, the year one less) or the day off by one; always valid.
+pub(crate) fn date_typo<R: RngExt + ?Sized>(rng: &mut R, d: Date) -> Date {
+    let mut out = d;
+    if rng.random_bool(0.5) {
+        let (tens, ones) = ((d.year / 10) % 10, d.year % 10);
+        let swapped = d.year - tens * 10 - ones + ones * 10 + tens;
+        out.year = if tens == ones || swapped >= REFERENCE_YEAR {
+            d.year - 1
+        } else {
+            swapped
+        };
+    } else if d.day > 1 && (rng.random_bool(0.5) || d.day == Date::days_in_month(d.year, d.month)) {
+        out.day -= 1;
+    } else {
+        out.day += 1;
+    }
+    out.day = out.day.min(Date::days_in_month(out.year, out.month));
+    out
+}
+
 /// An SSN without dashes or masked to its last four digits.
 pub(crate) fn ssn_variant<R: RngExt + ?Sized>(rng: &mut R, s: Ssn) -> String {
     if rng.random_bool(0.7) {
@@ -191,6 +234,35 @@ mod tests {
             let diff = t.len().abs_diff("Margaret".len());
             assert!(diff <= 1, "{t}");
             assert!(t.starts_with('M'), "first letter kept: {t}");
+        }
+    }
+
+    #[test]
+    fn ssn_and_date_typos_change_exactly_the_value() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let ssn = Ssn {
+            area: 123,
+            group: 45,
+            serial: 6789,
+        };
+        let date = Date {
+            year: 1984,
+            month: 2,
+            day: 29,
+        };
+        for _ in 0..500 {
+            let t = ssn_typo(&mut rng, ssn);
+            assert_ne!(t, ssn);
+            let digits = |s: Ssn| format!("{s}").replace('-', "");
+            let differing = digits(t)
+                .bytes()
+                .zip(digits(ssn).bytes())
+                .filter(|(a, b)| a != b)
+                .count();
+            assert!((1..=2).contains(&differing), "{t}");
+            let d = date_typo(&mut rng, date);
+            assert_ne!(d, date);
+            assert!(d.day <= Date::days_in_month(d.year, d.month), "{d}");
         }
     }
 

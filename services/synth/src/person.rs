@@ -19,6 +19,22 @@ pub struct Date {
     pub day: u8,
 }
 
+impl Date {
+    /// Days in a month of the Gregorian calendar.
+    pub fn days_in_month(year: u16, month: u8) -> u8 {
+        match month {
+            4 | 6 | 9 | 11 => 30,
+            2 if (year.is_multiple_of(4) && !year.is_multiple_of(100))
+                || year.is_multiple_of(400) =>
+            {
+                29
+            }
+            2 => 28,
+            _ => 31,
+        }
+    }
+}
+
 impl fmt::Display for Date {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
@@ -151,6 +167,8 @@ pub struct Person {
     pub previous_address: Option<Address>,
     /// The phone the person gives (shared with the household for some).
     pub phone: Phone,
+    /// A second (home or work) phone some silos have instead, if any.
+    pub secondary_phone: Option<Phone>,
     /// Email address; empty for young children without one.
     pub email: String,
     /// Social security number.

@@ -231,7 +231,7 @@ impl Population {
     fn birth_date(&mut self, year_lo: u16, year_hi: u16) -> Date {
         let year = self.rng.random_range(year_lo..=year_hi.max(year_lo));
         let month = self.rng.random_range(1..=12u8);
-        let day = self.rng.random_range(1..=days_in_month(year, month));
+        let day = self.rng.random_range(1..=Date::days_in_month(year, month));
         Date { year, month, day }
     }
 
@@ -363,6 +363,8 @@ impl Population {
         let middle_name = self.middle_for(sex, given_name, &family);
         let previous_address = self.previous_address(&address);
         let phone = self.phone_near(previous_address.as_ref().unwrap_or(&address));
+        let secondary_phone = (birth_date.year + 18 <= REFERENCE_YEAR && self.chance(0.4))
+            .then(|| self.phone_near(&address));
         let style = self.email_style();
         let email = if birth_date.year + 13 <= REFERENCE_YEAR {
             self.email(given_name, &family, birth_date, style)
@@ -382,6 +384,7 @@ impl Population {
             address,
             previous_address,
             phone,
+            secondary_phone,
             email,
             ssn,
             household_id: 0,
@@ -610,18 +613,6 @@ impl Iterator for Population {
             self.fill();
         }
         self.queue.pop_front()
-    }
-}
-
-/// Days in a month of the Gregorian calendar.
-pub(crate) fn days_in_month(year: u16, month: u8) -> u8 {
-    match month {
-        4 | 6 | 9 | 11 => 30,
-        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => {
-            29
-        }
-        2 => 28,
-        _ => 31,
     }
 }
 

@@ -151,8 +151,12 @@ impl Renderer {
             Default::default()
         };
         let phone = if present(rng, silo.fields.phone) {
+            let phone = match person.secondary_phone {
+                Some(other) if Self::chance(rng, n.secondary_phone) => other,
+                _ => person.phone,
+            };
             let vary = Self::chance(rng, n.phone_format);
-            noise::phone(rng, person.phone, vary)
+            noise::phone(rng, phone, vary)
         } else {
             String::new()
         };
@@ -263,11 +267,18 @@ impl Renderer {
 
     fn ssn(&self, rng: &mut ChaCha8Rng, person: &Person) -> String {
         if Self::chance(rng, self.noise.placeholder) {
-            ["999-99-9999", "000-00-0000", "123-45-6789"][rng.random_range(0..3)].to_owned()
-        } else if Self::chance(rng, self.noise.ssn_format) {
-            noise::ssn_variant(rng, person.ssn)
+            return ["999-99-9999", "000-00-0000", "123-45-6789"][rng.random_range(0..3)]
+                .to_owned();
+        }
+        let ssn = if Self::chance(rng, self.noise.ssn_typo) {
+            noise::ssn_typo(rng, person.ssn)
         } else {
-            person.ssn.to_string()
+            person.ssn
+        };
+        if Self::chance(rng, self.noise.ssn_format) {
+            noise::ssn_variant(rng, ssn)
+        } else {
+            ssn.to_string()
         }
     }
 
@@ -277,6 +288,9 @@ impl Renderer {
             return "1900-01-01".to_owned();
         }
         let mut d = person.birth_date;
+        if Self::chance(rng, n.date_typo) {
+            d = noise::date_typo(rng, d);
+        }
         if d.day <= 12 && d.day != d.month && Self::chance(rng, n.date_swap) {
             std::mem::swap(&mut d.day, &mut d.month);
         }

@@ -359,6 +359,8 @@ fn noise_is_applied_at_roughly_its_configured_rates() {
         missing: 0.1,
         placeholder: 0.05,
         phone_format: 0.5,
+        date_typo: 0.1,
+        ssn_typo: 0.1,
         ..NoiseRates::none()
     };
     let config = SynthConfig {
@@ -424,21 +426,45 @@ fn noise_is_applied_at_roughly_its_configured_rates() {
         0.05 * 0.9,
     );
 
-    let swappable: Vec<_> = records
+    let full_dates: Vec<_> = records
+        .iter()
+        .filter(|r| r.birth_date.len() == 10 && r.birth_date != "1900-01-01")
+        .collect();
+    let swapped = |d: person::Date| {
+        (d.day <= 12 && d.day != d.month)
+            .then(|| format!("{:04}-{:02}-{:02}", d.year, d.day, d.month))
+    };
+    let swappable: Vec<_> = full_dates
+        .iter()
+        .filter(|r| swapped(people[&r.person_id].birth_date).is_some())
+        .collect();
+    let swaps = swappable
+        .iter()
+        .filter(|r| Some(&r.birth_date) == swapped(people[&r.person_id].birth_date).as_ref())
+        .count();
+    // A swap of a mistyped date does not count here.
+    near("day/month swap", rate(swaps, swappable.len()), 0.3 * 0.9);
+    let mistyped = full_dates
         .iter()
         .filter(|r| {
             let d = people[&r.person_id].birth_date;
-            d.day <= 12
-                && d.day != d.month
-                && r.birth_date.len() == 10
-                && r.birth_date != "1900-01-01"
+            r.birth_date != d.to_string() && Some(&r.birth_date) != swapped(d).as_ref()
+        })
+        .count();
+    near("date typo", rate(mistyped, full_dates.len()), 0.1);
+
+    let ssns: Vec<_> = records
+        .iter()
+        .filter(|r| {
+            r.ssn.len() == 11
+                && !["999-99-9999", "000-00-0000", "123-45-6789"].contains(&r.ssn.as_str())
         })
         .collect();
-    let swapped = swappable
+    let wrong_ssn = ssns
         .iter()
-        .filter(|r| r.birth_date != people[&r.person_id].birth_date.to_string())
+        .filter(|r| r.ssn != people[&r.person_id].ssn.to_string())
         .count();
-    near("day/month swap", rate(swapped, swappable.len()), 0.3);
+    near("ssn typo", rate(wrong_ssn, ssns.len()), 0.1);
 
     let phones: Vec<_> = records.iter().filter(|r| !r.phone.is_empty()).collect();
     let canonical = |p: &str| p.len() == 12 && p.as_bytes()[3] == b'-' && p.as_bytes()[7] == b'-';

@@ -432,6 +432,8 @@ impl Population {
                 b.given_name = self.given_for(b.sex, &b.family_name);
             }
         }
+        a.middle_name = self.middle_for(a.sex, a.given_name, &a.family_name);
+        b.middle_name = self.middle_for(b.sex, b.given_name, &b.family_name);
         b.phone = a.phone;
         b.previous_address.clone_from(&a.previous_address);
         // Same pattern and domain, each twin's own given name.

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::*;
 use crate::person::{Relation, Sex};
-use crate::tables::CITIES;
+use crate::tables::{CITIES, FEMALE_GIVEN, HISPANIC_FEMALE_GIVEN, HISPANIC_MALE_GIVEN, MALE_GIVEN};
 
 struct Output {
     records: Vec<u8>,
@@ -274,6 +274,21 @@ fn traps_are_generated_at_their_configured_counts() {
                     assert_eq!(p.phone, o.phone);
                     assert_ne!(p.given_name, o.given_name);
                     twin_pairs += 1;
+                    for twin in [p, o] {
+                        let female = FEMALE_GIVEN
+                            .iter()
+                            .chain(HISPANIC_FEMALE_GIVEN)
+                            .any(|(n, _)| Some(*n) == twin.middle_name);
+                        let male = MALE_GIVEN
+                            .iter()
+                            .chain(HISPANIC_MALE_GIVEN)
+                            .any(|(n, _)| Some(*n) == twin.middle_name);
+                        match twin.sex {
+                            Sex::Male => assert!(!female || male, "{twin:?}"),
+                            Sex::Female => assert!(!male || female, "{twin:?}"),
+                            Sex::Other => {}
+                        }
+                    }
                 }
                 Relation::JuniorOf(o) => {
                     let o = by_id[&o];

@@ -42,7 +42,12 @@ fn maria(phone: &str) -> pb::Demographics {
     }
 }
 
-fn upsert(system: &str, local_id: &str, demographics: pb::Demographics, request_id: &str) -> pb::UpsertSourceRecordRequest {
+fn upsert(
+    system: &str,
+    local_id: &str,
+    demographics: pb::Demographics,
+    request_id: &str,
+) -> pb::UpsertSourceRecordRequest {
     pb::UpsertSourceRecordRequest {
         source_record: Some(pb::SourceRecord {
             key: Some(key(system, local_id)),
@@ -63,32 +68,58 @@ async fn one_person_in_two_silos_resolves_to_one_master_with_a_golden_record() {
     let tessera = Tessera::start(CONFIG).await.unwrap();
     let mut identity = client(&tessera).await;
 
-    let a = identity.upsert_source_record(upsert("ehr", "MRN-77", maria("(608) 555-0142"), "")).await.unwrap().into_inner();
+    let a = identity
+        .upsert_source_record(upsert("ehr", "MRN-77", maria("(608) 555-0142"), ""))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(a.decision, pb::MatchDecision::NoMatch as i32);
     assert!(a.master.starts_with("masters/"), "{}", a.master);
-    let b = identity.upsert_source_record(upsert("crm", "0033x9", maria("608.555.0142"), "")).await.unwrap().into_inner();
+    let b = identity
+        .upsert_source_record(upsert("crm", "0033x9", maria("608.555.0142"), ""))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(b.decision, pb::MatchDecision::Match as i32);
     assert_eq!(b.master, a.master);
-    assert!(!b.field_weights.is_empty(), "a MATCH must carry its explanation");
+    assert!(
+        !b.field_weights.is_empty(),
+        "a MATCH must carry its explanation"
+    );
 
     let resolved = identity
-        .resolve_record(pb::ResolveRecordRequest { source_record: Some(key("crm", "0033x9")) })
+        .resolve_record(pb::ResolveRecordRequest {
+            source_record: Some(key("crm", "0033x9")),
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(resolved.master, a.master);
-    let linked: Vec<_> = resolved.linked_records.iter().map(|r| r.source_record.as_ref().unwrap().local_id.as_str()).collect();
+    let linked: Vec<_> = resolved
+        .linked_records
+        .iter()
+        .map(|r| r.source_record.as_ref().unwrap().local_id.as_str())
+        .collect();
     assert_eq!(linked, ["MRN-77", "0033x9"]);
 
     let master = identity
-        .get_master(pb::GetMasterRequest { name: a.master.clone() })
+        .get_master(pb::GetMasterRequest {
+            name: a.master.clone(),
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(master.source_record_count, 2);
     assert_eq!(master.golden_record.unwrap().family_name, "Vasquez-Ortiz");
-    let phones = master.field_provenance.iter().find(|p| p.field == "phones").unwrap();
-    assert_eq!(phones.source_record, "systems/ehr/records/MRN-77", "ehr outranks crm");
+    let phones = master
+        .field_provenance
+        .iter()
+        .find(|p| p.field == "phones")
+        .unwrap();
+    assert_eq!(
+        phones.source_record, "systems/ehr/records/MRN-77",
+        "ehr outranks crm"
+    );
 
     let candidates = identity
         .match_demographics(pb::MatchDemographicsRequest {
@@ -109,26 +140,54 @@ async fn bad_input_is_invalid_argument_with_field_violations_and_no_patient_data
     let mut identity = client(&tessera).await;
     let mut demographics = maria("(608) 555-0142");
     demographics.birth_date = "23/08/1979".to_owned();
-    let err = identity.upsert_source_record(upsert("", "MRN-1", demographics, "")).await.unwrap_err();
+    let err = identity
+        .upsert_source_record(upsert("", "MRN-1", demographics, ""))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    let violations = err.get_details_bad_request().expect("BadRequest detail").field_violations;
+    let violations = err
+        .get_details_bad_request()
+        .expect("BadRequest detail")
+        .field_violations;
     let fields: Vec<_> = violations.iter().map(|v| v.field.as_str()).collect();
-    assert_eq!(fields, ["source_record.key.system", "source_record.demographics.birth_date"]);
-    assert!(!format!("{err:?}").contains("1979"), "the error echoes patient data: {err:?}");
+    assert_eq!(
+        fields,
+        [
+            "source_record.key.system",
+            "source_record.demographics.birth_date"
+        ]
+    );
+    assert!(
+        !format!("{err:?}").contains("1979"),
+        "the error echoes patient data: {err:?}"
+    );
 
-    let err = identity.upsert_source_record(pb::UpsertSourceRecordRequest::default()).await.unwrap_err();
+    let err = identity
+        .upsert_source_record(pb::UpsertSourceRecordRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     let err = identity
-        .resolve_record(pb::ResolveRecordRequest { source_record: Some(key("ehr", "nobody")) })
+        .resolve_record(pb::ResolveRecordRequest {
+            source_record: Some(key("ehr", "nobody")),
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
-    let err = identity.get_master(pb::GetMasterRequest { name: "patients/1".to_owned() }).await.unwrap_err();
+    let err = identity
+        .get_master(pb::GetMasterRequest {
+            name: "patients/1".to_owned(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
 
     // Nothing was written by the rejected calls.
     let links = identity
-        .list_links(pb::ListLinksRequest { parent: "masters/-".to_owned(), ..pb::ListLinksRequest::default() })
+        .list_links(pb::ListLinksRequest {
+            parent: "masters/-".to_owned(),
+            ..pb::ListLinksRequest::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -140,15 +199,31 @@ async fn bad_input_is_invalid_argument_with_field_violations_and_no_patient_data
 async fn a_replayed_request_id_returns_the_first_answer() {
     let tessera = Tessera::start(CONFIG).await.unwrap();
     let mut identity = client(&tessera).await;
-    let first = identity.upsert_source_record(upsert("ehr", "MRN-1", maria("608-555-0142"), "7d1c0f0e")).await.unwrap().into_inner();
-    let again = identity.upsert_source_record(upsert("ehr", "MRN-1", maria("608-555-0142"), "7d1c0f0e")).await.unwrap().into_inner();
-    assert_eq!(first, again);
-    let events = identity
-        .list_link_events(pb::ListLinkEventsRequest { parent: first.master.clone(), ..pb::ListLinkEventsRequest::default() })
+    let first = identity
+        .upsert_source_record(upsert("ehr", "MRN-1", maria("608-555-0142"), "7d1c0f0e"))
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(events.link_events.len(), 1, "the replay wrote history: {:?}", events.link_events);
+    let again = identity
+        .upsert_source_record(upsert("ehr", "MRN-1", maria("608-555-0142"), "7d1c0f0e"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first, again);
+    let events = identity
+        .list_link_events(pb::ListLinkEventsRequest {
+            parent: first.master.clone(),
+            ..pb::ListLinkEventsRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        events.link_events.len(),
+        1,
+        "the replay wrote history: {:?}",
+        events.link_events
+    );
     let err = identity
         .upsert_source_record(upsert("ehr", "MRN-2", maria("608-555-0142"), "7d1c0f0e"))
         .await
@@ -160,10 +235,20 @@ async fn a_replayed_request_id_returns_the_first_answer() {
 async fn unmerge_then_restart_keeps_the_masters_and_the_manual_decision() {
     let tessera = Tessera::start(CONFIG).await.unwrap();
     let mut identity = client(&tessera).await;
-    let a = identity.upsert_source_record(upsert("ehr", "MRN-1", maria("608-555-0142"), "")).await.unwrap().into_inner();
-    identity.upsert_source_record(upsert("crm", "C-1", maria("608-555-0142"), "")).await.unwrap();
+    let a = identity
+        .upsert_source_record(upsert("ehr", "MRN-1", maria("608-555-0142"), ""))
+        .await
+        .unwrap()
+        .into_inner();
+    identity
+        .upsert_source_record(upsert("crm", "C-1", maria("608-555-0142"), ""))
+        .await
+        .unwrap();
     let unmerged = identity
-        .unmerge_source_record(pb::UnmergeSourceRecordRequest { source_record: Some(key("crm", "C-1")), request_id: "u-1".to_owned() })
+        .unmerge_source_record(pb::UnmergeSourceRecordRequest {
+            source_record: Some(key("crm", "C-1")),
+            request_id: "u-1".to_owned(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -175,19 +260,33 @@ async fn unmerge_then_restart_keeps_the_masters_and_the_manual_decision() {
     let dir = tessera.stop().await.unwrap();
     let tessera = Tessera::start_in(dir, CONFIG).await.unwrap();
     let mut identity = client(&tessera).await;
-    let again = identity.upsert_source_record(upsert("crm", "C-1", maria("608-555-0142"), "")).await.unwrap().into_inner();
+    let again = identity
+        .upsert_source_record(upsert("crm", "C-1", maria("608-555-0142"), ""))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(again.master, new_master);
     assert!(again.manual_link_kept);
     let ehr = identity
-        .resolve_record(pb::ResolveRecordRequest { source_record: Some(key("ehr", "MRN-1")) })
+        .resolve_record(pb::ResolveRecordRequest {
+            source_record: Some(key("ehr", "MRN-1")),
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(ehr.master, a.master);
     let history = identity
-        .list_link_events(pb::ListLinkEventsRequest { parent: a.master.clone(), ..pb::ListLinkEventsRequest::default() })
+        .list_link_events(pb::ListLinkEventsRequest {
+            parent: a.master.clone(),
+            ..pb::ListLinkEventsRequest::default()
+        })
         .await
         .unwrap()
         .into_inner();
-    assert!(history.link_events.iter().any(|e| e.r#type == pb::LinkEventType::Unmerged as i32));
+    assert!(
+        history
+            .link_events
+            .iter()
+            .any(|e| e.r#type == pb::LinkEventType::Unmerged as i32)
+    );
 }

@@ -41,12 +41,17 @@ pub enum IdentitySetupError {
 }
 
 /// The store URL with a relative SQLite path resolved against the config file.
-pub fn store_url(identity: &IdentityConfig, config_path: &Path) -> Result<String, IdentitySetupError> {
+pub fn store_url(
+    identity: &IdentityConfig,
+    config_path: &Path,
+) -> Result<String, IdentitySetupError> {
     let url = &identity.store.0;
     let Some(path) = url.strip_prefix("sqlite://") else {
         return Ok(url.clone());
     };
-    let (file, query) = path.split_once('?').map_or((path, None), |(f, q)| (f, Some(q)));
+    let (file, query) = path
+        .split_once('?')
+        .map_or((path, None), |(f, q)| (f, Some(q)));
     let file = Config::resolve_path(config_path, Path::new(file));
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir).map_err(IdentitySetupError::StoreDir)?;
@@ -58,7 +63,10 @@ pub fn store_url(identity: &IdentityConfig, config_path: &Path) -> Result<String
 }
 
 /// Loads the configured model, or the built-in one.
-pub fn load_model(identity: &IdentityConfig, config_path: &Path) -> Result<Model, IdentitySetupError> {
+pub fn load_model(
+    identity: &IdentityConfig,
+    config_path: &Path,
+) -> Result<Model, IdentitySetupError> {
     let Some(model) = &identity.model else {
         return Ok(Model::builtin());
     };
@@ -87,9 +95,13 @@ pub fn match_config(identity: &IdentityConfig) -> MatchConfig {
 }
 
 /// Opens the store and loads the resolver's index from it.
-pub async fn open_resolver(identity: &IdentityConfig, config_path: &Path) -> Result<Arc<Resolver>, IdentitySetupError> {
+pub async fn open_resolver(
+    identity: &IdentityConfig,
+    config_path: &Path,
+) -> Result<Arc<Resolver>, IdentitySetupError> {
     let model = Arc::new(load_model(identity, config_path)?);
-    let store: Arc<dyn IdentityStore> = Arc::new(SqlStore::open(&store_url(identity, config_path)?).await?);
+    let store: Arc<dyn IdentityStore> =
+        Arc::new(SqlStore::open(&store_url(identity, config_path)?).await?);
     let config = ResolverConfig {
         matching: match_config(identity),
         source_priority: identity.source_priority.clone(),

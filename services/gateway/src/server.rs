@@ -10,9 +10,9 @@ use tessera_proto::v1::{
     patient_view_service_server::PatientViewServiceServer,
     source_adapter_service_server::SourceAdapterServiceServer,
 };
+use tessera_resolver::IdentityGrpc;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tessera_resolver::IdentityGrpc;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 use tonic::transport::server::TcpIncoming;
@@ -164,7 +164,9 @@ pub async fn serve(
 }
 
 /// The outcome of a server that stopped without being asked to.
-fn stopped(result: Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>) -> Result<Shutdown, ServeError> {
+fn stopped(
+    result: Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>,
+) -> Result<Shutdown, ServeError> {
     match result {
         Ok(Ok(())) => Ok(Shutdown::Graceful),
         Ok(Err(e)) => Err(e.into()),

@@ -27,7 +27,9 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let (Some(input), Some(output)) = (input, output) else {
-        bail!("usage: link_batch --input CSV --output CSV [--model FILE] [--train] [--save-model FILE]");
+        bail!(
+            "usage: link_batch --input CSV --output CSV [--model FILE] [--train] [--save-model FILE]"
+        );
     };
     let t0 = Instant::now();
     let rows = read_records_csv(BufReader::new(File::open(&input).context("open input")?))?;

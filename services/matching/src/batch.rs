@@ -18,8 +18,10 @@ const MAX_MERGE_CHECKS: usize = 1024;
 /// numbered from 0 in order of first appearance). Rows cluster together only
 /// through MATCH links, and never when a pair across the two clusters conflicts.
 pub fn link_batch(records: &[Demographics], model: &Model, config: &MatchConfig) -> Vec<u32> {
-    let prepared: Vec<Prepared> =
-        records.par_iter().map(|d| prepare(d, &config.normalize)).collect();
+    let prepared: Vec<Prepared> = records
+        .par_iter()
+        .map(|d| prepare(d, &config.normalize))
+        .collect();
     let tf = config.term_frequency.then(|| {
         let mut tf = TermFreq::default();
         for p in &prepared {
@@ -73,7 +75,8 @@ fn match_edges(
             let a = &prepared[i];
             js.into_iter().filter_map(move |j| {
                 let s = score_pair(model, a, &prepared[j as usize], tf);
-                (s.conflict.is_none() && s.score >= config.match_threshold).then_some((s.score, me, j))
+                (s.conflict.is_none() && s.score >= config.match_threshold)
+                    .then_some((s.score, me, j))
             })
         })
         .collect();
@@ -98,7 +101,9 @@ fn cluster(
     tf: Option<&TermFreq>,
 ) -> Vec<u32> {
     let n = prepared.len();
-    let mut parent: Vec<u32> = (0..n).map(|i| u32::try_from(i).unwrap_or(u32::MAX)).collect();
+    let mut parent: Vec<u32> = (0..n)
+        .map(|i| u32::try_from(i).unwrap_or(u32::MAX))
+        .collect();
     let mut members: FxHashMap<u32, Vec<u32>> = FxHashMap::default();
     for (_, a, b) in edges {
         let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
@@ -111,7 +116,11 @@ fn cluster(
         // conflict) than conflicting ones, so a single weak bridge never joins
         // two people (twins each with one record conflict 1:1 and stay apart).
         let (mut support, mut against) = (0usize, 0usize);
-        for (x, y) in ma.iter().flat_map(|x| mb.iter().map(move |y| (*x, *y))).take(MAX_MERGE_CHECKS) {
+        for (x, y) in ma
+            .iter()
+            .flat_map(|x| mb.iter().map(move |y| (*x, *y)))
+            .take(MAX_MERGE_CHECKS)
+        {
             let s = score_pair(model, &prepared[x as usize], &prepared[y as usize], tf);
             if s.conflict.is_some() || s.score < config.conflict_threshold {
                 against += 1;
@@ -123,7 +132,11 @@ fn cluster(
         if conflicting {
             continue;
         }
-        let (root, child) = if ma.len() >= mb.len() { (ra, rb) } else { (rb, ra) };
+        let (root, child) = if ma.len() >= mb.len() {
+            (ra, rb)
+        } else {
+            (rb, ra)
+        };
         parent[child as usize] = root;
         members.remove(&ra);
         members.remove(&rb);

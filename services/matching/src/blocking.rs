@@ -41,7 +41,11 @@ pub(crate) fn keys(p: &Prepared) -> Vec<BlockKey> {
     let mut out = Vec::with_capacity(10);
     let given_ok = !p.first_given().is_empty() && !p.is_placeholder(ph::GIVEN);
     let family_ok = !p.family.is_empty() && !p.is_placeholder(ph::FAMILY);
-    let gi = if given_ok { first(p.first_given()) } else { b"" };
+    let gi = if given_ok {
+        first(p.first_given())
+    } else {
+        b""
+    };
     let fi = if family_ok { first(&p.family) } else { b"" };
     let dob = p.dob.filter(|_| !p.is_placeholder(ph::DOB));
     let mut push = |kind: u8, parts: &[&[u8]], extra: &[u8]| {
@@ -73,7 +77,11 @@ pub(crate) fn keys(p: &Prepared) -> Vec<BlockKey> {
     }
     if given_ok && family_ok && !p.given_code.is_empty() && !p.family_code.is_empty() {
         let year = dob.map(|d| d.year.to_le_bytes()).unwrap_or_default();
-        push(6, &[p.given_code.as_bytes(), b"|", p.family_code.as_bytes()], &year);
+        push(
+            6,
+            &[p.given_code.as_bytes(), b"|", p.family_code.as_bytes()],
+            &year,
+        );
     }
     if !p.is_placeholder(ph::ADDRESS) {
         for a in p.addresses.iter().take(3) {

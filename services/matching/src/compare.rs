@@ -34,24 +34,57 @@ pub(crate) const NFIELDS: usize = 11;
 pub(crate) const FIELDS: [(&str, &[&str]); NFIELDS] = [
     (
         "given_name",
-        &["exact", "nickname", "jaro_winkler_0.92", "phonetic", "jaro_winkler_0.80", "initial_or_middle", "disagree"],
+        &[
+            "exact",
+            "nickname",
+            "jaro_winkler_0.92",
+            "phonetic",
+            "jaro_winkler_0.80",
+            "initial_or_middle",
+            "disagree",
+        ],
     ),
     (
         "family_name",
-        &["exact", "jaro_winkler_0.92", "previous_or_part", "phonetic", "jaro_winkler_0.80", "disagree"],
+        &[
+            "exact",
+            "jaro_winkler_0.92",
+            "previous_or_part",
+            "phonetic",
+            "jaro_winkler_0.80",
+            "disagree",
+        ],
     ),
     (
         "birth_date",
-        &["exact", "date_transposed", "one_edit", "partial", "two_edits", "disagree"],
+        &[
+            "exact",
+            "date_transposed",
+            "one_edit",
+            "partial",
+            "two_edits",
+            "disagree",
+        ],
     ),
     ("sex", &["exact", "disagree"]),
-    ("address_line", &["exact", "jaro_winkler_0.92", "jaro_winkler_0.80", "disagree"]),
+    (
+        "address_line",
+        &[
+            "exact",
+            "jaro_winkler_0.92",
+            "jaro_winkler_0.80",
+            "disagree",
+        ],
+    ),
     ("city", &["exact", "jaro_winkler_0.90", "disagree"]),
     ("postal_code", &["exact", "one_edit", "disagree"]),
     ("state", &["exact", "disagree"]),
     ("phones", &["exact", "one_edit", "disagree"]),
     ("emails", &["exact", "jaro_winkler_0.92", "disagree"]),
-    ("national_id", &["exact", "one_edit", "two_edits", "disagree"]),
+    (
+        "national_id",
+        &["exact", "one_edit", "two_edits", "disagree"],
+    ),
 ];
 
 /// The comparison of two records: one level code per field.
@@ -103,7 +136,8 @@ pub(crate) fn compare(a: &Prepared, b: &Prepared) -> Comparison {
         (x, y) => u8::from(x != y),
     };
     address_levels(a, b, &mut levels);
-    levels[f::PHONE] = if either_ph(a, b, ph::PHONE) && (a.phones.is_empty() || b.phones.is_empty()) {
+    levels[f::PHONE] = if either_ph(a, b, ph::PHONE) && (a.phones.is_empty() || b.phones.is_empty())
+    {
         PLACEHOLDER
     } else {
         best_of(&a.phones, &b.phones, |x, y| {
@@ -116,7 +150,8 @@ pub(crate) fn compare(a: &Prepared, b: &Prepared) -> Comparison {
             }
         })
     };
-    levels[f::EMAIL] = if either_ph(a, b, ph::EMAIL) && (a.emails.is_empty() || b.emails.is_empty()) {
+    levels[f::EMAIL] = if either_ph(a, b, ph::EMAIL) && (a.emails.is_empty() || b.emails.is_empty())
+    {
         PLACEHOLDER
     } else {
         best_of(&a.emails, &b.emails, |x, y| {
@@ -189,7 +224,8 @@ fn given_level(a: &Prepared, b: &Prepared) -> u8 {
         return 4;
     }
     let initial = (x.len() == 1 || y.len() == 1) && x.as_bytes()[0] == y.as_bytes()[0];
-    let middle = a.given.iter().skip(1).any(|g| &**g == y) || b.given.iter().skip(1).any(|g| &**g == x);
+    let middle =
+        a.given.iter().skip(1).any(|g| &**g == y) || b.given.iter().skip(1).any(|g| &**g == x);
     if initial || middle {
         return 5;
     }
@@ -244,7 +280,11 @@ fn dob_level(a: &Prepared, b: &Prepared) -> u8 {
     if partial {
         let month_ok = x.month == 0 || y.month == 0 || x.month == y.month;
         let day_ok = x.day == 0 || y.day == 0 || x.day == y.day;
-        return if x.year == y.year && month_ok && day_ok { 3 } else { 5 };
+        return if x.year == y.year && month_ok && day_ok {
+            3
+        } else {
+            5
+        };
     }
     if x.year == y.year && x.month == y.day && x.day == y.month {
         return 1;
@@ -285,10 +325,17 @@ fn address_levels(a: &Prepared, b: &Prepared, levels: &mut [u8; NFIELDS]) {
     let addr_ph = either_ph(a, b, ph::ADDRESS);
     for x in &a.addresses {
         for y in &b.addresses {
-            let line = if addr_ph { PLACEHOLDER } else { text(&x.line, &y.line, &[0.92, 0.80]) };
+            let line = if addr_ph {
+                PLACEHOLDER
+            } else {
+                text(&x.line, &y.line, &[0.92, 0.80])
+            };
             levels[f::ADDRESS] = levels[f::ADDRESS].min(line);
             levels[f::CITY] = levels[f::CITY].min(text(&x.city, &y.city, &[0.90]));
-            let postal = match (x.postal.is_empty() || y.postal.is_empty(), x.postal == y.postal) {
+            let postal = match (
+                x.postal.is_empty() || y.postal.is_empty(),
+                x.postal == y.postal,
+            ) {
                 (true, _) => MISSING,
                 (false, true) => 0,
                 (false, false) if osa_distance(&x.postal, &y.postal) <= 1 => 1,
@@ -334,7 +381,10 @@ mod tests {
     fn name_levels() {
         let c = compare(&p("William", "Smith", ""), &p("Bill", "Smith", ""));
         assert_eq!(level_name(&c, f::GIVEN), "nickname");
-        let c = compare(&p("Christopher", "Smyth", ""), &p("Christophor", "Smith", ""));
+        let c = compare(
+            &p("Christopher", "Smyth", ""),
+            &p("Christophor", "Smith", ""),
+        );
         assert_eq!(level_name(&c, f::GIVEN), "jaro_winkler_0.92");
         assert_eq!(level_name(&c, f::FAMILY), "phonetic");
         let c = compare(&p("Mary", "Garcia-Lopez", ""), &p("Mary", "Lopez", ""));

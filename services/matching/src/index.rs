@@ -118,7 +118,12 @@ impl Index {
         self.masters.entry(master).or_default().push(slot);
         self.by_id.insert(record, slot);
         if let Some(s) = self.slots.get_mut(slot as usize) {
-            *s = Some(Slot { id: record, master, rec, keys });
+            *s = Some(Slot {
+                id: record,
+                master,
+                rec,
+                keys,
+            });
         }
     }
 
@@ -159,7 +164,12 @@ impl Index {
         let Some(&slot) = self.by_id.get(&record) else {
             return;
         };
-        let Some(old) = self.slots.get(slot as usize).and_then(Option::as_ref).map(|s| s.master) else {
+        let Some(old) = self
+            .slots
+            .get(slot as usize)
+            .and_then(Option::as_ref)
+            .map(|s| s.master)
+        else {
             return;
         };
         if old == master {
@@ -198,9 +208,17 @@ impl Index {
                 .map(|s| s.rec.heap_bytes() + s.keys.len() * 16 + 16)
                 .sum::<usize>();
         let postings = self.postings.capacity() * (8 + 24 + 1)
-            + self.postings.values().map(|v| v.capacity() * 4 + 16).sum::<usize>();
+            + self
+                .postings
+                .values()
+                .map(|v| v.capacity() * 4 + 16)
+                .sum::<usize>();
         let masters = self.masters.capacity() * (8 + 24 + 1)
-            + self.masters.values().map(|v| v.capacity() * 4 + 16).sum::<usize>();
+            + self
+                .masters
+                .values()
+                .map(|v| v.capacity() * 4 + 16)
+                .sum::<usize>();
         slots + postings + masters + self.by_id.capacity() * 13 + self.tf.memory_bytes()
     }
 
@@ -238,13 +256,16 @@ impl Index {
         masters.sort_unstable();
         masters.dedup();
         for master in masters {
-            if let Some(c) = self.score_master(&query, master, exclude_slot, &mut out.compared_records) {
+            if let Some(c) =
+                self.score_master(&query, master, exclude_slot, &mut out.compared_records)
+            {
                 if c.score >= self.config.review_threshold {
                     out.ranked.push(c);
                 }
             }
         }
-        out.ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.master.cmp(&b.master)));
+        out.ranked
+            .sort_by(|a, b| b.score.total_cmp(&a.score).then(a.master.cmp(&b.master)));
         out
     }
 
@@ -279,7 +300,11 @@ impl Index {
         let members = self.masters.get(&master)?;
         let mut best: Option<(PairScore, RecordId)> = None;
         let mut conflict = None;
-        for &m in members.iter().filter(|m| Some(**m) != exclude).take(self.config.max_cluster_members) {
+        for &m in members
+            .iter()
+            .filter(|m| Some(**m) != exclude)
+            .take(self.config.max_cluster_members)
+        {
             let Some(slot) = self.slot(m) else { continue };
             let tf = self.config.term_frequency.then_some(&self.tf);
             let s = score_pair(&self.model, query, &slot.rec, tf);

@@ -106,8 +106,12 @@ pub fn build(records: &[StoredRecord], priority: &[String]) -> GoldenRecord {
     pick("addresses", &|x| !x.addresses.is_empty(), &mut |x| {
         d.addresses.clone_from(&x.addresses);
     });
-    pick("phones", &|x| !x.phones.is_empty(), &mut |x| d.phones.clone_from(&x.phones));
-    pick("emails", &|x| !x.emails.is_empty(), &mut |x| d.emails.clone_from(&x.emails));
+    pick("phones", &|x| !x.phones.is_empty(), &mut |x| {
+        d.phones.clone_from(&x.phones)
+    });
+    pick("emails", &|x| !x.emails.is_empty(), &mut |x| {
+        d.emails.clone_from(&x.emails)
+    });
     pick("national_id", &|x| !x.national_id.is_empty(), &mut |x| {
         d.national_id.clone_from(&x.national_id);
     });

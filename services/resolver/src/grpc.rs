@@ -7,13 +7,16 @@ use std::sync::{Arc, OnceLock};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use tessera_matching::{Address, Candidate, Decision, Demographics, FieldViolation, FieldWeight, MatchGrade, Sex, SourceKey};
+use tessera_matching::{
+    Address, Candidate, Decision, Demographics, FieldViolation, FieldWeight, MatchGrade, Sex,
+    SourceKey,
+};
 use tessera_proto::v1::{self as pb, identity_service_server::IdentityService};
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::golden::SurvivorshipRule;
-use crate::resolver::{MasterView, Mutation, ReviewDecision, Resolver, ResolverError, UpsertInput};
+use crate::resolver::{MasterView, Mutation, Resolver, ResolverError, ReviewDecision, UpsertInput};
 use crate::store::{
     EventType, LinkFilter, LinkSource, LinkWithKey, MasterState, Micros, Page, ReviewItem,
     ReviewOutcome, ReviewState,
@@ -173,7 +176,10 @@ fn page(size: i32, token: &str, scope: &str) -> Result<Page, Status> {
         .split_once(':')
         .ok_or_else(|| invalid("page_token", "is not a token this service issued"))?;
     if token_scope != scope {
-        return Err(invalid("page_token", "belongs to a request with other parameters"));
+        return Err(invalid(
+            "page_token",
+            "belongs to a request with other parameters",
+        ));
     }
     let after = after
         .parse()
@@ -201,9 +207,12 @@ fn equalities(filter: &str) -> Result<Vec<(String, String)>, Status> {
     filter
         .split(" AND ")
         .map(|term| {
-            let (field, value) = term
-                .split_once('=')
-                .ok_or_else(|| invalid("filter", "supports only `field = value` terms joined by AND"))?;
+            let (field, value) = term.split_once('=').ok_or_else(|| {
+                invalid(
+                    "filter",
+                    "supports only `field = value` terms joined by AND",
+                )
+            })?;
             let value = value.trim().trim_matches('"').to_owned();
             Ok((field.trim().to_owned(), value))
         })
@@ -222,7 +231,12 @@ fn link_filter(filter: &str, master: Option<u64>) -> Result<LinkFilter, Status> 
                     "MATCH" => Decision::Match,
                     "POSSIBLE_MATCH" => Decision::PossibleMatch,
                     "NO_MATCH" => Decision::NoMatch,
-                    _ => return Err(invalid("filter", "decision must be MATCH, POSSIBLE_MATCH or NO_MATCH")),
+                    _ => {
+                        return Err(invalid(
+                            "filter",
+                            "decision must be MATCH, POSSIBLE_MATCH or NO_MATCH",
+                        ));
+                    }
                 });
             }
             "link_source" => {
@@ -271,9 +285,14 @@ fn demographics_from(d: pb::Demographics, field: &str) -> Result<Demographics, S
     let mut national_id = String::new();
     for (i, id) in d.identifiers.into_iter().enumerate() {
         match pb::PersonIdentifierType::try_from(id.r#type) {
-            Ok(pb::PersonIdentifierType::NationalId) if national_id.is_empty() => national_id = id.value,
+            Ok(pb::PersonIdentifierType::NationalId) if national_id.is_empty() => {
+                national_id = id.value
+            }
             Ok(pb::PersonIdentifierType::NationalId) => {
-                return Err(invalid(&format!("{field}.identifiers[{i}]"), "only one NATIONAL_ID is accepted"));
+                return Err(invalid(
+                    &format!("{field}.identifiers[{i}]"),
+                    "only one NATIONAL_ID is accepted",
+                ));
             }
             _ => {
                 return Err(invalid(
@@ -289,7 +308,8 @@ fn demographics_from(d: pb::Demographics, field: &str) -> Result<Demographics, S
         name_suffix: d.name_suffix,
         previous_family_names: d.previous_family_names,
         birth_date: d.birth_date,
-        sex: sex_from(d.sex).map_err(|_| invalid(&format!("{field}.sex"), "is not a known value"))?,
+        sex: sex_from(d.sex)
+            .map_err(|_| invalid(&format!("{field}.sex"), "is not a known value"))?,
         addresses: d
             .addresses
             .into_iter()
@@ -511,7 +531,10 @@ fn mutation(request_id: String) -> Mutation {
 
 fn validate_request_id(request_id: &str) -> Result<(), Status> {
     if request_id.len() > 128 || request_id.chars().any(char::is_control) {
-        return Err(invalid("request_id", "must be at most 128 printable characters"));
+        return Err(invalid(
+            "request_id",
+            "must be at most 128 printable characters",
+        ));
     }
     Ok(())
 }
@@ -531,7 +554,11 @@ impl IdentityService for IdentityGrpc {
                 .iter()
                 .map(|r| pb::LinkedRecord {
                     source_record: Some(key_to(&r.key)),
-                    link_source: r.link.as_ref().map_or(pb::LinkSource::Unspecified, |l| source_to(l.link_source)).into(),
+                    link_source: r
+                        .link
+                        .as_ref()
+                        .map_or(pb::LinkSource::Unspecified, |l| source_to(l.link_source))
+                        .into(),
                     score: r.link.as_ref().map_or(0.0, |l| l.score),
                 })
                 .collect(),
@@ -558,7 +585,10 @@ impl IdentityService for IdentityGrpc {
             source_updated_at: record.source_update_time.as_ref().map(micros_from),
             validate_only: request.validate_only,
         };
-        let outcome = self.resolver()?.upsert(input, &mutation(request.request_id)).await?;
+        let outcome = self
+            .resolver()?
+            .upsert(input, &mutation(request.request_id))
+            .await?;
         Ok(Response::new(pb::UpsertSourceRecordResponse {
             source_record: Some(pb::SourceRecord {
                 name: record_name(&outcome.key),
@@ -572,7 +602,10 @@ impl IdentityService for IdentityGrpc {
             master: outcome.master.map(master_name).unwrap_or_default(),
             score: outcome.score,
             field_weights: weights_to(&outcome.field_weights),
-            review_item: outcome.review_item.map(|id| format!("reviewItems/{id}")).unwrap_or_default(),
+            review_item: outcome
+                .review_item
+                .map(|id| format!("reviewItems/{id}"))
+                .unwrap_or_default(),
             manual_link_kept: outcome.manual_link_kept,
         }))
     }
@@ -583,24 +616,35 @@ impl IdentityService for IdentityGrpc {
     ) -> Result<Response<pb::MatchDemographicsResponse>, Status> {
         let request = request.into_inner();
         let demographics = demographics_from(
-            request.demographics.ok_or_else(|| invalid("demographics", "is required"))?,
+            request
+                .demographics
+                .ok_or_else(|| invalid("demographics", "is required"))?,
             "demographics",
         )?;
         let max = match request.max_candidates {
             n if n < 0 => return Err(invalid("max_candidates", "must not be negative")),
             0 => DEFAULT_CANDIDATES,
-            n => usize::try_from(n).unwrap_or(MAX_CANDIDATES).min(MAX_CANDIDATES),
+            n => usize::try_from(n)
+                .unwrap_or(MAX_CANDIDATES)
+                .min(MAX_CANDIDATES),
         };
         let min_grade = grade_from(request.min_grade)?;
-        let candidates = self.resolver()?.match_demographics(&demographics, max, min_grade)?;
+        let candidates = self
+            .resolver()?
+            .match_demographics(&demographics, max, min_grade)?;
         Ok(Response::new(pb::MatchDemographicsResponse {
             candidates: candidates.iter().map(candidate_to).collect(),
         }))
     }
 
-    async fn get_master(&self, request: Request<pb::GetMasterRequest>) -> Result<Response<pb::Master>, Status> {
+    async fn get_master(
+        &self,
+        request: Request<pb::GetMasterRequest>,
+    ) -> Result<Response<pb::Master>, Status> {
         let id = parse_master(&request.into_inner().name, "name")?;
-        Ok(Response::new(master_to(&self.resolver()?.master(id).await?)))
+        Ok(Response::new(master_to(
+            &self.resolver()?.master(id).await?,
+        )))
     }
 
     async fn list_links(
@@ -634,7 +678,12 @@ impl IdentityService for IdentityGrpc {
                 ("state", "OPEN") => Some(ReviewState::Open),
                 ("state", "RESOLVED") => Some(ReviewState::Resolved),
                 ("state", "*") => None,
-                _ => return Err(invalid("filter", "supports `state = OPEN`, `RESOLVED` or `*`")),
+                _ => {
+                    return Err(invalid(
+                        "filter",
+                        "supports `state = OPEN`, `RESOLVED` or `*`",
+                    ));
+                }
             };
         }
         let scope = format!("reviews|{}", request.filter);
@@ -656,7 +705,9 @@ impl IdentityService for IdentityGrpc {
         validate_request_id(&request.request_id)?;
         let id = parse_id(&request.name, "reviewItems/", "name")?;
         let decision = match pb::ReviewOutcome::try_from(request.outcome) {
-            Ok(pb::ReviewOutcome::Linked) => ReviewDecision::Link(parse_master(&request.master, "master")?),
+            Ok(pb::ReviewOutcome::Linked) => {
+                ReviewDecision::Link(parse_master(&request.master, "master")?)
+            }
             Ok(pb::ReviewOutcome::NewMaster) => ReviewDecision::NewMaster,
             _ => return Err(invalid("outcome", "must be LINKED or NEW_MASTER")),
         };
@@ -685,7 +736,10 @@ impl IdentityService for IdentityGrpc {
         })))
     }
 
-    async fn merge_masters(&self, request: Request<pb::MergeMastersRequest>) -> Result<Response<pb::Master>, Status> {
+    async fn merge_masters(
+        &self,
+        request: Request<pb::MergeMastersRequest>,
+    ) -> Result<Response<pb::Master>, Status> {
         let request = request.into_inner();
         validate_request_id(&request.request_id)?;
         let winner = parse_master(&request.master, "master")?;
@@ -704,7 +758,10 @@ impl IdentityService for IdentityGrpc {
         let request = request.into_inner();
         validate_request_id(&request.request_id)?;
         let key = key_from(request.source_record, "source_record")?;
-        let outcome = self.resolver()?.unmerge(&key, &mutation(request.request_id)).await?;
+        let outcome = self
+            .resolver()?
+            .unmerge(&key, &mutation(request.request_id))
+            .await?;
         Ok(Response::new(pb::UnmergeSourceRecordResponse {
             previous_master: Some(master_to(&outcome.previous)),
             new_master: Some(master_to(&outcome.new)),
@@ -730,8 +787,16 @@ impl IdentityService for IdentityGrpc {
                     r#type: event_type_to(e.event.event_type).into(),
                     source_record: e.key.as_ref().map(key_to),
                     other_master: e.event.other_master.map(master_name).unwrap_or_default(),
-                    decision: e.event.decision.map_or(pb::MatchDecision::Unspecified, decision_to).into(),
-                    link_source: e.event.link_source.map_or(pb::LinkSource::Unspecified, source_to).into(),
+                    decision: e
+                        .event
+                        .decision
+                        .map_or(pb::MatchDecision::Unspecified, decision_to)
+                        .into(),
+                    link_source: e
+                        .event
+                        .link_source
+                        .map_or(pb::LinkSource::Unspecified, source_to)
+                        .into(),
                     score: e.event.score,
                     field_weights: weights_to(&e.event.field_weights),
                     actor: e.event.actor.clone(),
@@ -760,19 +825,29 @@ mod tests {
         assert_eq!((page.after, page.limit), (Some(42), 10));
         let err = super::page(10, &token, "links|masters/7|").unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument);
-        assert_eq!(super::page(10, "garbage!", "x").unwrap_err().code(), Code::InvalidArgument);
+        assert_eq!(
+            super::page(10, "garbage!", "x").unwrap_err().code(),
+            Code::InvalidArgument
+        );
         assert_eq!(next_token(Some(42), false, "x"), "");
         assert_eq!(super::page(5000, "", "x").unwrap().limit, MAX_PAGE);
     }
 
     #[test]
     fn filters_accept_known_fields_and_reject_others() {
-        let f = link_filter("link_source = MANUAL AND source_record.system = \"ehr\"", None).unwrap();
+        let f = link_filter(
+            "link_source = MANUAL AND source_record.system = \"ehr\"",
+            None,
+        )
+        .unwrap();
         assert_eq!(f.link_source, Some(LinkSource::Manual));
         assert_eq!(f.system.as_deref(), Some("ehr"));
         let err = link_filter("family_name = \"Smith\"", None).unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument);
-        assert!(!err.message().contains("Smith"), "filter values must not echo back");
+        assert!(
+            !err.message().contains("Smith"),
+            "filter values must not echo back"
+        );
     }
 
     #[test]

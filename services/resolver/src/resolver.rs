@@ -144,12 +144,18 @@ impl Resolver {
     fn with_index<T>(&self, f: impl FnOnce(&Index) -> T) -> T {
         // A poisoned lock means a panic mid-update elsewhere; the index data is
         // still usable for reads.
-        let guard = self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let guard = self
+            .index
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&guard)
     }
 
     fn update_index(&self, f: impl FnOnce(&mut Index)) {
-        let mut guard = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut guard = self
+            .index
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut guard);
     }
 
@@ -160,7 +166,9 @@ impl Resolver {
             .store
             .record_by_key(key)
             .await?
-            .ok_or(ResolverError::NotFound { what: "source record" })?;
+            .ok_or(ResolverError::NotFound {
+                what: "source record",
+            })?;
         let master = record
             .link
             .as_ref()
@@ -217,11 +225,18 @@ impl Resolver {
                 _ => return Ok(row),
             }
         }
-        Err(StoreError::Corrupt { what: "merge chain" }.into())
+        Err(StoreError::Corrupt {
+            what: "merge chain",
+        }
+        .into())
     }
 
     /// Links matching `filter`, one page.
-    pub async fn list_links(&self, filter: &LinkFilter, page: Page) -> Result<Vec<LinkWithKey>, ResolverError> {
+    pub async fn list_links(
+        &self,
+        filter: &LinkFilter,
+        page: Page,
+    ) -> Result<Vec<LinkWithKey>, ResolverError> {
         Ok(self.store.list_links(filter, page).await?)
     }
 
@@ -235,7 +250,11 @@ impl Resolver {
     }
 
     /// A master's link history, newest first, one page.
-    pub async fn list_link_events(&self, master: MasterId, page: Page) -> Result<Vec<LinkEvent>, ResolverError> {
+    pub async fn list_link_events(
+        &self,
+        master: MasterId,
+        page: Page,
+    ) -> Result<Vec<LinkEvent>, ResolverError> {
         if self.store.master(master).await?.is_none() {
             return Err(ResolverError::NotFound { what: "master" });
         }
@@ -269,7 +288,12 @@ impl Resolver {
         }
         serde_json::from_str(&stored.response)
             .map(Some)
-            .map_err(|_| StoreError::Corrupt { what: "stored response" }.into())
+            .map_err(|_| {
+                StoreError::Corrupt {
+                    what: "stored response",
+                }
+                .into()
+            })
     }
 
     /// Saves an outcome under its idempotency key, in the mutation's transaction.
@@ -286,7 +310,8 @@ impl Resolver {
         let response = StoredResponse {
             method: method.to_owned(),
             fingerprint: fingerprint.to_owned(),
-            response: serde_json::to_string(outcome).map_err(|_| StoreError::Corrupt { what: "response" })?,
+            response: serde_json::to_string(outcome)
+                .map_err(|_| StoreError::Corrupt { what: "response" })?,
         };
         tx.save_response(&mutation.request_id, &response).await?;
         Ok(())

@@ -93,7 +93,7 @@ pub enum SynthError {
 }
 
 /// Records written for one silo.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SiloStats {
     /// The silo's name.
     pub name: String,
@@ -104,7 +104,7 @@ pub struct SiloStats {
 }
 
 /// What a run produced.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SynthStats {
     /// Distinct people.
     pub people: usize,

@@ -187,7 +187,7 @@ impl Person {
 }
 
 /// Counts of the hard cases actually generated.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TrapCounts {
     /// Twin pairs.
     pub twin_pairs: usize,

@@ -51,7 +51,9 @@ pub struct ResolverBenchArgs {
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Resolver(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             let report = runtime.block_on(resolver(&args))?;
             let mut out = std::io::stdout().lock();
             writeln!(out, "{report}")?;
@@ -125,7 +127,8 @@ async fn resolver(args: &ResolverBenchArgs) -> anyhow::Result<serde_json::Value>
 
     let t = Instant::now();
     let store: Arc<dyn IdentityStore> = Arc::new(store);
-    let resolver = Arc::new(Resolver::open(store, Arc::new(model), ResolverConfig::default()).await?);
+    let resolver =
+        Arc::new(Resolver::open(store, Arc::new(model), ResolverConfig::default()).await?);
     let index_load_seconds = t.elapsed().as_secs_f64();
     let (index_records, index_bytes) = resolver.index_stats();
 
@@ -141,7 +144,14 @@ async fn resolver(args: &ResolverBenchArgs) -> anyhow::Result<serde_json::Value>
     let shutdown = async {
         let _ = stopped.await;
     };
-    let server = tokio::spawn(server::serve(listener, services, options, async { Ok(()) }, shutdown, || {}));
+    let server = tokio::spawn(server::serve(
+        listener,
+        services,
+        options,
+        async { Ok(()) },
+        shutdown,
+        || {},
+    ));
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
         .connect()
         .await
@@ -156,7 +166,9 @@ async fn resolver(args: &ResolverBenchArgs) -> anyhow::Result<serde_json::Value>
         }),
     };
     for _ in 0..500 {
-        client.resolve_record(resolve(&indexed[rng.below(indexed.len())].0)).await?;
+        client
+            .resolve_record(resolve(&indexed[rng.below(indexed.len())].0))
+            .await?;
     }
     let mut lookups = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let t = Instant::now();
@@ -164,7 +176,11 @@ async fn resolver(args: &ResolverBenchArgs) -> anyhow::Result<serde_json::Value>
         let key = &indexed[rng.below(indexed.len())].0;
         let call = Instant::now();
         client.resolve_record(resolve(key)).await?;
-        lookups.record(u64::try_from(call.elapsed().as_micros()).unwrap_or(u64::MAX).max(1))?;
+        lookups.record(
+            u64::try_from(call.elapsed().as_micros())
+                .unwrap_or(u64::MAX)
+                .max(1),
+        )?;
     }
     let lookup_elapsed = t.elapsed();
 
@@ -185,7 +201,11 @@ async fn resolver(args: &ResolverBenchArgs) -> anyhow::Result<serde_json::Value>
         };
         let call = Instant::now();
         client.upsert_source_record(request).await?;
-        upserts.record(u64::try_from(call.elapsed().as_micros()).unwrap_or(u64::MAX).max(1))?;
+        upserts.record(
+            u64::try_from(call.elapsed().as_micros())
+                .unwrap_or(u64::MAX)
+                .max(1),
+        )?;
     }
     let upsert_elapsed = t.elapsed();
     let _ = stop.send(());

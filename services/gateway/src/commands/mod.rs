@@ -14,17 +14,18 @@ use anyhow::Context;
 
 /// Opens a file for buffered reading, naming it on failure.
 pub(crate) fn open(path: &Path) -> anyhow::Result<BufReader<File>> {
-    Ok(BufReader::new(
-        File::open(path).with_context(|| format!("{}: cannot open", path.display()))?,
-    ))
+    Ok(BufReader::new(File::open(path).with_context(|| {
+        format!("{}: cannot open", path.display())
+    })?))
 }
 
 /// Creates a file for buffered writing (and its directory), naming it on failure.
 pub(crate) fn create(path: &Path) -> anyhow::Result<BufWriter<File>> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create", dir.display()))?;
     }
-    Ok(BufWriter::new(
-        File::create(path).with_context(|| format!("{}: cannot create", path.display()))?,
-    ))
+    Ok(BufWriter::new(File::create(path).with_context(|| {
+        format!("{}: cannot create", path.display())
+    })?))
 }

@@ -100,8 +100,10 @@ fn load_model(path: Option<&Path>) -> anyhow::Result<Model> {
     match path {
         None => Ok(Model::builtin()),
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-            Model::from_json(&text).with_context(|| format!("{}: not a tessera model", path.display()))
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("{}: cannot read", path.display()))?;
+            Model::from_json(&text)
+                .with_context(|| format!("{}: not a tessera model", path.display()))
         }
     }
 }
@@ -111,7 +113,8 @@ fn link_batch(args: &LinkBatchArgs) -> anyhow::Result<()> {
     let records = read_records(&args.input)?;
     let demographics: Vec<Demographics> = records.iter().map(|(_, d)| d.clone()).collect();
     let model = if args.train {
-        tessera_matching::train(&demographics, &TrainConfig::default()).context("training failed")?
+        tessera_matching::train(&demographics, &TrainConfig::default())
+            .context("training failed")?
     } else {
         load_model(args.model.as_deref())?
     };
@@ -133,7 +136,11 @@ fn link_batch(args: &LinkBatchArgs) -> anyhow::Result<()> {
     writeln!(out, "source,local_id,master_id")?;
     let mut writer = csv::Writer::from_writer(out);
     for ((key, _), master) in records.iter().zip(&masters) {
-        writer.write_record([key.system.as_str(), key.local_id.as_str(), &master.to_string()])?;
+        writer.write_record([
+            key.system.as_str(),
+            key.local_id.as_str(),
+            &master.to_string(),
+        ])?;
     }
     writer.flush()?;
     let distinct: std::collections::HashSet<_> = masters.iter().collect();
@@ -149,10 +156,18 @@ fn link_batch(args: &LinkBatchArgs) -> anyhow::Result<()> {
 }
 
 /// Loads the records, one master per cluster, into an identity store.
-fn load_into_store(url: &str, records: &[(SourceKey, Demographics)], clusters: &[u32]) -> anyhow::Result<Vec<u64>> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+fn load_into_store(
+    url: &str,
+    records: &[(SourceKey, Demographics)],
+    clusters: &[u32],
+) -> anyhow::Result<Vec<u64>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
-        let store = SqlStore::open(url).await.context("cannot open the identity store")?;
+        let store = SqlStore::open(url)
+            .await
+            .context("cannot open the identity store")?;
         Ok(bulk_load(&store, records, clusters).await?)
     })
 }
@@ -160,7 +175,8 @@ fn load_into_store(url: &str, records: &[(SourceKey, Demographics)], clusters: &
 fn train(args: &TrainArgs) -> anyhow::Result<()> {
     let records = read_records(&args.input)?;
     let demographics: Vec<Demographics> = records.into_iter().map(|(_, d)| d).collect();
-    let model = tessera_matching::train(&demographics, &TrainConfig::default()).context("training failed")?;
+    let model = tessera_matching::train(&demographics, &TrainConfig::default())
+        .context("training failed")?;
     let mut out = create(&args.model_out)?;
     out.write_all(model.to_json().as_bytes())?;
     out.flush()?;
@@ -169,7 +185,9 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
 
 fn explain(args: &ExplainArgs) -> anyhow::Result<()> {
     let parse = |s: &str| -> anyhow::Result<SourceKey> {
-        let (system, local_id) = s.split_once('/').context("records are named SOURCE/LOCAL_ID")?;
+        let (system, local_id) = s
+            .split_once('/')
+            .context("records are named SOURCE/LOCAL_ID")?;
         Ok(SourceKey::new(system, local_id))
     };
     let (a, b) = (parse(&args.a)?, parse(&args.b)?);
@@ -179,7 +197,14 @@ fn explain(args: &ExplainArgs) -> anyhow::Result<()> {
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, d)| d)
-            .with_context(|| format!("{}/{} is not in {}", key.system, key.local_id, args.input.display()))
+            .with_context(|| {
+                format!(
+                    "{}/{} is not in {}",
+                    key.system,
+                    key.local_id,
+                    args.input.display()
+                )
+            })
     };
     let model = load_model(args.model.as_deref())?;
     let explanation = tessera_matching::explain(&model, find(&a)?, find(&b)?);

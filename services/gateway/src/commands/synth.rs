@@ -35,7 +35,8 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
     };
     let mut records = create(&args.out)?;
     let mut truth = create(&args.truth)?;
-    let stats = tessera_synth::write_csv(&config, &mut records, &mut truth).context("cannot write the synthetic data")?;
+    let stats = tessera_synth::write_csv(&config, &mut records, &mut truth)
+        .context("cannot write the synthetic data")?;
     records.flush()?;
     truth.flush()?;
     let mut out = std::io::stdout().lock();

@@ -58,8 +58,13 @@ impl Resolver {
         let record = tx
             .record_by_key(key)
             .await?
-            .ok_or(ResolverError::NotFound { what: "source record" })?;
-        let current = record.link.as_ref().ok_or(StoreError::Corrupt { what: "link" })?;
+            .ok_or(ResolverError::NotFound {
+                what: "source record",
+            })?;
+        let current = record
+            .link
+            .as_ref()
+            .ok_or(StoreError::Corrupt { what: "link" })?;
         let link = Link {
             record: record.id,
             master: target,
@@ -72,13 +77,26 @@ impl Resolver {
         };
         tx.set_link(&link).await?;
         tx.remove_no_match(record.id, target).await?;
-        tx.resolve_reviews(record.id, ReviewOutcome::Linked, target).await?;
-        if current.master != target {
-            tx.add_event(&manual(current.master, EventType::Unlinked, Some(record.id), Some(target), mutation))
-                .await?;
-        }
-        tx.add_event(&manual(target, EventType::Linked, Some(record.id), Some(current.master), mutation))
+        tx.resolve_reviews(record.id, ReviewOutcome::Linked, target)
             .await?;
+        if current.master != target {
+            tx.add_event(&manual(
+                current.master,
+                EventType::Unlinked,
+                Some(record.id),
+                Some(target),
+                mutation,
+            ))
+            .await?;
+        }
+        tx.add_event(&manual(
+            target,
+            EventType::Linked,
+            Some(record.id),
+            Some(current.master),
+            mutation,
+        ))
+        .await?;
         let outcome = ManualLink {
             link,
             key: key.clone(),
@@ -122,8 +140,22 @@ impl Resolver {
         let mut tx = self.store.begin().await?;
         let moved = tx.move_links(loser, winner).await?;
         tx.mark_merged(loser, winner).await?;
-        tx.add_event(&manual(winner, EventType::Merged, None, Some(loser), mutation)).await?;
-        tx.add_event(&manual(loser, EventType::Merged, None, Some(winner), mutation)).await?;
+        tx.add_event(&manual(
+            winner,
+            EventType::Merged,
+            None,
+            Some(loser),
+            mutation,
+        ))
+        .await?;
+        tx.add_event(&manual(
+            loser,
+            EventType::Merged,
+            None,
+            Some(winner),
+            mutation,
+        ))
+        .await?;
         tx.commit().await?;
         self.update_index(|index| {
             for record in &moved {
@@ -137,7 +169,11 @@ impl Resolver {
 
     /// Detaches a record onto a master of its own, and records that it is not
     /// the person of the master it left.
-    pub async fn unmerge(&self, key: &SourceKey, mutation: &Mutation) -> Result<Unmerged, ResolverError> {
+    pub async fn unmerge(
+        &self,
+        key: &SourceKey,
+        mutation: &Mutation,
+    ) -> Result<Unmerged, ResolverError> {
         const METHOD: &str = "UnmergeSourceRecord";
         super::invalid_if(key.validate("source_record"))?;
         let print = fingerprint(key);
@@ -149,8 +185,13 @@ impl Resolver {
         let record = tx
             .record_by_key(key)
             .await?
-            .ok_or(ResolverError::NotFound { what: "source record" })?;
-        let current = record.link.as_ref().ok_or(StoreError::Corrupt { what: "link" })?;
+            .ok_or(ResolverError::NotFound {
+                what: "source record",
+            })?;
+        let current = record
+            .link
+            .as_ref()
+            .ok_or(StoreError::Corrupt { what: "link" })?;
         if tx.master_record_ids(current.master).await?.len() < 2 {
             return Err(ResolverError::FailedPrecondition {
                 reason: "ONLY_RECORD",
@@ -170,19 +211,33 @@ impl Resolver {
         })
         .await?;
         tx.add_no_match(record.id, current.master).await?;
-        tx.resolve_reviews(record.id, ReviewOutcome::NewMaster, new_master).await?;
+        tx.resolve_reviews(record.id, ReviewOutcome::NewMaster, new_master)
+            .await?;
         tx.touch_master(current.master).await?;
-        tx.add_event(&manual(current.master, EventType::Unmerged, Some(record.id), Some(new_master), mutation))
-            .await?;
-        tx.add_event(&manual(new_master, EventType::Linked, Some(record.id), Some(current.master), mutation))
-            .await?;
+        tx.add_event(&manual(
+            current.master,
+            EventType::Unmerged,
+            Some(record.id),
+            Some(new_master),
+            mutation,
+        ))
+        .await?;
+        tx.add_event(&manual(
+            new_master,
+            EventType::Linked,
+            Some(record.id),
+            Some(current.master),
+            mutation,
+        ))
+        .await?;
         tx.commit().await?;
         self.update_index(|index| index.set_master(record.id, new_master));
         let outcome = Unmerged {
             previous: self.master(current.master).await?,
             new: self.master(new_master).await?,
         };
-        self.remember_after(METHOD, mutation, &print, &outcome).await?;
+        self.remember_after(METHOD, mutation, &print, &outcome)
+            .await?;
         Ok(outcome)
     }
 
@@ -203,7 +258,9 @@ impl Resolver {
             .store
             .review_item(id)
             .await?
-            .ok_or(ResolverError::NotFound { what: "review item" })?;
+            .ok_or(ResolverError::NotFound {
+                what: "review item",
+            })?;
         if item.state == ReviewState::Resolved {
             return Err(ResolverError::FailedPrecondition {
                 reason: "REVIEW_RESOLVED",
@@ -214,10 +271,17 @@ impl Resolver {
         let record = tx
             .record_by_key(&item.key)
             .await?
-            .ok_or(StoreError::Corrupt { what: "review record" })?;
-        let current = record.link.as_ref().ok_or(StoreError::Corrupt { what: "link" })?;
+            .ok_or(StoreError::Corrupt {
+                what: "review record",
+            })?;
+        let current = record
+            .link
+            .as_ref()
+            .ok_or(StoreError::Corrupt { what: "link" })?;
         let (target, outcome) = match decision {
-            ReviewDecision::Link(master) => (self.active_master(master).await?.id, ReviewOutcome::Linked),
+            ReviewDecision::Link(master) => {
+                (self.active_master(master).await?.id, ReviewOutcome::Linked)
+            }
             ReviewDecision::NewMaster => (current.master, ReviewOutcome::NewMaster),
         };
         let chosen = item.candidates.iter().find(|c| c.master == target);
@@ -227,7 +291,10 @@ impl Resolver {
             decision: Decision::Match,
             link_source: LinkSource::Manual,
             score: chosen.map_or(current.score, |c| c.score),
-            field_weights: chosen.map_or_else(|| current.field_weights.clone(), |c| c.field_weights.clone()),
+            field_weights: chosen.map_or_else(
+                || current.field_weights.clone(),
+                |c| c.field_weights.clone(),
+            ),
             created_at: current.created_at,
             updated_at: now(),
         })
@@ -236,10 +303,22 @@ impl Resolver {
             ReviewDecision::Link(_) => {
                 tx.remove_no_match(record.id, target).await?;
                 if current.master != target {
-                    tx.add_event(&manual(current.master, EventType::Unlinked, Some(record.id), Some(target), mutation))
-                        .await?;
-                    tx.add_event(&manual(target, EventType::Linked, Some(record.id), Some(current.master), mutation))
-                        .await?;
+                    tx.add_event(&manual(
+                        current.master,
+                        EventType::Unlinked,
+                        Some(record.id),
+                        Some(target),
+                        mutation,
+                    ))
+                    .await?;
+                    tx.add_event(&manual(
+                        target,
+                        EventType::Linked,
+                        Some(record.id),
+                        Some(current.master),
+                        mutation,
+                    ))
+                    .await?;
                 }
             }
             ReviewDecision::NewMaster => {
@@ -249,16 +328,25 @@ impl Resolver {
             }
         }
         tx.resolve_reviews(record.id, outcome, target).await?;
-        tx.add_event(&manual(target, EventType::ReviewResolved, Some(record.id), None, mutation))
-            .await?;
+        tx.add_event(&manual(
+            target,
+            EventType::ReviewResolved,
+            Some(record.id),
+            None,
+            mutation,
+        ))
+        .await?;
         tx.commit().await?;
         self.update_index(|index| index.set_master(record.id, target));
         let resolved = self
             .store
             .review_item(id)
             .await?
-            .ok_or(StoreError::Corrupt { what: "review item" })?;
-        self.remember_after(METHOD, mutation, &print, &resolved).await?;
+            .ok_or(StoreError::Corrupt {
+                what: "review item",
+            })?;
+        self.remember_after(METHOD, mutation, &print, &resolved)
+            .await?;
         Ok(resolved)
     }
 

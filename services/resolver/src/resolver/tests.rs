@@ -62,7 +62,13 @@ fn person(given: &str, family: &str, birth: &str, phone: &str, ssn: &str) -> Dem
 }
 
 fn alice() -> Demographics {
-    person("Alice", "Okonkwo", "1984-06-12", "(217) 555-0134", "219-09-9999")
+    person(
+        "Alice",
+        "Okonkwo",
+        "1984-06-12",
+        "(217) 555-0134",
+        "219-09-9999",
+    )
 }
 
 fn input(system: &str, local_id: &str, demographics: Demographics) -> UpsertInput {
@@ -88,19 +94,39 @@ fn with_id(request_id: &str) -> Mutation {
 #[tokio::test]
 async fn the_same_person_in_two_silos_gets_one_master() {
     for f in fixtures().await {
-        let first = f.resolver.upsert(input("ehr", "MRN1", alice()), &anonymous()).await.unwrap();
+        let first = f
+            .resolver
+            .upsert(input("ehr", "MRN1", alice()), &anonymous())
+            .await
+            .unwrap();
         assert_eq!(first.decision, Decision::NoMatch, "{}", f.label);
         let mut crm = alice();
         crm.given_names = vec!["ALICE".to_owned()];
         crm.phones = vec!["217.555.0134".to_owned()];
-        let second = f.resolver.upsert(input("crm", "C-9", crm), &anonymous()).await.unwrap();
+        let second = f
+            .resolver
+            .upsert(input("crm", "C-9", crm), &anonymous())
+            .await
+            .unwrap();
         assert_eq!(second.decision, Decision::Match, "{}", f.label);
         assert_eq!(second.master, first.master, "{}", f.label);
-        assert!(!second.field_weights.is_empty(), "{}: no explanation", f.label);
+        assert!(
+            !second.field_weights.is_empty(),
+            "{}: no explanation",
+            f.label
+        );
 
-        let resolution = f.resolver.resolve(&SourceKey::new("crm", "C-9")).await.unwrap();
+        let resolution = f
+            .resolver
+            .resolve(&SourceKey::new("crm", "C-9"))
+            .await
+            .unwrap();
         assert_eq!(Some(resolution.master), first.master, "{}", f.label);
-        let keys: Vec<_> = resolution.records.iter().map(|r| r.key.local_id.as_str()).collect();
+        let keys: Vec<_> = resolution
+            .records
+            .iter()
+            .map(|r| r.key.local_id.as_str())
+            .collect();
         assert_eq!(keys, ["MRN1", "C-9"], "{}", f.label);
     }
 }
@@ -110,12 +136,26 @@ async fn twins_stay_apart() {
     for f in fixtures().await {
         let a = f
             .resolver
-            .upsert(input("ehr", "T1", person("Chidi", "Eze", "2001-03-09", "555-010-2222", "")), &anonymous())
+            .upsert(
+                input(
+                    "ehr",
+                    "T1",
+                    person("Chidi", "Eze", "2001-03-09", "555-010-2222", ""),
+                ),
+                &anonymous(),
+            )
             .await
             .unwrap();
         let b = f
             .resolver
-            .upsert(input("ehr", "T2", person("Chika", "Eze", "2001-03-09", "555-010-2222", "")), &anonymous())
+            .upsert(
+                input(
+                    "ehr",
+                    "T2",
+                    person("Chika", "Eze", "2001-03-09", "555-010-2222", ""),
+                ),
+                &anonymous(),
+            )
             .await
             .unwrap();
         assert_ne!(a.master, b.master, "{}: twins merged", f.label);
@@ -131,8 +171,16 @@ async fn junior_and_senior_stay_apart() {
         senior.name_suffix = "SR".to_owned();
         let mut junior = person("James", "Whitfield", "1989-09-17", "(555) 201-3344", "");
         junior.sex = Sex::Male;
-        let s = f.resolver.upsert(input("ehr", "J1", senior), &anonymous()).await.unwrap();
-        let j = f.resolver.upsert(input("crm", "J2", junior), &anonymous()).await.unwrap();
+        let s = f
+            .resolver
+            .upsert(input("ehr", "J1", senior), &anonymous())
+            .await
+            .unwrap();
+        let j = f
+            .resolver
+            .upsert(input("crm", "J2", junior), &anonymous())
+            .await
+            .unwrap();
         assert_ne!(s.master, j.master, "{}: junior merged into senior", f.label);
         assert_ne!(j.decision, Decision::Match, "{}", f.label);
     }
@@ -150,7 +198,13 @@ async fn household_members_sharing_address_phone_and_email_stay_apart() {
         daughter.emails = wife.emails.clone();
         let mut masters = Vec::new();
         for (id, member) in [("H1", wife), ("H2", husband), ("H3", daughter)] {
-            masters.push(f.resolver.upsert(input("billing", id, member), &anonymous()).await.unwrap().master);
+            masters.push(
+                f.resolver
+                    .upsert(input("billing", id, member), &anonymous())
+                    .await
+                    .unwrap()
+                    .master,
+            );
         }
         masters.sort();
         masters.dedup();
@@ -161,31 +215,73 @@ async fn household_members_sharing_address_phone_and_email_stay_apart() {
 #[tokio::test]
 async fn a_manual_unmerge_survives_rematching() {
     for f in fixtures().await {
-        let a = f.resolver.upsert(input("ehr", "A", alice()), &anonymous()).await.unwrap();
-        let b = f.resolver.upsert(input("billing", "B", alice()), &anonymous()).await.unwrap();
+        let a = f
+            .resolver
+            .upsert(input("ehr", "A", alice()), &anonymous())
+            .await
+            .unwrap();
+        let b = f
+            .resolver
+            .upsert(input("billing", "B", alice()), &anonymous())
+            .await
+            .unwrap();
         assert_eq!(a.master, b.master, "{}", f.label);
 
-        let unmerged = f.resolver.unmerge(&SourceKey::new("billing", "B"), &with_id("u-1")).await.unwrap();
+        let unmerged = f
+            .resolver
+            .unmerge(&SourceKey::new("billing", "B"), &with_id("u-1"))
+            .await
+            .unwrap();
         assert_eq!(Some(unmerged.previous.master.id), a.master, "{}", f.label);
         let new_master = unmerged.new.master.id;
         assert_ne!(Some(new_master), a.master, "{}", f.label);
 
         // The silo sends the same record again, and the other record too.
-        let again = f.resolver.upsert(input("billing", "B", alice()), &anonymous()).await.unwrap();
-        assert_eq!(again.master, Some(new_master), "{}: manual unmerge overridden", f.label);
+        let again = f
+            .resolver
+            .upsert(input("billing", "B", alice()), &anonymous())
+            .await
+            .unwrap();
+        assert_eq!(
+            again.master,
+            Some(new_master),
+            "{}: manual unmerge overridden",
+            f.label
+        );
         assert!(again.manual_link_kept, "{}", f.label);
-        f.resolver.upsert(input("ehr", "A", alice()), &anonymous()).await.unwrap();
-        let b = f.resolver.resolve(&SourceKey::new("billing", "B")).await.unwrap();
+        f.resolver
+            .upsert(input("ehr", "A", alice()), &anonymous())
+            .await
+            .unwrap();
+        let b = f
+            .resolver
+            .resolve(&SourceKey::new("billing", "B"))
+            .await
+            .unwrap();
         assert_eq!(b.master, new_master, "{}", f.label);
 
         // A new record matching both masters a person kept apart is not
         // auto-linked to either: it goes to review with both as candidates.
-        let c = f.resolver.upsert(input("crm", "C", alice()), &anonymous()).await.unwrap();
+        let c = f
+            .resolver
+            .upsert(input("crm", "C", alice()), &anonymous())
+            .await
+            .unwrap();
         assert_eq!(c.decision, Decision::PossibleMatch, "{}", f.label);
-        assert!(c.master != a.master && c.master != Some(new_master), "{}", f.label);
+        assert!(
+            c.master != a.master && c.master != Some(new_master),
+            "{}",
+            f.label
+        );
         let (items, _) = f
             .resolver
-            .list_review_items(Some(ReviewState::Open), Page { after: None, limit: 10 })
+            .list_review_items(
+                Some(ReviewState::Open),
+                Page {
+                    after: None,
+                    limit: 10,
+                },
+            )
             .await
             .unwrap();
         let mut candidates: Vec<_> = items[0].candidates.iter().map(|c| Some(c.master)).collect();
@@ -199,9 +295,23 @@ async fn a_manual_unmerge_survives_rematching() {
 #[tokio::test]
 async fn merge_then_unmerge_restores_both_golden_records() {
     for f in fixtures().await {
-        let bob = person("Robert", "Lindqvist", "1950-11-30", "(312) 555-0199", "078-05-1120");
-        let a = f.resolver.upsert(input("ehr", "A", alice()), &anonymous()).await.unwrap();
-        let b = f.resolver.upsert(input("crm", "B", bob.clone()), &anonymous()).await.unwrap();
+        let bob = person(
+            "Robert",
+            "Lindqvist",
+            "1950-11-30",
+            "(312) 555-0199",
+            "078-05-1120",
+        );
+        let a = f
+            .resolver
+            .upsert(input("ehr", "A", alice()), &anonymous())
+            .await
+            .unwrap();
+        let b = f
+            .resolver
+            .upsert(input("crm", "B", bob.clone()), &anonymous())
+            .await
+            .unwrap();
         let (ma, mb) = (a.master.unwrap(), b.master.unwrap());
         assert_ne!(ma, mb, "{}", f.label);
         let golden_a = f.resolver.master(ma).await.unwrap().golden;
@@ -210,44 +320,138 @@ async fn merge_then_unmerge_restores_both_golden_records() {
         let merged = f.resolver.merge(ma, mb, &with_id("m-1")).await.unwrap();
         assert_eq!(merged.record_count, 2, "{}", f.label);
         // The merged-away master redirects to the winner.
-        assert_eq!(f.resolver.master(mb).await.unwrap().master.id, ma, "{}", f.label);
-        let resolved = f.resolver.resolve(&SourceKey::new("crm", "B")).await.unwrap();
+        assert_eq!(
+            f.resolver.master(mb).await.unwrap().master.id,
+            ma,
+            "{}",
+            f.label
+        );
+        let resolved = f
+            .resolver
+            .resolve(&SourceKey::new("crm", "B"))
+            .await
+            .unwrap();
         assert_eq!(resolved.master, ma, "{}", f.label);
 
-        let unmerged = f.resolver.unmerge(&SourceKey::new("crm", "B"), &with_id("u-1")).await.unwrap();
+        let unmerged = f
+            .resolver
+            .unmerge(&SourceKey::new("crm", "B"), &with_id("u-1"))
+            .await
+            .unwrap();
         assert_eq!(unmerged.previous.golden, golden_a, "{}", f.label);
-        assert_eq!(unmerged.new.golden.demographics, golden_b.demographics, "{}", f.label);
+        assert_eq!(
+            unmerged.new.golden.demographics, golden_b.demographics,
+            "{}",
+            f.label
+        );
         assert_eq!(unmerged.previous.record_count, 1, "{}", f.label);
 
-        let history = f.resolver.list_link_events(ma, Page { after: None, limit: 50 }).await.unwrap();
+        let history = f
+            .resolver
+            .list_link_events(
+                ma,
+                Page {
+                    after: None,
+                    limit: 50,
+                },
+            )
+            .await
+            .unwrap();
         let types: Vec<_> = history.iter().map(|e| e.event.event_type).collect();
         assert!(types.contains(&EventType::Merged), "{}: {types:?}", f.label);
-        assert!(types.contains(&EventType::Unmerged), "{}: {types:?}", f.label);
-        assert_eq!(history[0].event.actor, "reviewer@example.org", "{}", f.label);
+        assert!(
+            types.contains(&EventType::Unmerged),
+            "{}: {types:?}",
+            f.label
+        );
+        assert_eq!(
+            history[0].event.actor, "reviewer@example.org",
+            "{}",
+            f.label
+        );
     }
 }
 
 #[tokio::test]
 async fn a_replayed_request_id_changes_nothing() {
     for f in fixtures().await {
-        let first = f.resolver.upsert(input("ehr", "A", alice()), &with_id("req-1")).await.unwrap();
+        let first = f
+            .resolver
+            .upsert(input("ehr", "A", alice()), &with_id("req-1"))
+            .await
+            .unwrap();
         let before = f.store.counts().await.unwrap();
-        let links_before = f.resolver.list_link_events(first.master.unwrap(), Page { after: None, limit: 50 }).await.unwrap();
-        let replay = f.resolver.upsert(input("ehr", "A", alice()), &with_id("req-1")).await.unwrap();
+        let links_before = f
+            .resolver
+            .list_link_events(
+                first.master.unwrap(),
+                Page {
+                    after: None,
+                    limit: 50,
+                },
+            )
+            .await
+            .unwrap();
+        let replay = f
+            .resolver
+            .upsert(input("ehr", "A", alice()), &with_id("req-1"))
+            .await
+            .unwrap();
         assert_eq!(replay, first, "{}", f.label);
         assert_eq!(f.store.counts().await.unwrap(), before, "{}", f.label);
-        let links_after = f.resolver.list_link_events(first.master.unwrap(), Page { after: None, limit: 50 }).await.unwrap();
+        let links_after = f
+            .resolver
+            .list_link_events(
+                first.master.unwrap(),
+                Page {
+                    after: None,
+                    limit: 50,
+                },
+            )
+            .await
+            .unwrap();
         assert_eq!(links_after.len(), links_before.len(), "{}", f.label);
 
         let mut other = alice();
         other.family_name = "Different".to_owned();
-        let err = f.resolver.upsert(input("ehr", "A", other), &with_id("req-1")).await.unwrap_err();
-        assert!(matches!(err, ResolverError::InvalidArgument(ref v) if v[0].field == "request_id"), "{}", f.label);
+        let err = f
+            .resolver
+            .upsert(input("ehr", "A", other), &with_id("req-1"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ResolverError::InvalidArgument(ref v) if v[0].field == "request_id"),
+            "{}",
+            f.label
+        );
 
         // Merges replay too.
-        let b = f.resolver.upsert(input("crm", "B", person("Zed", "Quill", "1999-01-01", "", "")), &anonymous()).await.unwrap();
-        let m1 = f.resolver.merge(first.master.unwrap(), b.master.unwrap(), &with_id("merge-1")).await.unwrap();
-        let m2 = f.resolver.merge(first.master.unwrap(), b.master.unwrap(), &with_id("merge-1")).await.unwrap();
+        let b = f
+            .resolver
+            .upsert(
+                input("crm", "B", person("Zed", "Quill", "1999-01-01", "", "")),
+                &anonymous(),
+            )
+            .await
+            .unwrap();
+        let m1 = f
+            .resolver
+            .merge(
+                first.master.unwrap(),
+                b.master.unwrap(),
+                &with_id("merge-1"),
+            )
+            .await
+            .unwrap();
+        let m2 = f
+            .resolver
+            .merge(
+                first.master.unwrap(),
+                b.master.unwrap(),
+                &with_id("merge-1"),
+            )
+            .await
+            .unwrap();
         assert_eq!(m1, m2, "{}", f.label);
     }
 }
@@ -257,26 +461,63 @@ async fn bad_input_names_fields_and_writes_nothing() {
     for f in fixtures().await {
         let mut bad = alice();
         bad.birth_date = "12/06/1984".to_owned();
-        let err = f.resolver.upsert(input("", "A", bad), &anonymous()).await.unwrap_err();
+        let err = f
+            .resolver
+            .upsert(input("", "A", bad), &anonymous())
+            .await
+            .unwrap_err();
         let ResolverError::InvalidArgument(violations) = err else {
             panic!("{}: expected InvalidArgument", f.label)
         };
         let fields: Vec<_> = violations.iter().map(|v| v.field.as_str()).collect();
-        assert_eq!(fields, ["source_record.key.system", "source_record.demographics.birth_date"], "{}", f.label);
-        assert!(violations.iter().all(|v| !v.description.contains("1984")), "{}", f.label);
+        assert_eq!(
+            fields,
+            [
+                "source_record.key.system",
+                "source_record.demographics.birth_date"
+            ],
+            "{}",
+            f.label
+        );
+        assert!(
+            violations.iter().all(|v| !v.description.contains("1984")),
+            "{}",
+            f.label
+        );
         assert_eq!(f.store.counts().await.unwrap(), (0, 0), "{}", f.label);
 
-        let err = f.resolver.resolve(&SourceKey::new("ehr", "nope")).await.unwrap_err();
-        assert!(matches!(err, ResolverError::NotFound { what: "source record" }), "{}", f.label);
+        let err = f
+            .resolver
+            .resolve(&SourceKey::new("ehr", "nope"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ResolverError::NotFound {
+                    what: "source record"
+                }
+            ),
+            "{}",
+            f.label
+        );
         let err = f.resolver.master(999).await.unwrap_err();
-        assert!(matches!(err, ResolverError::NotFound { what: "master" }), "{}", f.label);
+        assert!(
+            matches!(err, ResolverError::NotFound { what: "master" }),
+            "{}",
+            f.label
+        );
     }
 }
 
 #[tokio::test]
 async fn validate_only_scores_without_writing() {
     for f in fixtures().await {
-        let a = f.resolver.upsert(input("ehr", "A", alice()), &anonymous()).await.unwrap();
+        let a = f
+            .resolver
+            .upsert(input("ehr", "A", alice()), &anonymous())
+            .await
+            .unwrap();
         let mut dry = input("crm", "B", alice());
         dry.validate_only = true;
         let outcome = f.resolver.upsert(dry, &anonymous()).await.unwrap();
@@ -289,10 +530,17 @@ async fn validate_only_scores_without_writing() {
 #[tokio::test]
 async fn a_restarted_resolver_rebuilds_its_index_from_the_store() {
     for f in fixtures().await {
-        let a = f.resolver.upsert(input("ehr", "A", alice()), &anonymous()).await.unwrap();
+        let a = f
+            .resolver
+            .upsert(input("ehr", "A", alice()), &anonymous())
+            .await
+            .unwrap();
         let reopened = open(&f.store).await;
         assert_eq!(reopened.index_stats().0, 1, "{}", f.label);
-        let b = reopened.upsert(input("crm", "B", alice()), &anonymous()).await.unwrap();
+        let b = reopened
+            .upsert(input("crm", "B", alice()), &anonymous())
+            .await
+            .unwrap();
         assert_eq!(b.master, a.master, "{}", f.label);
     }
 }
@@ -320,36 +568,79 @@ async fn a_possible_match_opens_a_review_that_a_person_resolves() {
         f.resolver = Resolver::open(Arc::clone(&f.store), Arc::new(Model::builtin()), config)
             .await
             .unwrap();
-        let a = f.resolver.upsert(input("ehr", "A", alice()), &anonymous()).await.unwrap();
-        let b = f.resolver.upsert(input("crm", "B", thin.clone()), &anonymous()).await.unwrap();
+        let a = f
+            .resolver
+            .upsert(input("ehr", "A", alice()), &anonymous())
+            .await
+            .unwrap();
+        let b = f
+            .resolver
+            .upsert(input("crm", "B", thin.clone()), &anonymous())
+            .await
+            .unwrap();
         assert_eq!(b.decision, Decision::PossibleMatch, "{}", f.label);
         assert_ne!(b.master, a.master, "{}", f.label);
         assert!(b.review_item.is_some(), "{}", f.label);
         let (items, total) = f
             .resolver
-            .list_review_items(Some(ReviewState::Open), Page { after: None, limit: 10 })
+            .list_review_items(
+                Some(ReviewState::Open),
+                Page {
+                    after: None,
+                    limit: 10,
+                },
+            )
             .await
             .unwrap();
         assert_eq!(total, 1, "{}", f.label);
-        assert_eq!(items[0].candidates[0].master, a.master.unwrap(), "{}", f.label);
+        assert_eq!(
+            items[0].candidates[0].master,
+            a.master.unwrap(),
+            "{}",
+            f.label
+        );
 
         let resolved = f
             .resolver
-            .resolve_review(items[0].id, ReviewDecision::Link(a.master.unwrap()), &with_id("r-1"))
+            .resolve_review(
+                items[0].id,
+                ReviewDecision::Link(a.master.unwrap()),
+                &with_id("r-1"),
+            )
             .await
             .unwrap();
         assert_eq!(resolved.state, ReviewState::Resolved, "{}", f.label);
-        let b = f.resolver.resolve(&SourceKey::new("crm", "B")).await.unwrap();
+        let b = f
+            .resolver
+            .resolve(&SourceKey::new("crm", "B"))
+            .await
+            .unwrap();
         assert_eq!(Some(b.master), a.master, "{}", f.label);
         let manual = LinkFilter {
             link_source: Some(LinkSource::Manual),
             ..LinkFilter::default()
         };
-        let links = f.resolver.list_links(&manual, Page { after: None, limit: 10 }).await.unwrap();
+        let links = f
+            .resolver
+            .list_links(
+                &manual,
+                Page {
+                    after: None,
+                    limit: 10,
+                },
+            )
+            .await
+            .unwrap();
         assert_eq!(links.len(), 1, "{}", f.label);
         let (_, open) = f
             .resolver
-            .list_review_items(Some(ReviewState::Open), Page { after: None, limit: 10 })
+            .list_review_items(
+                Some(ReviewState::Open),
+                Page {
+                    after: None,
+                    limit: 10,
+                },
+            )
             .await
             .unwrap();
         assert_eq!(open, 0, "{}", f.label);

@@ -78,7 +78,11 @@ struct Placement {
 
 impl Resolver {
     /// Creates or updates a source record and matches it.
-    pub async fn upsert(&self, input: UpsertInput, mutation: &Mutation) -> Result<UpsertOutcome, ResolverError> {
+    pub async fn upsert(
+        &self,
+        input: UpsertInput,
+        mutation: &Mutation,
+    ) -> Result<UpsertOutcome, ResolverError> {
         let mut violations = input.key.validate("source_record.key");
         violations.extend(input.demographics.validate("source_record.demographics"));
         invalid_if(violations)?;
@@ -116,25 +120,44 @@ impl Resolver {
                     .await?
             }
         };
-        let placement = match existing.as_ref().and_then(|r| r.link.as_ref().map(|l| (r, l))) {
+        let placement = match existing
+            .as_ref()
+            .and_then(|r| r.link.as_ref().map(|l| (r, l)))
+        {
             Some((_, link)) if link.link_source == LinkSource::Manual => Placement {
                 master: link.master,
                 decision: link.decision,
                 source: LinkSource::Manual,
                 score: link.score,
                 weights: link.field_weights.clone(),
-                events: vec![event(link.master, EventType::RecordUpdated, record, None, mutation)],
+                events: vec![event(
+                    link.master,
+                    EventType::RecordUpdated,
+                    record,
+                    None,
+                    mutation,
+                )],
                 review: None,
             },
             Some((stored, link)) => {
-                self.replace_auto(&mut *tx, stored, &input.demographics, link, &candidates, mutation)
-                    .await?
+                self.replace_auto(
+                    &mut *tx,
+                    stored,
+                    &input.demographics,
+                    link,
+                    &candidates,
+                    mutation,
+                )
+                .await?
             }
             None => place_new(&mut *tx, record, &candidates, mutation).await?,
         };
 
         let now = now();
-        let created_at = existing.as_ref().and_then(|r| r.link.as_ref()).map_or(now, |l| l.created_at);
+        let created_at = existing
+            .as_ref()
+            .and_then(|r| r.link.as_ref())
+            .map_or(now, |l| l.created_at);
         tx.set_link(&Link {
             record,
             master: placement.master,
@@ -167,7 +190,11 @@ impl Resolver {
             updated_at: now,
             decision: placement.decision,
             master: Some(placement.master),
-            score: if placement.source == LinkSource::Manual { placement.score } else { score },
+            score: if placement.source == LinkSource::Manual {
+                placement.score
+            } else {
+                score
+            },
             field_weights: if placement.source == LinkSource::Manual {
                 placement.weights.clone()
             } else {
@@ -205,7 +232,12 @@ impl Resolver {
 
     /// Whether any record of `target` was manually declared not to be the person
     /// of `master`.
-    async fn kept_apart(&self, tx: &mut dyn StoreTx, target: MasterId, master: MasterId) -> Result<bool, ResolverError> {
+    async fn kept_apart(
+        &self,
+        tx: &mut dyn StoreTx,
+        target: MasterId,
+        master: MasterId,
+    ) -> Result<bool, ResolverError> {
         for record in tx.master_record_ids(target).await? {
             if tx.no_match_masters(record).await?.contains(&master) {
                 return Ok(true);
@@ -240,7 +272,9 @@ impl Resolver {
         };
 
         // Another master matches and the current cluster no longer does: move.
-        if let Some(best) = best.filter(|_| against_current.is_none_or(|c| c.decision != Decision::Match)) {
+        if let Some(best) =
+            best.filter(|_| against_current.is_none_or(|c| c.decision != Decision::Match))
+        {
             return Ok(Placement {
                 master: best.master,
                 decision: Decision::Match,
@@ -248,38 +282,75 @@ impl Resolver {
                 score: best.score,
                 weights: best.field_weights.clone(),
                 events: vec![
-                    event(current, EventType::Unlinked, stored.id, Some(best.master), mutation),
-                    event(best.master, EventType::Linked, stored.id, Some(current), mutation),
+                    event(
+                        current,
+                        EventType::Unlinked,
+                        stored.id,
+                        Some(best.master),
+                        mutation,
+                    ),
+                    event(
+                        best.master,
+                        EventType::Linked,
+                        stored.id,
+                        Some(current),
+                        mutation,
+                    ),
                 ],
                 review: None,
             });
         }
         // It shares its master with others but no longer matches them: detach.
-        if !unchanged && cluster_size > 1 && against_current.is_none_or(|c| c.decision == Decision::NoMatch) {
+        if !unchanged
+            && cluster_size > 1
+            && against_current.is_none_or(|c| c.decision == Decision::NoMatch)
+        {
             let master = tx.create_master().await?;
             return Ok(Placement {
                 master,
                 decision: Decision::NoMatch,
                 source: LinkSource::Auto,
                 score: against_current.map_or(0.0, |c| c.score),
-                weights: against_current.map(|c| c.field_weights.clone()).unwrap_or_default(),
+                weights: against_current
+                    .map(|c| c.field_weights.clone())
+                    .unwrap_or_default(),
                 events: vec![
-                    event(current, EventType::Unlinked, stored.id, Some(master), mutation),
-                    event(master, EventType::Linked, stored.id, Some(current), mutation),
+                    event(
+                        current,
+                        EventType::Unlinked,
+                        stored.id,
+                        Some(master),
+                        mutation,
+                    ),
+                    event(
+                        master,
+                        EventType::Linked,
+                        stored.id,
+                        Some(current),
+                        mutation,
+                    ),
                 ],
                 review: None,
             });
         }
         // Otherwise it stays where it is, with a fresh score.
         let (score, weights) = against_current
-            .map_or((link.score, link.field_weights.clone()), |c| (c.score, c.field_weights.clone()));
+            .map_or((link.score, link.field_weights.clone()), |c| {
+                (c.score, c.field_weights.clone())
+            });
         Ok(Placement {
             master: current,
             decision: link.decision,
             source: LinkSource::Auto,
             score,
             weights,
-            events: vec![event(current, EventType::RecordUpdated, stored.id, None, mutation)],
+            events: vec![event(
+                current,
+                EventType::RecordUpdated,
+                stored.id,
+                None,
+                mutation,
+            )],
             review: None,
         })
     }
@@ -295,7 +366,11 @@ async fn place_new(
     let (score, weights) = best_score(candidates);
     // Two masters that both match are an ambiguity (often two records a person
     // kept apart): a person decides, rather than the matcher picking one.
-    let ambiguous = candidates.iter().filter(|c| c.decision == Decision::Match).count() > 1;
+    let ambiguous = candidates
+        .iter()
+        .filter(|c| c.decision == Decision::Match)
+        .count()
+        > 1;
     match candidates.first() {
         Some(best) if best.decision == Decision::Match && !ambiguous => Ok(Placement {
             master: best.master,
@@ -303,7 +378,13 @@ async fn place_new(
             source: LinkSource::Auto,
             score,
             weights,
-            events: vec![event(best.master, EventType::Linked, record, None, mutation)],
+            events: vec![event(
+                best.master,
+                EventType::Linked,
+                record,
+                None,
+                mutation,
+            )],
             review: None,
         }),
         Some(best) if best.decision != Decision::NoMatch => {
@@ -327,7 +408,13 @@ async fn place_new(
                 weights,
                 events: vec![
                     event(master, EventType::Linked, record, None, mutation),
-                    event(master, EventType::ReviewOpened, record, Some(best.master), mutation),
+                    event(
+                        master,
+                        EventType::ReviewOpened,
+                        record,
+                        Some(best.master),
+                        mutation,
+                    ),
                 ],
                 review: Some(review),
             })

@@ -76,8 +76,14 @@ pub async fn bulk_load(
 
     let mut tx = store.pool.begin().await?;
     let max = |table: &str| format!("SELECT COALESCE(MAX(id), 0) AS m FROM {table}");
-    let record_base = uid(sqlx::query(&max("source_records")).fetch_one(&mut *tx).await?.try_get("m")?);
-    let master_base = uid(sqlx::query(&max("masters")).fetch_one(&mut *tx).await?.try_get("m")?);
+    let record_base = uid(sqlx::query(&max("source_records"))
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("m")?);
+    let master_base = uid(sqlx::query(&max("masters"))
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("m")?);
 
     let mut master_of: HashMap<u32, MasterId> = HashMap::new();
     let masters: Vec<MasterId> = clusters
@@ -112,7 +118,10 @@ pub async fn bulk_load(
     for chunk in rows.chunks(CHUNK) {
         let sql = format!(
             "INSERT INTO source_records (id, system, local_id, demographics, created_at, updated_at) VALUES {}",
-            values(chunk.len(), 4, |p| format!("(${}, ${}, ${}, ${}, $1, $1)", p[0], p[1], p[2], p[3]))
+            values(chunk.len(), 4, |p| format!(
+                "(${}, ${}, ${}, ${}, $1, $1)",
+                p[0], p[1], p[2], p[3]
+            ))
         );
         let mut query = sqlx::query(&sql).bind(now);
         for (record, (key, demographics), _) in chunk {
@@ -126,7 +135,10 @@ pub async fn bulk_load(
 
         let sql = format!(
             "INSERT INTO links (record_id, master_id, decision, link_source, score, field_weights, created_at, updated_at) VALUES {}",
-            values(chunk.len(), 2, |p| format!("(${}, ${}, 'MATCH', 'AUTO', 0, '[]', $1, $1)", p[0], p[1]))
+            values(chunk.len(), 2, |p| format!(
+                "(${}, ${}, 'MATCH', 'AUTO', 0, '[]', $1, $1)",
+                p[0], p[1]
+            ))
         );
         let mut query = sqlx::query(&sql).bind(now);
         for (record, _, master) in chunk {
@@ -137,7 +149,10 @@ pub async fn bulk_load(
         let sql = format!(
             "INSERT INTO link_events (master_id, event_type, record_id, decision, link_source, score, field_weights, actor, request_id, created_at) VALUES {}",
             values(chunk.len(), 2, |p| {
-                format!("(${}, 'LINKED', ${}, 'MATCH', 'AUTO', 0, '[]', 'link-batch', '', $1)", p[0], p[1])
+                format!(
+                    "(${}, 'LINKED', ${}, 'MATCH', 'AUTO', 0, '[]', 'link-batch', '', $1)",
+                    p[0], p[1]
+                )
             })
         );
         let mut query = sqlx::query(&sql).bind(now);

@@ -433,11 +433,24 @@ async fn bulk_load_links_clusters_and_later_inserts_do_not_collide() {
         assert_eq!(masters[0], masters[1], "{backend}");
         assert_ne!(masters[0], masters[2], "{backend}");
         assert!(masters.iter().all(|m| *m > existing_master), "{backend}");
-        let a2 = store.record_by_key(&SourceKey::new("crm", "A2")).await.unwrap().unwrap();
+        let a2 = store
+            .record_by_key(&SourceKey::new("crm", "A2"))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(a2.link.unwrap().master, masters[0], "{backend}");
         assert!(a2.id > existing, "{backend}");
         assert_eq!(store.counts().await.unwrap(), (4, 3), "{backend}");
-        let history = store.list_link_events(masters[0], Page { after: None, limit: 10 }).await.unwrap();
+        let history = store
+            .list_link_events(
+                masters[0],
+                Page {
+                    after: None,
+                    limit: 10,
+                },
+            )
+            .await
+            .unwrap();
         assert_eq!(history.len(), 2, "{backend}");
 
         // Ids assigned by the load must not be handed out again.
@@ -450,13 +463,32 @@ async fn bulk_load_links_clusters_and_later_inserts_do_not_collide() {
             (SourceKey::new("ehr", "X"), demo("X", "Z")),
         ];
         let err = bulk_load(&store, &dup, &[1, 2]).await.unwrap_err();
-        assert!(matches!(err, BulkLoadError::DuplicateKey { first: 1, second: 2 }), "{backend}: {err}");
+        assert!(
+            matches!(
+                err,
+                BulkLoadError::DuplicateKey {
+                    first: 1,
+                    second: 2
+                }
+            ),
+            "{backend}: {err}"
+        );
         // A key already stored fails the whole load.
         let clash = vec![
             (SourceKey::new("ehr", "Y"), demo("Y", "Y")),
             (SourceKey::new("ehr", "A"), demo("Ann", "Lee")),
         ];
-        assert!(bulk_load(&store, &clash, &[1, 2]).await.is_err(), "{backend}");
-        assert!(store.record_by_key(&SourceKey::new("ehr", "Y")).await.unwrap().is_none(), "{backend}");
+        assert!(
+            bulk_load(&store, &clash, &[1, 2]).await.is_err(),
+            "{backend}"
+        );
+        assert!(
+            store
+                .record_by_key(&SourceKey::new("ehr", "Y"))
+                .await
+                .unwrap()
+                .is_none(),
+            "{backend}"
+        );
     }
 }

@@ -300,13 +300,12 @@ impl Config {
         if let Some(identity) = &self.identity {
             if let (Some(review), Some(auto)) =
                 (identity.review_threshold, identity.match_threshold)
+                && review > auto
             {
-                if review > auto {
-                    return Err(rule(
-                        "identity.review_threshold",
-                        "must not exceed identity.match_threshold",
-                    ));
-                }
+                return Err(rule(
+                    "identity.review_threshold",
+                    "must not exceed identity.match_threshold",
+                ));
             }
             let mut seen = std::collections::HashSet::new();
             if !identity.source_priority.iter().all(|s| seen.insert(s)) {

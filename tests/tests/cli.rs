@@ -93,3 +93,188 @@ fn serve_reports_an_address_in_use() {
         "{stderr}"
     );
 }
+
+fn read_csv(path: &std::path::Path) -> Vec<Vec<String>> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| l.split(',').map(str::to_owned).collect())
+        .collect()
+}
+
+#[test]
+fn synth_then_link_batch_assigns_every_row_and_loads_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let (code, stdout, stderr) = run(&[
+        "synth",
+        "--people",
+        "300",
+        "--seed",
+        "5",
+        "--out",
+        &path("records.csv"),
+        "--truth",
+        &path("truth.csv"),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let stats: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(stats["people"], 300);
+    let records = read_csv(dir.path().join("records.csv").as_path());
+    assert_eq!(
+        records[0].join(","),
+        "source,local_id,given_name,family_name,birth_date,sex,address_line,city,state,postal_code,phone,email,ssn"
+    );
+
+    let store = format!("sqlite://{}", path("identity.db"));
+    let (code, stdout, stderr) = run(&[
+        "resolver",
+        "link-batch",
+        "--input",
+        &path("records.csv"),
+        "--output",
+        &path("assignments.csv"),
+        "--store",
+        &store,
+        "--review-output",
+        &path("review.csv"),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let assignments = read_csv(dir.path().join("assignments.csv").as_path());
+    assert_eq!(assignments[0].join(","), "source,local_id,master_id");
+    assert_eq!(
+        assignments.len(),
+        records.len(),
+        "one assignment per input row"
+    );
+    for (record, assignment) in records.iter().zip(&assignments).skip(1) {
+        assert_eq!(record[..2], assignment[..2]);
+        assert!(assignment[2].parse::<u64>().unwrap() > 0);
+    }
+    let masters: std::collections::HashSet<_> =
+        assignments.iter().skip(1).map(|a| a[2].clone()).collect();
+    assert_eq!(summary["masters"], masters.len());
+    assert!(masters.len() < records.len() - 1, "nothing was linked");
+    let review = read_csv(dir.path().join("review.csv").as_path());
+    assert_eq!(
+        review[0].join(","),
+        "source,local_id,master_id,candidate_master_id,score"
+    );
+    assert_eq!(summary["review_rows"], review.len() - 1);
+
+    // A second load of the same records is refused: the store already holds them.
+    let (code, _, stderr) = run(&[
+        "resolver",
+        "link-batch",
+        "--input",
+        &path("records.csv"),
+        "--output",
+        &path("again.csv"),
+        "--store",
+        &store,
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(!stderr.is_empty());
+}
+
+#[test]
+fn train_writes_a_model_that_link_batch_and_explain_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let (code, _, stderr) = run(&[
+        "synth",
+        "--people",
+        "400",
+        "--seed",
+        "9",
+        "--out",
+        &path("records.csv"),
+        "--truth",
+        &path("truth.csv"),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, _, stderr) = run(&[
+        "resolver",
+        "train",
+        "--input",
+        &path("records.csv"),
+        "--model-out",
+        &path("model.json"),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let model: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path("model.json")).unwrap()).unwrap();
+    assert!(
+        model["version"].is_u64() || model["version"].is_string(),
+        "model has no version: {model}"
+    );
+    let (code, _, stderr) = run(&[
+        "resolver",
+        "link-batch",
+        "--input",
+        &path("records.csv"),
+        "--output",
+        &path("a.csv"),
+        "--model",
+        &path("model.json"),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+
+    // Explain two records of one person from the truth file.
+    let truth = read_csv(dir.path().join("truth.csv").as_path());
+    let mut by_person: std::collections::HashMap<&str, Vec<&Vec<String>>> =
+        std::collections::HashMap::new();
+    for row in truth.iter().skip(1) {
+        by_person.entry(row[2].as_str()).or_default().push(row);
+    }
+    let pair = by_person.values().find(|rows| rows.len() >= 2).unwrap();
+    let a = format!("{}/{}", pair[0][0], pair[0][1]);
+    let b = format!("{}/{}", pair[1][0], pair[1][1]);
+    let (code, stdout, stderr) = run(&[
+        "resolver",
+        "explain",
+        "--input",
+        &path("records.csv"),
+        &a,
+        &b,
+        "--model",
+        &path("model.json"),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.starts_with("field"), "{stdout}");
+    assert!(stdout.contains("\ntotal "), "{stdout}");
+    assert!(stdout.contains("decision: "), "{stdout}");
+    let (code, _, stderr) = run(&[
+        "resolver",
+        "explain",
+        "--input",
+        &path("records.csv"),
+        &a,
+        "ehr/nope",
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("ehr/nope is not in"), "{stderr}");
+}
+
+#[test]
+fn link_batch_names_the_line_of_a_malformed_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("bad.csv");
+    std::fs::write(&input, "source,local_id,given_name\nehr,1,Ann\nehr\n").unwrap();
+    let output = dir.path().join("out.csv");
+    let (code, _, stderr) = run(&[
+        "resolver",
+        "link-batch",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("bad.csv"), "{stderr}");
+    assert!(
+        stderr.contains("line 3") || stderr.contains(":3"),
+        "{stderr}"
+    );
+}

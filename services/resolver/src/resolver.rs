@@ -162,19 +162,17 @@ impl Resolver {
     /// Resolves a source record to its master and every record linked to it.
     pub async fn resolve(&self, key: &SourceKey) -> Result<Resolution, ResolverError> {
         invalid_if(key.validate("source_record"))?;
-        let record = self
-            .store
-            .record_by_key(key)
-            .await?
+        let records = self.store.cluster_of(key).await?;
+        let master = records
+            .iter()
+            .find(|r| r.key == *key)
             .ok_or(ResolverError::NotFound {
                 what: "source record",
-            })?;
-        let master = record
+            })?
             .link
             .as_ref()
             .map(|l| l.master)
             .ok_or(StoreError::Corrupt { what: "link" })?;
-        let records = self.store.master_records(master).await?;
         Ok(Resolution { master, records })
     }
 

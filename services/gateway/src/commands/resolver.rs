@@ -2,11 +2,12 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use tessera_matching::{Demographics, MatchConfig, Model, SourceKey, TrainConfig};
+use tessera_matching::{Decision, Demographics, Index, MatchConfig, Model, SourceKey, TrainConfig};
 use tessera_resolver::store::{SqlStore, bulk_load};
 
 use super::{create, open};
@@ -45,7 +46,8 @@ pub struct LinkBatchArgs {
     /// Train a model on the input first (no labels needed) and link with it.
     #[arg(long)]
     train: bool,
-    /// Write records whose best link was only a POSSIBLE_MATCH here:
+    /// Write the records a person should review here: those whose best candidate
+    /// outside their own master scores in the review band or above:
     /// `source,local_id,master_id,candidate_master_id,score`.
     #[arg(long, value_name = "FILE")]
     review_output: Option<PathBuf>,
@@ -143,16 +145,90 @@ fn link_batch(args: &LinkBatchArgs) -> anyhow::Result<()> {
         ])?;
     }
     writer.flush()?;
+    let review_rows = match &args.review_output {
+        Some(path) => write_review(path, &records, &masters, &model, &config)?,
+        None => 0,
+    };
     let distinct: std::collections::HashSet<_> = masters.iter().collect();
     let summary = serde_json::json!({
         "records": records.len(),
         "masters": distinct.len(),
+        "review_rows": review_rows,
         "link_seconds": linked.as_secs_f64(),
         "total_seconds": started.elapsed().as_secs_f64(),
     });
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{summary}")?;
     Ok(())
+}
+
+/// Writes the records whose best candidate outside their own master would go to
+/// review (or is a MATCH the batch did not take, for example because another
+/// record of that master conflicts): the pairs a person should look at. Returns
+/// how many rows it wrote.
+fn write_review(
+    path: &Path,
+    records: &[(SourceKey, Demographics)],
+    masters: &[u64],
+    model: &Model,
+    config: &MatchConfig,
+) -> anyhow::Result<usize> {
+    let mut index = Index::new(Arc::new(model.clone()), config.clone());
+    for (i, ((_, demographics), master)) in records.iter().zip(masters).enumerate() {
+        index.upsert(i as u64, *master, demographics);
+    }
+    // Score every record against the index in parallel; the index is read-only.
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let chunk = records.len().div_ceil(threads).max(1);
+    let rows: Vec<(usize, u64, f64)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = records
+            .chunks(chunk)
+            .enumerate()
+            .map(|(c, part)| {
+                let index = &index;
+                scope.spawn(move || {
+                    let mut rows = Vec::new();
+                    for (j, (_, demographics)) in part.iter().enumerate() {
+                        let i = c * chunk + j;
+                        let own = masters[i];
+                        let best = index
+                            .candidates(demographics, Some(i as u64))
+                            .ranked
+                            .into_iter()
+                            .find(|cand| cand.master != own && cand.decision != Decision::NoMatch);
+                        if let Some(best) = best {
+                            rows.push((i, best.master, best.score));
+                        }
+                    }
+                    rows
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_default())
+            .collect()
+    });
+    let mut writer = csv::Writer::from_writer(create(path)?);
+    writer.write_record([
+        "source",
+        "local_id",
+        "master_id",
+        "candidate_master_id",
+        "score",
+    ])?;
+    for (i, candidate, score) in &rows {
+        let (key, _) = &records[*i];
+        writer.write_record([
+            key.system.as_str(),
+            key.local_id.as_str(),
+            &masters[*i].to_string(),
+            &candidate.to_string(),
+            &format!("{score:.2}"),
+        ])?;
+    }
+    writer.flush()?;
+    Ok(rows.len())
 }
 
 /// Loads the records, one master per cluster, into an identity store.

@@ -311,6 +311,10 @@ pub trait IdentityStore: Send + Sync + 'static {
     /// Every record linked to a master, with its link, in record order.
     async fn master_records(&self, id: MasterId) -> Result<Vec<StoredRecord>, StoreError>;
 
+    /// The records linked to the same master as `key` (itself included), in one
+    /// query; empty if `key` is not stored.
+    async fn cluster_of(&self, key: &SourceKey) -> Result<Vec<StoredRecord>, StoreError>;
+
     /// Links matching `filter`, in record order, one page.
     async fn list_links(
         &self,

@@ -366,6 +366,21 @@ impl IdentityStore for SqlStore {
         rows.iter().map(record_from_row).collect()
     }
 
+    async fn cluster_of(&self, key: &SourceKey) -> Result<Vec<StoredRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {RECORD_COLUMNS} FROM links l JOIN source_records r ON r.id = l.record_id \
+             WHERE l.master_id = (SELECT l2.master_id FROM source_records r2 \
+             JOIN links l2 ON l2.record_id = r2.id WHERE r2.system = $1 AND r2.local_id = $2) \
+             ORDER BY r.id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&key.system)
+            .bind(&key.local_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
     async fn list_links(
         &self,
         filter: &LinkFilter,

@@ -492,3 +492,37 @@ async fn bulk_load_links_clusters_and_later_inserts_do_not_collide() {
         );
     }
 }
+
+#[tokio::test]
+async fn cluster_of_returns_the_whole_cluster_in_one_query() {
+    for (backend, store, _dir) in backends().await {
+        let (r1, m1) = seed(&store, "ehr", "A").await;
+        let (r2, _) = seed(&store, "crm", "B").await;
+        let (r3, _) = seed(&store, "crm", "C").await;
+        let mut tx = store.begin().await.unwrap();
+        tx.set_link(&link(r2, m1, LinkSource::Manual))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let cluster = store.cluster_of(&SourceKey::new("crm", "B")).await.unwrap();
+        assert_eq!(
+            cluster.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![r1, r2],
+            "{backend}"
+        );
+        let alone = store.cluster_of(&SourceKey::new("crm", "C")).await.unwrap();
+        assert_eq!(
+            alone.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![r3],
+            "{backend}"
+        );
+        assert!(
+            store
+                .cluster_of(&SourceKey::new("crm", "Z"))
+                .await
+                .unwrap()
+                .is_empty(),
+            "{backend}"
+        );
+    }
+}

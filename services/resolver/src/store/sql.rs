@@ -2,6 +2,7 @@
 //! driver. Both backends run the same SQL (numbered `$n` parameters, `RETURNING`,
 //! `ON CONFLICT`); only the migrations differ.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -36,7 +37,24 @@ const EVENT_COLUMNS: &str = "e.id, e.master_id, e.event_type, e.record_id, r.sys
 pub struct SqlStore {
     pub(super) pool: AnyPool,
     pub(super) sqlite: bool,
+    /// SQLite only: the background WAL checkpointer, stopped with the last clone.
+    _checkpointer: Option<Arc<Checkpointer>>,
 }
+
+/// Checkpoints SQLite's write-ahead log in the background, so that no commit on
+/// the request path pays for a checkpoint (SQLite's automatic checkpoint runs
+/// inside whichever commit crosses the threshold).
+#[derive(Debug)]
+struct Checkpointer(tokio::task::JoinHandle<()>);
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How often the background checkpointer runs.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl SqlStore {
     /// Connects to `url` and applies the backend's migrations. SQLite URLs
@@ -63,7 +81,8 @@ impl SqlStore {
                     if sqlite {
                         conn.execute(
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
+                             PRAGMA wal_autocheckpoint = 0;",
                         )
                         .await?;
                     }
@@ -72,12 +91,29 @@ impl SqlStore {
             })
             .connect(&url)
             .await?;
-        if sqlite {
+        let checkpointer = if sqlite {
             SQLITE_MIGRATIONS.run(&pool).await?;
+            let pool = pool.clone();
+            Some(Arc::new(Checkpointer(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    // PASSIVE never blocks writers; a failure is retried next tick.
+                    if let Err(e) = pool.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
+                        tracing::warn!(error = %e, "identity store checkpoint failed");
+                    }
+                }
+            }))))
         } else {
             POSTGRES_MIGRATIONS.run(&pool).await?;
-        }
-        Ok(Self { pool, sqlite })
+            None
+        };
+        Ok(Self {
+            pool,
+            sqlite,
+            _checkpointer: checkpointer,
+        })
     }
 }
 

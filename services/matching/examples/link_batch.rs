@@ -2,6 +2,8 @@
 //!
 //! `cargo run --release -p tessera-matching --example link_batch -- --input IN.csv --output OUT.csv [--model MODEL.json] [--train] [--save-model OUT.json]`
 
+#![allow(clippy::print_stderr)] // a command-line tool reports on stderr
+
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::time::Instant;
@@ -27,7 +29,9 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let (Some(input), Some(output)) = (input, output) else {
-        bail!("usage: link_batch --input CSV --output CSV [--model FILE] [--train] [--save-model FILE]");
+        bail!(
+            "usage: link_batch --input CSV --output CSV [--model FILE] [--train] [--save-model FILE]"
+        );
     };
     let t0 = Instant::now();
     let rows = read_records_csv(BufReader::new(File::open(&input).context("open input")?))?;

@@ -9,7 +9,7 @@ use crate::blocking::keys;
 use crate::model::Model;
 use crate::normalize::{Prepared, prepare};
 use crate::record::Demographics;
-use crate::score::{MatchConfig, TermFreq, score_pair};
+use crate::score::{MatchConfig, TermFreq, score_pair, score_pair_above};
 
 /// Most cross-cluster pairs checked before a merge.
 const MAX_MERGE_CHECKS: usize = 1024;
@@ -18,8 +18,10 @@ const MAX_MERGE_CHECKS: usize = 1024;
 /// numbered from 0 in order of first appearance). Rows cluster together only
 /// through MATCH links, and never when a pair across the two clusters conflicts.
 pub fn link_batch(records: &[Demographics], model: &Model, config: &MatchConfig) -> Vec<u32> {
-    let prepared: Vec<Prepared> =
-        records.par_iter().map(|d| prepare(d, &config.normalize)).collect();
+    let prepared: Vec<Prepared> = records
+        .par_iter()
+        .map(|d| prepare(d, &config.normalize))
+        .collect();
     let tf = config.term_frequency.then(|| {
         let mut tf = TermFreq::default();
         for p in &prepared {
@@ -39,32 +41,53 @@ fn match_edges(
     tf: Option<&TermFreq>,
 ) -> Vec<(f64, u32, u32)> {
     let record_keys: Vec<_> = prepared.par_iter().map(keys).collect();
-    let mut blocks: FxHashMap<u64, Vec<u32>> = FxHashMap::default();
-    for (i, ks) in record_keys.iter().enumerate() {
-        let i = u32::try_from(i).unwrap_or(u32::MAX);
-        for k in ks {
-            blocks.entry(k.wide).or_default().push(i);
-            if let Some(n) = k.narrow {
-                blocks.entry(n).or_default().push(i);
-            }
-        }
-    }
+    // Blocks as runs of one sorted vector of (key, record): wide keys, plus the
+    // narrow keys of records whose wide block is oversized.
     let max_block = config.max_block_size;
+    let mut entries: Vec<(u64, u32)> = record_keys
+        .iter()
+        .enumerate()
+        .flat_map(|(i, ks)| {
+            ks.iter()
+                .map(move |k| (k.wide, u32::try_from(i).unwrap_or(u32::MAX)))
+        })
+        .collect();
+    entries.par_sort_unstable();
+    let wide_runs = runs(&entries);
+    let narrow: Vec<(u64, u32)> = record_keys
+        .par_iter()
+        .enumerate()
+        .flat_map_iter(|(i, ks)| {
+            let wide_runs = &wide_runs;
+            ks.iter().filter_map(move |k| {
+                let n = k.narrow?;
+                let len = wide_runs.get(&k.wide).map_or(1, |r| r.1 as usize);
+                (len > max_block).then(|| (n, u32::try_from(i).unwrap_or(u32::MAX)))
+            })
+        })
+        .collect();
+    drop(wide_runs);
+    entries.extend(narrow);
+    entries.par_sort_unstable();
+    let runs = runs(&entries);
+    let run = |key: u64| -> std::ops::Range<usize> {
+        runs.get(&key)
+            .map_or(0..0, |(s, n)| *s as usize..(*s + *n) as usize)
+    };
     let per_record_cap = config.max_candidates.saturating_mul(4).max(16);
+    let entries = &entries;
     let mut edges: Vec<(f64, u32, u32)> = (0..prepared.len())
         .into_par_iter()
         .flat_map_iter(|i| {
             let me = u32::try_from(i).unwrap_or(u32::MAX);
             let mut js: Vec<u32> = Vec::new();
             for k in &record_keys[i] {
-                let wide = blocks.get(&k.wide).filter(|b| b.len() <= max_block);
-                let block = wide.or_else(|| {
-                    k.narrow
-                        .and_then(|n| blocks.get(&n))
-                        .filter(|b| b.len() <= max_block)
-                });
-                if let Some(b) = block {
-                    js.extend(b.iter().filter(|j| **j > me));
+                let mut block = run(k.wide);
+                if block.len() > max_block {
+                    block = k.narrow.map_or(0..0, run);
+                }
+                if block.len() <= max_block {
+                    js.extend(entries[block].iter().map(|e| e.1).filter(|j| *j > me));
                 }
             }
             js.sort_unstable();
@@ -72,13 +95,32 @@ fn match_edges(
             js.truncate(per_record_cap);
             let a = &prepared[i];
             js.into_iter().filter_map(move |j| {
-                let s = score_pair(model, a, &prepared[j as usize], tf);
-                (s.conflict.is_none() && s.score >= config.match_threshold).then_some((s.score, me, j))
+                let s =
+                    score_pair_above(model, a, &prepared[j as usize], tf, config.match_threshold)?;
+                (s.conflict.is_none() && s.score >= config.match_threshold)
+                    .then_some((s.score, me, j))
             })
         })
         .collect();
     edges.par_sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
     edges
+}
+
+/// Runs of two or more equal keys in sorted entries: key -> (start, length).
+/// Single-record keys pair nothing and are left out.
+fn runs(entries: &[(u64, u32)]) -> FxHashMap<u64, (u32, u32)> {
+    let mut runs: FxHashMap<u64, (u32, u32)> = FxHashMap::default();
+    let mut start = 0usize;
+    while start < entries.len() {
+        let key = entries[start].0;
+        let end = start + entries[start..].iter().take_while(|e| e.0 == key).count();
+        if end - start > 1 {
+            let at = u32::try_from(start).unwrap_or(u32::MAX);
+            runs.insert(key, (at, u32::try_from(end - start).unwrap_or(u32::MAX)));
+        }
+        start = end;
+    }
+    runs
 }
 
 fn find(parent: &mut [u32], mut x: u32) -> u32 {
@@ -98,7 +140,9 @@ fn cluster(
     tf: Option<&TermFreq>,
 ) -> Vec<u32> {
     let n = prepared.len();
-    let mut parent: Vec<u32> = (0..n).map(|i| u32::try_from(i).unwrap_or(u32::MAX)).collect();
+    let mut parent: Vec<u32> = (0..n)
+        .map(|i| u32::try_from(i).unwrap_or(u32::MAX))
+        .collect();
     let mut members: FxHashMap<u32, Vec<u32>> = FxHashMap::default();
     for (_, a, b) in edges {
         let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
@@ -111,7 +155,11 @@ fn cluster(
         // conflict) than conflicting ones, so a single weak bridge never joins
         // two people (twins each with one record conflict 1:1 and stay apart).
         let (mut support, mut against) = (0usize, 0usize);
-        for (x, y) in ma.iter().flat_map(|x| mb.iter().map(move |y| (*x, *y))).take(MAX_MERGE_CHECKS) {
+        for (x, y) in ma
+            .iter()
+            .flat_map(|x| mb.iter().map(move |y| (*x, *y)))
+            .take(MAX_MERGE_CHECKS)
+        {
             let s = score_pair(model, &prepared[x as usize], &prepared[y as usize], tf);
             if s.conflict.is_some() || s.score < config.conflict_threshold {
                 against += 1;
@@ -123,7 +171,11 @@ fn cluster(
         if conflicting {
             continue;
         }
-        let (root, child) = if ma.len() >= mb.len() { (ra, rb) } else { (rb, ra) };
+        let (root, child) = if ma.len() >= mb.len() {
+            (ra, rb)
+        } else {
+            (rb, ra)
+        };
         parent[child as usize] = root;
         members.remove(&ra);
         members.remove(&rb);

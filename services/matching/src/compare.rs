@@ -2,8 +2,9 @@
 //! the comparison level reached (exact, nickname, Jaro-Winkler bands, phonetic,
 //! edit distance, date transposition, ...), or missing / placeholder.
 
-use strsim::{jaro_winkler, osa_distance};
+use crate::strdist::{digits, jaro_winkler, osa};
 
+use crate::model::Model;
 use crate::nickname::are_nicknames;
 use crate::normalize::{Prepared, ph};
 
@@ -27,6 +28,9 @@ pub(crate) mod f {
     pub(crate) const NATIONAL_ID: usize = 10;
 }
 
+/// Largest term-frequency adjustment, in bits.
+pub(crate) const MAX_TF_BITS: f64 = 4.0;
+
 /// Number of compared fields.
 pub(crate) const NFIELDS: usize = 11;
 
@@ -34,24 +38,57 @@ pub(crate) const NFIELDS: usize = 11;
 pub(crate) const FIELDS: [(&str, &[&str]); NFIELDS] = [
     (
         "given_name",
-        &["exact", "nickname", "jaro_winkler_0.92", "phonetic", "jaro_winkler_0.80", "initial_or_middle", "disagree"],
+        &[
+            "exact",
+            "nickname",
+            "jaro_winkler_0.92",
+            "phonetic",
+            "jaro_winkler_0.80",
+            "initial_or_middle",
+            "disagree",
+        ],
     ),
     (
         "family_name",
-        &["exact", "jaro_winkler_0.92", "previous_or_part", "phonetic", "jaro_winkler_0.80", "disagree"],
+        &[
+            "exact",
+            "jaro_winkler_0.92",
+            "previous_or_part",
+            "phonetic",
+            "jaro_winkler_0.80",
+            "disagree",
+        ],
     ),
     (
         "birth_date",
-        &["exact", "date_transposed", "one_edit", "partial", "two_edits", "disagree"],
+        &[
+            "exact",
+            "date_transposed",
+            "one_edit",
+            "partial",
+            "two_edits",
+            "disagree",
+        ],
     ),
     ("sex", &["exact", "disagree"]),
-    ("address_line", &["exact", "jaro_winkler_0.92", "jaro_winkler_0.80", "disagree"]),
+    (
+        "address_line",
+        &[
+            "exact",
+            "jaro_winkler_0.92",
+            "jaro_winkler_0.80",
+            "disagree",
+        ],
+    ),
     ("city", &["exact", "jaro_winkler_0.90", "disagree"]),
     ("postal_code", &["exact", "one_edit", "disagree"]),
     ("state", &["exact", "disagree"]),
     ("phones", &["exact", "one_edit", "disagree"]),
     ("emails", &["exact", "jaro_winkler_0.92", "disagree"]),
-    ("national_id", &["exact", "one_edit", "two_edits", "disagree"]),
+    (
+        "national_id",
+        &["exact", "one_edit", "two_edits", "disagree"],
+    ),
 ];
 
 /// The comparison of two records: one level code per field.
@@ -79,6 +116,19 @@ fn either_ph(a: &Prepared, b: &Prepared, flag: u16) -> bool {
 
 /// Compares two prepared records field by field.
 pub(crate) fn compare(a: &Prepared, b: &Prepared) -> Comparison {
+    compare_bounded(a, b, None).unwrap_or(Comparison {
+        levels: [MISSING; NFIELDS],
+        swapped: false,
+    })
+}
+
+/// Compares two records, giving up (None) before the costly street and city
+/// comparisons when even their best weights could not lift the score to `floor`.
+pub(crate) fn compare_bounded(
+    a: &Prepared,
+    b: &Prepared,
+    floor: Option<(&Model, f64)>,
+) -> Option<Comparison> {
     let mut levels = [MISSING; NFIELDS];
     let given = given_level(a, b);
     let family = family_level(a, b);
@@ -102,21 +152,23 @@ pub(crate) fn compare(a: &Prepared, b: &Prepared) -> Comparison {
         (0, _) | (_, 0) => MISSING,
         (x, y) => u8::from(x != y),
     };
-    address_levels(a, b, &mut levels);
-    levels[f::PHONE] = if either_ph(a, b, ph::PHONE) && (a.phones.is_empty() || b.phones.is_empty()) {
+    postal_levels(a, b, &mut levels);
+    levels[f::PHONE] = if either_ph(a, b, ph::PHONE) && (a.phones.is_empty() || b.phones.is_empty())
+    {
         PLACEHOLDER
     } else {
         best_of(&a.phones, &b.phones, |x, y| {
             if x == y {
                 0
-            } else if osa_distance(&x.to_string(), &y.to_string()) <= 1 {
+            } else if osa(digits(*x, &mut [0; 20]), digits(*y, &mut [0; 20])) <= 1 {
                 1
             } else {
                 2
             }
         })
     };
-    levels[f::EMAIL] = if either_ph(a, b, ph::EMAIL) && (a.emails.is_empty() || b.emails.is_empty()) {
+    levels[f::EMAIL] = if either_ph(a, b, ph::EMAIL) && (a.emails.is_empty() || b.emails.is_empty())
+    {
         PLACEHOLDER
     } else {
         best_of(&a.emails, &b.emails, |x, y| {
@@ -136,13 +188,27 @@ pub(crate) fn compare(a: &Prepared, b: &Prepared) -> Comparison {
     } else if a.national_id == b.national_id {
         0
     } else {
-        match osa_distance(&a.national_id, &b.national_id) {
+        match osa(a.national_id.as_bytes(), b.national_id.as_bytes()) {
             1 => 1,
             2 => 2,
             _ => 3,
         }
     };
-    Comparison { levels, swapped }
+    if let Some((model, floor)) = floor {
+        let mut best =
+            model.prior_match_weight + MAX_TF_BITS * 2.0 - if swapped { 1.0 } else { 0.0 };
+        for (field, level) in levels.iter().enumerate() {
+            best += model.weight(field, *level);
+        }
+        if !a.addresses.is_empty() && !b.addresses.is_empty() {
+            best += model.max_weight(f::ADDRESS) + model.max_weight(f::CITY);
+        }
+        if best < floor {
+            return None;
+        }
+    }
+    street_levels(a, b, &mut levels);
+    Some(Comparison { levels, swapped })
 }
 
 /// Equal, or within the top Jaro-Winkler band.
@@ -189,7 +255,8 @@ fn given_level(a: &Prepared, b: &Prepared) -> u8 {
         return 4;
     }
     let initial = (x.len() == 1 || y.len() == 1) && x.as_bytes()[0] == y.as_bytes()[0];
-    let middle = a.given.iter().skip(1).any(|g| &**g == y) || b.given.iter().skip(1).any(|g| &**g == x);
+    let middle =
+        a.given.iter().skip(1).any(|g| &**g == y) || b.given.iter().skip(1).any(|g| &**g == x);
     if initial || middle {
         return 5;
     }
@@ -244,54 +311,54 @@ fn dob_level(a: &Prepared, b: &Prepared) -> u8 {
     if partial {
         let month_ok = x.month == 0 || y.month == 0 || x.month == y.month;
         let day_ok = x.day == 0 || y.day == 0 || x.day == y.day;
-        return if x.year == y.year && month_ok && day_ok { 3 } else { 5 };
+        return if x.year == y.year && month_ok && day_ok {
+            3
+        } else {
+            5
+        };
     }
     if x.year == y.year && x.month == y.day && x.day == y.month {
         return 1;
     }
     let (dx, dy) = (x.digits(), y.digits());
-    let (sx, sy) = (
-        std::str::from_utf8(&dx).unwrap_or(""),
-        std::str::from_utf8(&dy).unwrap_or(""),
-    );
-    match osa_distance(sx, sy) {
+    if dx.iter().zip(&dy).filter(|(p, q)| p != q).count() > 4 {
+        return 5;
+    }
+    match osa(&dx, &dy) {
         0 | 1 => 2,
         2 => 4,
         _ => 5,
     }
 }
 
-fn address_levels(a: &Prepared, b: &Prepared, levels: &mut [u8; NFIELDS]) {
-    if a.addresses.is_empty() || b.addresses.is_empty() {
-        return;
+fn text_level(x: &str, y: &str, bands: &[f64]) -> u8 {
+    if x.is_empty() || y.is_empty() {
+        return MISSING;
     }
-    let text = |x: &str, y: &str, bands: &[f64]| -> u8 {
-        if x.is_empty() || y.is_empty() {
-            return MISSING;
+    if x == y {
+        return 0;
+    }
+    let jw = jaro_winkler(x, y);
+    let mut level = 1u8;
+    for band in bands {
+        if jw >= *band {
+            return level;
         }
-        if x == y {
-            return 0;
-        }
-        let jw = jaro_winkler(x, y);
-        let mut level = 1u8;
-        for band in bands {
-            if jw >= *band {
-                return level;
-            }
-            level += 1;
-        }
-        level
-    };
-    let addr_ph = either_ph(a, b, ph::ADDRESS);
+        level += 1;
+    }
+    level
+}
+
+fn postal_levels(a: &Prepared, b: &Prepared, levels: &mut [u8; NFIELDS]) {
     for x in &a.addresses {
         for y in &b.addresses {
-            let line = if addr_ph { PLACEHOLDER } else { text(&x.line, &y.line, &[0.92, 0.80]) };
-            levels[f::ADDRESS] = levels[f::ADDRESS].min(line);
-            levels[f::CITY] = levels[f::CITY].min(text(&x.city, &y.city, &[0.90]));
-            let postal = match (x.postal.is_empty() || y.postal.is_empty(), x.postal == y.postal) {
+            let postal = match (
+                x.postal.is_empty() || y.postal.is_empty(),
+                x.postal == y.postal,
+            ) {
                 (true, _) => MISSING,
                 (false, true) => 0,
-                (false, false) if osa_distance(&x.postal, &y.postal) <= 1 => 1,
+                (false, false) if osa(x.postal.as_bytes(), y.postal.as_bytes()) <= 1 => 1,
                 (false, false) => 2,
             };
             levels[f::POSTAL] = levels[f::POSTAL].min(postal);
@@ -300,6 +367,21 @@ fn address_levels(a: &Prepared, b: &Prepared, levels: &mut [u8; NFIELDS]) {
                 (false, same) => u8::from(!same),
             };
             levels[f::STATE] = levels[f::STATE].min(state);
+        }
+    }
+}
+
+fn street_levels(a: &Prepared, b: &Prepared, levels: &mut [u8; NFIELDS]) {
+    let addr_ph = either_ph(a, b, ph::ADDRESS);
+    for x in &a.addresses {
+        for y in &b.addresses {
+            let line = if addr_ph {
+                PLACEHOLDER
+            } else {
+                text_level(&x.line, &y.line, &[0.92, 0.80])
+            };
+            levels[f::ADDRESS] = levels[f::ADDRESS].min(line);
+            levels[f::CITY] = levels[f::CITY].min(text_level(&x.city, &y.city, &[0.90]));
         }
     }
 }
@@ -334,7 +416,10 @@ mod tests {
     fn name_levels() {
         let c = compare(&p("William", "Smith", ""), &p("Bill", "Smith", ""));
         assert_eq!(level_name(&c, f::GIVEN), "nickname");
-        let c = compare(&p("Christopher", "Smyth", ""), &p("Christophor", "Smith", ""));
+        let c = compare(
+            &p("Christopher", "Smyth", ""),
+            &p("Christophor", "Smith", ""),
+        );
         assert_eq!(level_name(&c, f::GIVEN), "jaro_winkler_0.92");
         assert_eq!(level_name(&c, f::FAMILY), "phonetic");
         let c = compare(&p("Mary", "Garcia-Lopez", ""), &p("Mary", "Lopez", ""));

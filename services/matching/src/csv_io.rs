@@ -10,8 +10,19 @@ use crate::record::{Address, Demographics, Sex, SourceKey};
 
 /// The canonical columns, in order.
 pub const CSV_COLUMNS: [&str; 13] = [
-    "source", "local_id", "given_name", "family_name", "birth_date", "sex", "address_line", "city",
-    "state", "postal_code", "phone", "email", "ssn",
+    "source",
+    "local_id",
+    "given_name",
+    "family_name",
+    "birth_date",
+    "sex",
+    "address_line",
+    "city",
+    "state",
+    "postal_code",
+    "phone",
+    "email",
+    "ssn",
 ];
 
 /// Longest accepted value, in bytes.
@@ -19,19 +30,29 @@ const MAX_VALUE_BYTES: usize = 4096;
 
 /// Reads canonical CSV rows into source keys and demographics.
 pub fn read_records_csv(reader: impl Read) -> Result<Vec<(SourceKey, Demographics)>, MatchError> {
-    let mut rdr = csv::ReaderBuilder::new().flexible(true).has_headers(true).from_reader(reader);
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(true)
+        .from_reader(reader);
     let headers = rdr.byte_headers().map_err(|e| read_error(&e, 1))?.clone();
     let mut positions = [usize::MAX; CSV_COLUMNS.len()];
     for (i, h) in headers.iter().enumerate() {
         let name = String::from_utf8_lossy(h);
-        let name = name.trim().trim_start_matches('\u{feff}').to_ascii_lowercase();
+        let name = name
+            .trim()
+            .trim_start_matches('\u{feff}')
+            .to_ascii_lowercase();
         if let Some(c) = CSV_COLUMNS.iter().position(|c| *c == name) {
             positions[c] = i;
         }
     }
     for (c, pos) in positions.iter().enumerate().take(2) {
         if *pos == usize::MAX {
-            return Err(MatchError::Csv { line: 1, column: CSV_COLUMNS[c].to_owned(), reason: "required column is missing" });
+            return Err(MatchError::Csv {
+                line: 1,
+                column: CSV_COLUMNS[c].to_owned(),
+                reason: "required column is missing",
+            });
         }
     }
     let mut out = Vec::new();
@@ -52,7 +73,11 @@ pub fn read_records_csv(reader: impl Read) -> Result<Vec<(SourceKey, Demographic
             if *pos == usize::MAX {
                 continue;
             }
-            let err = |reason| MatchError::Csv { line, column: CSV_COLUMNS[c].to_owned(), reason };
+            let err = |reason| MatchError::Csv {
+                line,
+                column: CSV_COLUMNS[c].to_owned(),
+                reason,
+            };
             let Some(raw) = record.get(*pos) else {
                 return Err(err("row has fewer fields than the header"));
             };
@@ -71,7 +96,13 @@ pub fn read_records_csv(reader: impl Read) -> Result<Vec<(SourceKey, Demographic
             reason: "sex must be one of m, f, male, female, o, other, u, unknown or empty",
         })?;
         let key = SourceKey::new(values[0], values[1]);
-        let opt = |s: &str| if s.is_empty() { Vec::new() } else { vec![s.to_owned()] };
+        let opt = |s: &str| {
+            if s.is_empty() {
+                Vec::new()
+            } else {
+                vec![s.to_owned()]
+            }
+        };
         let has_address = values[6..10].iter().any(|v| !v.is_empty());
         let demo = Demographics {
             given_names: values[2].split_whitespace().map(str::to_owned).collect(),
@@ -102,8 +133,14 @@ pub fn read_records_csv(reader: impl Read) -> Result<Vec<(SourceKey, Demographic
 fn read_error(e: &csv::Error, line: u64) -> MatchError {
     let line = e.position().map_or(line, csv::Position::line);
     match e.kind() {
-        csv::ErrorKind::Io(io) => MatchError::CsvRead { line, reason: io.kind().to_string() },
-        _ => MatchError::CsvRead { line, reason: "malformed csv".to_owned() },
+        csv::ErrorKind::Io(io) => MatchError::CsvRead {
+            line,
+            reason: io.kind().to_string(),
+        },
+        _ => MatchError::CsvRead {
+            line,
+            reason: "malformed csv".to_owned(),
+        },
     }
 }
 
@@ -126,7 +163,9 @@ mod tests {
 
     #[test]
     fn reads_rows_with_empty_values_and_extra_columns() {
-        let csv = format!("{HEADER}ehr,1,Mary Ann,Smith,1980-01-02,F,1 Main St,Springfield,IL,62704,(415) 555-2671,m@x.org,123-45-6780,zzz\nehr,2,,,,,,,,,,,,\n\n");
+        let csv = format!(
+            "{HEADER}ehr,1,Mary Ann,Smith,1980-01-02,F,1 Main St,Springfield,IL,62704,(415) 555-2671,m@x.org,123-45-6780,zzz\nehr,2,,,,,,,,,,,,\n\n"
+        );
         let rows = read_records_csv(csv.as_bytes()).unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].0, SourceKey::new("ehr", "1"));
@@ -141,18 +180,29 @@ mod tests {
     fn bad_rows_name_line_and_column() {
         let csv = format!("{HEADER}ehr,1,A,B,,f,,,,,,,\nehr,2,A,B,,robot,,,,,,,\n");
         let err = read_records_csv(csv.as_bytes()).unwrap_err().to_string();
-        assert!(err.contains("line 3") && err.contains("column sex"), "{err}");
+        assert!(
+            err.contains("line 3") && err.contains("column sex"),
+            "{err}"
+        );
         assert!(!err.contains("robot"), "no patient data in errors: {err}");
 
         let mut bytes = format!("{HEADER}ehr,1,").into_bytes();
         bytes.extend_from_slice(b"\xff\xfe,B\n");
         let err = read_records_csv(bytes.as_slice()).unwrap_err().to_string();
-        assert!(err.contains("line 2") && err.contains("given_name"), "{err}");
+        assert!(
+            err.contains("line 2") && err.contains("given_name"),
+            "{err}"
+        );
 
-        let err = read_records_csv("given_name\nA\n".as_bytes()).unwrap_err().to_string();
+        let err = read_records_csv("given_name\nA\n".as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 1") && err.contains("source"), "{err}");
 
         let csv = format!("{HEADER}ehr,1,\"unterminated\n");
-        assert!(read_records_csv(csv.as_bytes()).is_ok_and(|r| r.len() == 1) || read_records_csv(csv.as_bytes()).is_err());
+        assert!(
+            read_records_csv(csv.as_bytes()).is_ok_and(|r| r.len() == 1)
+                || read_records_csv(csv.as_bytes()).is_err()
+        );
     }
 }

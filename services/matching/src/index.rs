@@ -60,7 +60,57 @@ struct Slot {
     id: RecordId,
     master: MasterId,
     rec: Prepared,
-    keys: Box<[BlockKey]>,
+}
+
+/// The records under one key: most keys (an ID, a phone) hold one record, so a
+/// single record is stored inline, without a heap allocation.
+#[derive(Debug)]
+enum Posting {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl Posting {
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            Posting::One(s) => std::slice::from_ref(s),
+            Posting::Many(v) => v,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    fn push(&mut self, slot: u32) {
+        match self {
+            Posting::One(s) => *self = Posting::Many(vec![*s, slot]),
+            Posting::Many(v) => v.push(slot),
+        }
+    }
+
+    /// Removes `slot`; returns whether the posting is now empty.
+    fn remove(&mut self, slot: u32) -> bool {
+        match self {
+            Posting::One(s) => *s == slot,
+            Posting::Many(v) => {
+                v.retain(|x| *x != slot);
+                let empty = v.is_empty();
+                if let [only] = v.as_slice() {
+                    let only = *only;
+                    *self = Posting::One(only);
+                }
+                empty
+            }
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Posting::One(_) => 0,
+            Posting::Many(v) => v.capacity() * 4 + 16,
+        }
+    }
 }
 
 /// The in-memory blocking index, prepared records and master membership.
@@ -72,7 +122,8 @@ pub struct Index {
     free: Vec<u32>,
     by_id: FxHashMap<RecordId, u32>,
     masters: FxHashMap<MasterId, Vec<u32>>,
-    postings: FxHashMap<u64, Vec<u32>>,
+    /// Wide keys always; a narrow key only while its wide block is large.
+    postings: FxHashMap<u64, Posting>,
     tf: TermFreq,
 }
 
@@ -100,7 +151,6 @@ impl Index {
     pub fn upsert(&mut self, record: RecordId, master: MasterId, demographics: &Demographics) {
         self.remove(record);
         let rec = prepare(demographics, &self.config.normalize);
-        let keys: Box<[BlockKey]> = keys(&rec).into_boxed_slice();
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
@@ -108,17 +158,77 @@ impl Index {
                 u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
             }
         };
-        for k in keys.iter() {
-            self.postings.entry(k.wide).or_default().push(slot);
-            if let Some(n) = k.narrow {
-                self.postings.entry(n).or_default().push(slot);
+        let narrow_from = self.narrow_threshold();
+        for k in keys(&rec) {
+            let wide = match self.postings.entry(k.wide) {
+                std::collections::hash_map::Entry::Occupied(mut e) => {
+                    e.get_mut().push(slot);
+                    e.get().len()
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(Posting::One(slot));
+                    1
+                }
+            };
+            let Some(narrow) = k.narrow else { continue };
+            if wide == narrow_from {
+                // The block just became large: index its members' narrow keys.
+                let members: Vec<u32> = self
+                    .postings
+                    .get(&k.wide)
+                    .map(|p| {
+                        p.as_slice()
+                            .iter()
+                            .copied()
+                            .filter(|m| *m != slot)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for m in members {
+                    let other = self
+                        .slot(m)
+                        .and_then(|s| keys(&s.rec).into_iter().find(|x| x.wide == k.wide))
+                        .and_then(|x| x.narrow);
+                    if let Some(n) = other {
+                        self.push_posting(n, m);
+                    }
+                }
+            }
+            if wide >= narrow_from {
+                self.push_posting(narrow, slot);
             }
         }
         self.tf.add(&rec, 1);
         self.masters.entry(master).or_default().push(slot);
         self.by_id.insert(record, slot);
         if let Some(s) = self.slots.get_mut(slot as usize) {
-            *s = Some(Slot { id: record, master, rec, keys });
+            *s = Some(Slot {
+                id: record,
+                master,
+                rec,
+            });
+        }
+    }
+
+    /// Wide blocks at least this large also index narrow keys.
+    fn narrow_threshold(&self) -> usize {
+        (self.config.max_block_size / 2).max(2)
+    }
+
+    fn push_posting(&mut self, key: u64, slot: u32) {
+        match self.postings.entry(key) {
+            std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().push(slot),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(Posting::One(slot));
+            }
+        }
+    }
+
+    fn pull_posting(&mut self, key: u64, slot: u32) {
+        if let Some(p) = self.postings.get_mut(&key)
+            && p.remove(slot)
+        {
+            self.postings.remove(&key);
         }
     }
 
@@ -130,14 +240,10 @@ impl Index {
         let Some(s) = self.slots.get_mut(slot as usize).and_then(Option::take) else {
             return;
         };
-        for k in s.keys.iter() {
-            for key in std::iter::once(k.wide).chain(k.narrow) {
-                if let Some(p) = self.postings.get_mut(&key) {
-                    p.retain(|x| *x != slot);
-                    if p.is_empty() {
-                        self.postings.remove(&key);
-                    }
-                }
+        for k in keys(&s.rec) {
+            self.pull_posting(k.wide, slot);
+            if let Some(n) = k.narrow {
+                self.pull_posting(n, slot);
             }
         }
         self.tf.add(&s.rec, -1);
@@ -159,7 +265,12 @@ impl Index {
         let Some(&slot) = self.by_id.get(&record) else {
             return;
         };
-        let Some(old) = self.slots.get(slot as usize).and_then(Option::as_ref).map(|s| s.master) else {
+        let Some(old) = self
+            .slots
+            .get(slot as usize)
+            .and_then(Option::as_ref)
+            .map(|s| s.master)
+        else {
             return;
         };
         if old == master {
@@ -195,12 +306,20 @@ impl Index {
                 .slots
                 .iter()
                 .flatten()
-                .map(|s| s.rec.heap_bytes() + s.keys.len() * 16 + 16)
+                .map(|s| s.rec.heap_bytes())
                 .sum::<usize>();
-        let postings = self.postings.capacity() * (8 + 24 + 1)
-            + self.postings.values().map(|v| v.capacity() * 4 + 16).sum::<usize>();
+        let postings = self.postings.capacity() * (std::mem::size_of::<(u64, Posting)>() + 1)
+            + self
+                .postings
+                .values()
+                .map(Posting::heap_bytes)
+                .sum::<usize>();
         let masters = self.masters.capacity() * (8 + 24 + 1)
-            + self.masters.values().map(|v| v.capacity() * 4 + 16).sum::<usize>();
+            + self
+                .masters
+                .values()
+                .map(|v| v.capacity() * 4 + 16)
+                .sum::<usize>();
         slots + postings + masters + self.by_id.capacity() * 13 + self.tf.memory_bytes()
     }
 
@@ -238,13 +357,15 @@ impl Index {
         masters.sort_unstable();
         masters.dedup();
         for master in masters {
-            if let Some(c) = self.score_master(&query, master, exclude_slot, &mut out.compared_records) {
-                if c.score >= self.config.review_threshold {
-                    out.ranked.push(c);
-                }
+            if let Some(c) =
+                self.score_master(&query, master, exclude_slot, &mut out.compared_records)
+                && c.score >= self.config.review_threshold
+            {
+                out.ranked.push(c);
             }
         }
-        out.ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.master.cmp(&b.master)));
+        out.ranked
+            .sort_by(|a, b| b.score.total_cmp(&a.score).then(a.master.cmp(&b.master)));
         out
     }
 
@@ -252,15 +373,15 @@ impl Index {
         self.slots.get(s as usize).and_then(Option::as_ref)
     }
 
-    /// The posting list of a key, narrowed when oversized; None when empty or
+    /// The records under a key, narrowed when oversized; None when empty or
     /// still oversized (counted).
-    fn block(&self, k: BlockKey, oversized: &mut u32) -> Option<&Vec<u32>> {
-        let posting = self.postings.get(&k.wide)?;
+    fn block(&self, k: BlockKey, oversized: &mut u32) -> Option<&[u32]> {
+        let posting = self.postings.get(&k.wide)?.as_slice();
         if posting.len() <= self.config.max_block_size {
             return Some(posting);
         }
         *oversized += 1;
-        let narrow = self.postings.get(&k.narrow?)?;
+        let narrow = self.postings.get(&k.narrow?)?.as_slice();
         if narrow.len() <= self.config.max_block_size {
             Some(narrow)
         } else {
@@ -279,7 +400,11 @@ impl Index {
         let members = self.masters.get(&master)?;
         let mut best: Option<(PairScore, RecordId)> = None;
         let mut conflict = None;
-        for &m in members.iter().filter(|m| Some(**m) != exclude).take(self.config.max_cluster_members) {
+        for &m in members
+            .iter()
+            .filter(|m| Some(**m) != exclude)
+            .take(self.config.max_cluster_members)
+        {
             let Some(slot) = self.slot(m) else { continue };
             let tf = self.config.term_frequency.then_some(&self.tf);
             let s = score_pair(&self.model, query, &slot.rec, tf);

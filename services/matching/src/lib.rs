@@ -25,6 +25,7 @@ mod nickname;
 mod normalize;
 pub mod record;
 mod score;
+mod strdist;
 mod train;
 
 pub use batch::link_batch;

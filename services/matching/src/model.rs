@@ -77,7 +77,10 @@ impl TryFrom<ModelDoc> for Model {
 
     fn try_from(doc: ModelDoc) -> Result<Self, MatchError> {
         if doc.version != MODEL_VERSION {
-            return Err(MatchError::ModelVersion { found: doc.version, expected: MODEL_VERSION });
+            return Err(MatchError::ModelVersion {
+                found: doc.version,
+                expected: MODEL_VERSION,
+            });
         }
         Model::new(doc.description, doc.prior_match_weight, doc.fields)
     }
@@ -105,7 +108,10 @@ impl Model {
         }
         let mut weights = Vec::with_capacity(NFIELDS);
         for (fm, (name, levels)) in fields.iter().zip(FIELDS) {
-            let bad = |reason| MatchError::ModelField { field: fm.name.clone(), reason };
+            let bad = |reason| MatchError::ModelField {
+                field: fm.name.clone(),
+                reason,
+            };
             if fm.name != name {
                 return Err(MatchError::ModelField {
                     field: fm.name.clone(),
@@ -127,7 +133,12 @@ impl Model {
             }
             weights.push(w);
         }
-        Ok(Self { description, prior_match_weight, fields, weights })
+        Ok(Self {
+            description,
+            prior_match_weight,
+            fields,
+            weights,
+        })
     }
 
     /// Reads a model from its JSON form.
@@ -163,6 +174,13 @@ impl Model {
             .unwrap_or(0.0)
     }
 
+    /// The largest weight any level of `field` can add (at least 0).
+    pub(crate) fn max_weight(&self, field: usize) -> f64 {
+        self.weights
+            .get(field)
+            .map_or(0.0, |w| w.iter().copied().fold(0.0, f64::max))
+    }
+
     /// u of a field's exact level (the chance two random records agree exactly).
     pub(crate) fn u_exact(&self, field: usize) -> f64 {
         self.fields
@@ -175,9 +193,31 @@ impl Model {
     /// US name/date distributions, good enough to run untrained.
     pub fn builtin() -> Self {
         let table: [&[(f64, f64)]; NFIELDS] = [
-            &[(0.82, 0.008), (0.04, 0.001), (0.06, 0.001), (0.02, 0.002), (0.02, 0.01), (0.02, 0.03), (0.02, 0.948)],
-            &[(0.85, 0.003), (0.05, 0.0008), (0.03, 0.0001), (0.02, 0.001), (0.02, 0.01), (0.03, 0.985)],
-            &[(0.88, 0.00005), (0.02, 0.00002), (0.05, 0.0015), (0.02, 0.002), (0.015, 0.01), (0.015, 0.986)],
+            &[
+                (0.82, 0.008),
+                (0.04, 0.001),
+                (0.06, 0.001),
+                (0.02, 0.002),
+                (0.02, 0.01),
+                (0.02, 0.03),
+                (0.02, 0.948),
+            ],
+            &[
+                (0.85, 0.003),
+                (0.05, 0.0008),
+                (0.03, 0.0001),
+                (0.02, 0.001),
+                (0.02, 0.01),
+                (0.03, 0.985),
+            ],
+            &[
+                (0.88, 0.00005),
+                (0.02, 0.00002),
+                (0.05, 0.0015),
+                (0.02, 0.002),
+                (0.015, 0.01),
+                (0.015, 0.986),
+            ],
             &[(0.97, 0.5), (0.03, 0.5)],
             &[(0.65, 0.0005), (0.08, 0.0005), (0.04, 0.003), (0.23, 0.996)],
             &[(0.75, 0.02), (0.04, 0.002), (0.21, 0.978)],
@@ -185,7 +225,12 @@ impl Model {
             &[(0.9, 0.3), (0.1, 0.7)],
             &[(0.7, 0.00001), (0.03, 0.0001), (0.27, 0.9999)],
             &[(0.7, 0.00001), (0.05, 0.00005), (0.25, 0.99994)],
-            &[(0.9, 0.00001), (0.05, 0.00005), (0.02, 0.0003), (0.03, 0.9996)],
+            &[
+                (0.9, 0.00001),
+                (0.05, 0.00005),
+                (0.02, 0.0003),
+                (0.03, 0.9996),
+            ],
         ];
         let fields = FIELDS
             .iter()
@@ -195,7 +240,11 @@ impl Model {
                 levels: levels
                     .iter()
                     .zip(probs)
-                    .map(|(n, (m, u))| LevelModel { name: (*n).to_owned(), m: *m, u: *u })
+                    .map(|(n, (m, u))| LevelModel {
+                        name: (*n).to_owned(),
+                        m: *m,
+                        u: *u,
+                    })
                     .collect(),
             })
             .collect();
@@ -249,12 +298,17 @@ mod tests {
     fn bad_model_json_is_rejected_without_panic() {
         let json = Model::builtin().to_json();
         let v2 = json.replace("\"version\": 1", "\"version\": 2");
-        assert!(matches!(Model::from_json(&v2), Err(MatchError::ModelVersion { found: 2, .. })));
+        assert!(matches!(
+            Model::from_json(&v2),
+            Err(MatchError::ModelVersion { found: 2, .. })
+        ));
         let bad_u = json.replacen("\"u\": 0.008", "\"u\": -1.0", 1);
         assert!(Model::from_json(&bad_u).is_err());
         let err = Model::from_json("{not json").unwrap_err().to_string();
         assert!(err.contains("line 1"), "{err}");
         assert!(Model::from_json("").is_err());
-        assert!(Model::from_json("{\"version\":1,\"prior_match_weight\":0,\"fields\":[]}").is_err());
+        assert!(
+            Model::from_json("{\"version\":1,\"prior_match_weight\":0,\"fields\":[]}").is_err()
+        );
     }
 }

@@ -61,8 +61,7 @@ pub(crate) fn are_nicknames(a: &str, b: &str) -> bool {
     }
     ga.iter().any(|id| {
         gb.contains(id)
-            && t
-                .canonical_len
+            && t.canonical_len
                 .get(usize::from(*id))
                 .is_some_and(|len| *len > a.len() && *len > b.len())
     })

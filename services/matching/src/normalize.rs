@@ -45,10 +45,18 @@ pub(crate) struct Date {
 impl Date {
     /// Eight digits `YYYYMMDD`, unknown parts as zeros.
     pub(crate) fn digits(self) -> [u8; 8] {
-        let mut out = [b'0'; 8];
-        let s = format!("{:04}{:02}{:02}", self.year % 10000, self.month % 100, self.day % 100);
-        out.copy_from_slice(&s.as_bytes()[..8]);
-        out
+        let (y, m, d) = (self.year % 10000, self.month % 100, self.day % 100);
+        let digit = |v: u16| b'0' + (v % 10) as u8;
+        [
+            digit(y / 1000),
+            digit(y / 100),
+            digit(y / 10),
+            digit(y),
+            digit(u16::from(m / 10)),
+            digit(u16::from(m)),
+            digit(u16::from(d / 10)),
+            digit(u16::from(d)),
+        ]
     }
 }
 
@@ -181,11 +189,29 @@ fn suffix_code(word: &str) -> Option<u8> {
 }
 
 const PLACEHOLDER_GIVEN: &[&str] = &[
-    "BABY", "BABYBOY", "BABYGIRL", "INFANT", "NEWBORN", "UNKNOWN", "UNK", "NONE", "TEST",
-    "PATIENT", "NN", "NOFIRSTNAME", "FNU",
+    "BABY",
+    "BABYBOY",
+    "BABYGIRL",
+    "INFANT",
+    "NEWBORN",
+    "UNKNOWN",
+    "UNK",
+    "NONE",
+    "TEST",
+    "PATIENT",
+    "NN",
+    "NOFIRSTNAME",
+    "FNU",
 ];
 const PLACEHOLDER_FAMILY: &[&str] = &[
-    "UNKNOWN", "UNK", "NONE", "TEST", "PATIENT", "NOLASTNAME", "LNU", "XXX",
+    "UNKNOWN",
+    "UNK",
+    "NONE",
+    "TEST",
+    "PATIENT",
+    "NOLASTNAME",
+    "LNU",
+    "XXX",
 ];
 
 fn metaphone(s: &str) -> Box<str> {
@@ -203,12 +229,20 @@ pub(crate) fn prepare(d: &Demographics, config: &NormalizeConfig) -> Prepared {
 
     let mut given: Vec<String> = d.given_names.iter().flat_map(|g| words(g)).collect();
     given.retain(|w| !TITLES.contains(&w.as_str()));
-    if let Some(code) = given.last().and_then(|w| suffix_code(w)).filter(|_| given.len() > 1) {
+    if let Some(code) = given
+        .last()
+        .and_then(|w| suffix_code(w))
+        .filter(|_| given.len() > 1)
+    {
         suffix = code;
         given.pop();
     }
     let mut family = words(&d.family_name);
-    if let Some(code) = family.last().and_then(|w| suffix_code(w)).filter(|_| family.len() > 1) {
+    if let Some(code) = family
+        .last()
+        .and_then(|w| suffix_code(w))
+        .filter(|_| family.len() > 1)
+    {
         suffix = code;
         family.pop();
     }
@@ -326,9 +360,10 @@ pub(crate) fn parse_date(raw: &str) -> (Option<Date>, bool) {
         }
         [y] if y.len() == 4 => n(y).and_then(|y| ymd(y, 0, 0)),
         [y, m] if y.len() == 4 => n(y).zip(n(m)).and_then(|(y, m)| ymd(y, m, 0)),
-        [a, b, c] if a.len() == 4 => {
-            n(a).zip(n(b)).zip(n(c)).and_then(|((y, m), d)| ymd(y, m, d))
-        }
+        [a, b, c] if a.len() == 4 => n(a)
+            .zip(n(b))
+            .zip(n(c))
+            .and_then(|((y, m), d)| ymd(y, m, d)),
         [a, b, c] if c.len() == 4 => {
             // US order (MM/DD/YYYY) unless the first part cannot be a month or the
             // separator is a dot (DD.MM.YYYY).
@@ -351,19 +386,57 @@ pub(crate) fn parse_date(raw: &str) -> (Option<Date>, bool) {
 }
 
 const STREET_WORDS: &[(&str, &str)] = &[
-    ("STREET", "ST"), ("STR", "ST"), ("AVENUE", "AVE"), ("AV", "AVE"), ("ROAD", "RD"),
-    ("DRIVE", "DR"), ("LANE", "LN"), ("BOULEVARD", "BLVD"), ("COURT", "CT"),
-    ("PLACE", "PL"), ("CIRCLE", "CIR"), ("CIRCUIT", "CCT"), ("CRESCENT", "CRES"),
-    ("TERRACE", "TER"), ("HIGHWAY", "HWY"), ("PARKWAY", "PKWY"), ("SQUARE", "SQ"),
-    ("TRAIL", "TRL"), ("CLOSE", "CL"), ("GROVE", "GRV"), ("MOUNT", "MT"),
-    ("POINT", "PT"), ("EXPRESSWAY", "EXPY"), ("FREEWAY", "FWY"), ("PIKE", "PIKE"),
-    ("ALLEY", "ALY"), ("CAUSEWAY", "CSWY"), ("CENTER", "CTR"), ("CENTRE", "CTR"),
-    ("HEIGHTS", "HTS"), ("JUNCTION", "JCT"), ("PLAZA", "PLZ"), ("RIDGE", "RDG"),
-    ("APARTMENT", "APT"), ("APPT", "APT"), ("SUITE", "STE"), ("BUILDING", "BLDG"),
-    ("FLOOR", "FL"), ("ROOM", "RM"), ("DEPARTMENT", "DEPT"), ("NUMBER", "NO"),
-    ("NORTH", "N"), ("SOUTH", "S"), ("EAST", "E"), ("WEST", "W"), ("NORTHEAST", "NE"),
-    ("NORTHWEST", "NW"), ("SOUTHEAST", "SE"), ("SOUTHWEST", "SW"),
-    ("POBOX", "PO BOX"), ("BOX", "BOX"),
+    ("STREET", "ST"),
+    ("STR", "ST"),
+    ("AVENUE", "AVE"),
+    ("AV", "AVE"),
+    ("ROAD", "RD"),
+    ("DRIVE", "DR"),
+    ("LANE", "LN"),
+    ("BOULEVARD", "BLVD"),
+    ("COURT", "CT"),
+    ("PLACE", "PL"),
+    ("CIRCLE", "CIR"),
+    ("CIRCUIT", "CCT"),
+    ("CRESCENT", "CRES"),
+    ("TERRACE", "TER"),
+    ("HIGHWAY", "HWY"),
+    ("PARKWAY", "PKWY"),
+    ("SQUARE", "SQ"),
+    ("TRAIL", "TRL"),
+    ("CLOSE", "CL"),
+    ("GROVE", "GRV"),
+    ("MOUNT", "MT"),
+    ("POINT", "PT"),
+    ("EXPRESSWAY", "EXPY"),
+    ("FREEWAY", "FWY"),
+    ("PIKE", "PIKE"),
+    ("ALLEY", "ALY"),
+    ("CAUSEWAY", "CSWY"),
+    ("CENTER", "CTR"),
+    ("CENTRE", "CTR"),
+    ("HEIGHTS", "HTS"),
+    ("JUNCTION", "JCT"),
+    ("PLAZA", "PLZ"),
+    ("RIDGE", "RDG"),
+    ("APARTMENT", "APT"),
+    ("APPT", "APT"),
+    ("SUITE", "STE"),
+    ("BUILDING", "BLDG"),
+    ("FLOOR", "FL"),
+    ("ROOM", "RM"),
+    ("DEPARTMENT", "DEPT"),
+    ("NUMBER", "NO"),
+    ("NORTH", "N"),
+    ("SOUTH", "S"),
+    ("EAST", "E"),
+    ("WEST", "W"),
+    ("NORTHEAST", "NE"),
+    ("NORTHWEST", "NW"),
+    ("SOUTHEAST", "SE"),
+    ("SOUTHWEST", "SW"),
+    ("POBOX", "PO BOX"),
+    ("BOX", "BOX"),
 ];
 
 /// Uppercase street with USPS-style abbreviations; `#` becomes `APT`.
@@ -383,24 +456,65 @@ pub(crate) fn normalize_street(raw: &str) -> String {
 }
 
 fn is_placeholder_street(line: &str) -> bool {
-    matches!(line, "UNKNOWN" | "NONE" | "HOMELESS" | "NO ADDRESS" | "UNK" | "NA" | "N A")
+    matches!(
+        line,
+        "UNKNOWN" | "NONE" | "HOMELESS" | "NO ADDRESS" | "UNK" | "NA" | "N A"
+    )
 }
 
 const STATES: &[(&str, &str)] = &[
-    ("ALABAMA", "AL"), ("ALASKA", "AK"), ("ARIZONA", "AZ"), ("ARKANSAS", "AR"),
-    ("CALIFORNIA", "CA"), ("COLORADO", "CO"), ("CONNECTICUT", "CT"), ("DELAWARE", "DE"),
-    ("FLORIDA", "FL"), ("GEORGIA", "GA"), ("HAWAII", "HI"), ("IDAHO", "ID"),
-    ("ILLINOIS", "IL"), ("INDIANA", "IN"), ("IOWA", "IA"), ("KANSAS", "KS"),
-    ("KENTUCKY", "KY"), ("LOUISIANA", "LA"), ("MAINE", "ME"), ("MARYLAND", "MD"),
-    ("MASSACHUSETTS", "MA"), ("MICHIGAN", "MI"), ("MINNESOTA", "MN"), ("MISSISSIPPI", "MS"),
-    ("MISSOURI", "MO"), ("MONTANA", "MT"), ("NEBRASKA", "NE"), ("NEVADA", "NV"),
-    ("NEW HAMPSHIRE", "NH"), ("NEW JERSEY", "NJ"), ("NEW MEXICO", "NM"), ("NEW YORK", "NY"),
-    ("NORTH CAROLINA", "NC"), ("NORTH DAKOTA", "ND"), ("OHIO", "OH"), ("OKLAHOMA", "OK"),
-    ("OREGON", "OR"), ("PENNSYLVANIA", "PA"), ("RHODE ISLAND", "RI"),
-    ("SOUTH CAROLINA", "SC"), ("SOUTH DAKOTA", "SD"), ("TENNESSEE", "TN"), ("TEXAS", "TX"),
-    ("UTAH", "UT"), ("VERMONT", "VT"), ("VIRGINIA", "VA"), ("WASHINGTON", "WA"),
-    ("WEST VIRGINIA", "WV"), ("WISCONSIN", "WI"), ("WYOMING", "WY"),
-    ("DISTRICT OF COLUMBIA", "DC"), ("PUERTO RICO", "PR"),
+    ("ALABAMA", "AL"),
+    ("ALASKA", "AK"),
+    ("ARIZONA", "AZ"),
+    ("ARKANSAS", "AR"),
+    ("CALIFORNIA", "CA"),
+    ("COLORADO", "CO"),
+    ("CONNECTICUT", "CT"),
+    ("DELAWARE", "DE"),
+    ("FLORIDA", "FL"),
+    ("GEORGIA", "GA"),
+    ("HAWAII", "HI"),
+    ("IDAHO", "ID"),
+    ("ILLINOIS", "IL"),
+    ("INDIANA", "IN"),
+    ("IOWA", "IA"),
+    ("KANSAS", "KS"),
+    ("KENTUCKY", "KY"),
+    ("LOUISIANA", "LA"),
+    ("MAINE", "ME"),
+    ("MARYLAND", "MD"),
+    ("MASSACHUSETTS", "MA"),
+    ("MICHIGAN", "MI"),
+    ("MINNESOTA", "MN"),
+    ("MISSISSIPPI", "MS"),
+    ("MISSOURI", "MO"),
+    ("MONTANA", "MT"),
+    ("NEBRASKA", "NE"),
+    ("NEVADA", "NV"),
+    ("NEW HAMPSHIRE", "NH"),
+    ("NEW JERSEY", "NJ"),
+    ("NEW MEXICO", "NM"),
+    ("NEW YORK", "NY"),
+    ("NORTH CAROLINA", "NC"),
+    ("NORTH DAKOTA", "ND"),
+    ("OHIO", "OH"),
+    ("OKLAHOMA", "OK"),
+    ("OREGON", "OR"),
+    ("PENNSYLVANIA", "PA"),
+    ("RHODE ISLAND", "RI"),
+    ("SOUTH CAROLINA", "SC"),
+    ("SOUTH DAKOTA", "SD"),
+    ("TENNESSEE", "TN"),
+    ("TEXAS", "TX"),
+    ("UTAH", "UT"),
+    ("VERMONT", "VT"),
+    ("VIRGINIA", "VA"),
+    ("WASHINGTON", "WA"),
+    ("WEST VIRGINIA", "WV"),
+    ("WISCONSIN", "WI"),
+    ("WYOMING", "WY"),
+    ("DISTRICT OF COLUMBIA", "DC"),
+    ("PUERTO RICO", "PR"),
 ];
 
 fn normalize_state(raw: &str) -> String {
@@ -434,7 +548,9 @@ pub(crate) fn normalize_phone(raw: &str, region: Option<Region>) -> Option<(u64,
     let national = digits.trim_start_matches('1');
     let placeholder = is_placeholder_digits(&digits)
         || is_placeholder_digits(national)
-        || national.get(3..).is_some_and(|rest| rest.starts_with("5550"))
+        || national
+            .get(3..)
+            .is_some_and(|rest| rest.starts_with("5550"))
         || national.get(3..) == Some("5555555");
     let e164 = phonenumber::parse(region, raw)
         .ok()
@@ -457,8 +573,12 @@ fn is_placeholder_digits(d: &str) -> bool {
         return false;
     }
     let same = b.iter().all(|&c| c == b[0]);
-    let up = b.windows(2).all(|w| w[1] == w[0] + 1 || (w[0] == b'9' && w[1] == b'0'));
-    let down = b.windows(2).all(|w| w[0] == w[1] + 1 || (w[0] == b'0' && w[1] == b'9'));
+    let up = b
+        .windows(2)
+        .all(|w| w[1] == w[0] + 1 || (w[0] == b'9' && w[1] == b'0'));
+    let down = b
+        .windows(2)
+        .all(|w| w[0] == w[1] + 1 || (w[0] == b'0' && w[1] == b'9'));
     same || up || down
 }
 
@@ -470,7 +590,11 @@ pub(crate) fn normalize_email(raw: &str, gmail: bool) -> Option<(String, bool)> 
     if local.is_empty() || !domain.contains('.') || domain.contains('@') {
         return None;
     }
-    let domain = if domain == "googlemail.com" { "gmail.com" } else { domain };
+    let domain = if domain == "googlemail.com" {
+        "gmail.com"
+    } else {
+        domain
+    };
     let local = if gmail && domain == "gmail.com" {
         local.split('+').next().unwrap_or(local).replace('.', "")
     } else {
@@ -478,9 +602,21 @@ pub(crate) fn normalize_email(raw: &str, gmail: bool) -> Option<(String, bool)> 
     };
     let placeholder = matches!(
         local.as_str(),
-        "none" | "noemail" | "no" | "na" | "unknown" | "test" | "noreply" | "donotreply"
-            | "nobody" | "declined" | "refused"
-    ) || matches!(domain, "example.com" | "example.org" | "test.com" | "none.com" | "noemail.com");
+        "none"
+            | "noemail"
+            | "no"
+            | "na"
+            | "unknown"
+            | "test"
+            | "noreply"
+            | "donotreply"
+            | "nobody"
+            | "declined"
+            | "refused"
+    ) || matches!(
+        domain,
+        "example.com" | "example.org" | "test.com" | "none.com" | "noemail.com"
+    );
     Some((format!("{local}@{domain}"), placeholder))
 }
 
@@ -516,7 +652,10 @@ mod tests {
         let p = prepare(&d, &NormalizeConfig::default());
         assert_eq!(p.given, vec![Box::from("JOSE"), Box::from("LUIS")]);
         assert_eq!(&*p.family, "OBRIENNUNEZ");
-        assert_eq!(p.family_parts, vec![Box::from("OBRIEN"), Box::from("NUNEZ")]);
+        assert_eq!(
+            p.family_parts,
+            vec![Box::from("OBRIEN"), Box::from("NUNEZ")]
+        );
         assert_eq!(p.suffix, 1);
         assert_eq!(p.placeholders, 0);
     }
@@ -524,12 +663,33 @@ mod tests {
     #[test]
     fn dates_iso_partial_compact_us_and_placeholders() {
         let d = |s: &str| parse_date(s);
-        assert_eq!(d("1980-02-29").0, Some(Date { year: 1980, month: 2, day: 29 }));
-        assert_eq!(d("1980-07").0, Some(Date { year: 1980, month: 7, day: 0 }));
+        assert_eq!(
+            d("1980-02-29").0,
+            Some(Date {
+                year: 1980,
+                month: 2,
+                day: 29
+            })
+        );
+        assert_eq!(
+            d("1980-07").0,
+            Some(Date {
+                year: 1980,
+                month: 7,
+                day: 0
+            })
+        );
         assert_eq!(d("19800229").0, d("1980-02-29").0);
         assert_eq!(d("02/29/1980").0, d("1980-02-29").0);
         assert_eq!(d("29.02.1980").0, d("1980-02-29").0);
-        assert_eq!(d("31/12/1980").0, Some(Date { year: 1980, month: 12, day: 31 }));
+        assert_eq!(
+            d("31/12/1980").0,
+            Some(Date {
+                year: 1980,
+                month: 12,
+                day: 31
+            })
+        );
         assert_eq!(d("not a date"), (None, false));
         assert_eq!(d(""), (None, false));
         assert!(d("1900-01-01").1);
@@ -539,15 +699,27 @@ mod tests {
     #[test]
     fn phones_become_e164_and_fake_numbers_are_placeholders() {
         let us: Option<Region> = "US".parse().ok();
-        assert_eq!(normalize_phone("(415) 555-2671", us), Some((14_155_552_671, false)));
-        assert_eq!(normalize_phone("+1 415 555 2671", us), Some((14_155_552_671, false)));
-        assert_eq!(normalize_phone("415.555.2671", us), Some((14_155_552_671, false)));
+        assert_eq!(
+            normalize_phone("(415) 555-2671", us),
+            Some((14_155_552_671, false))
+        );
+        assert_eq!(
+            normalize_phone("+1 415 555 2671", us),
+            Some((14_155_552_671, false))
+        );
+        assert_eq!(
+            normalize_phone("415.555.2671", us),
+            Some((14_155_552_671, false))
+        );
         assert!(normalize_phone("555-555-5555", us).is_some_and(|p| p.1));
         assert!(normalize_phone("000-000-0000", us).is_some_and(|p| p.1));
         assert!(normalize_phone("123-456-7890", us).is_some_and(|p| p.1));
         assert_eq!(normalize_phone("12", us), None);
         let gb: Option<Region> = "GB".parse().ok();
-        assert_eq!(normalize_phone("020 7946 0018", gb), Some((442_079_460_018, false)));
+        assert_eq!(
+            normalize_phone("020 7946 0018", gb),
+            Some((442_079_460_018, false))
+        );
     }
 
     #[test]
@@ -562,9 +734,18 @@ mod tests {
         );
         assert!(normalize_email("none@none.com", true).is_some_and(|e| e.1));
         assert_eq!(normalize_email("not-an-email", true), None);
-        assert_eq!(normalize_street("12 North Main Street, Apartment #4"), "12 N MAIN ST APT 4");
-        assert_eq!(normalize_street("12 n. main st apt 4"), "12 N MAIN ST APT 4");
-        assert_eq!(normalize_national_id("123-45-6780"), ("123456780".to_owned(), false));
+        assert_eq!(
+            normalize_street("12 North Main Street, Apartment #4"),
+            "12 N MAIN ST APT 4"
+        );
+        assert_eq!(
+            normalize_street("12 n. main st apt 4"),
+            "12 N MAIN ST APT 4"
+        );
+        assert_eq!(
+            normalize_national_id("123-45-6780"),
+            ("123456780".to_owned(), false)
+        );
         for fake in ["999-99-9999", "000-00-0000", "123-45-6789"] {
             assert!(normalize_national_id(fake).1, "{fake}");
         }
@@ -588,17 +769,29 @@ mod tests {
     fn placeholder_names_are_flagged() {
         let cfg = NormalizeConfig::default();
         let p = prepare(
-            &Demographics { given_names: vec!["John".into()], family_name: "Doe".into(), ..demo() },
+            &Demographics {
+                given_names: vec!["John".into()],
+                family_name: "Doe".into(),
+                ..demo()
+            },
             &cfg,
         );
         assert!(p.is_placeholder(ph::GIVEN) && p.is_placeholder(ph::FAMILY));
         let p = prepare(
-            &Demographics { given_names: vec!["Baby Girl".into()], family_name: "Smith".into(), ..demo() },
+            &Demographics {
+                given_names: vec!["Baby Girl".into()],
+                family_name: "Smith".into(),
+                ..demo()
+            },
             &cfg,
         );
         assert!(p.is_placeholder(ph::GIVEN) && !p.is_placeholder(ph::FAMILY));
         let p = prepare(
-            &Demographics { given_names: vec!["John".into()], family_name: "Smith".into(), ..demo() },
+            &Demographics {
+                given_names: vec!["John".into()],
+                family_name: "Smith".into(),
+                ..demo()
+            },
             &cfg,
         );
         assert_eq!(p.placeholders, 0);

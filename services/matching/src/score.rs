@@ -6,7 +6,7 @@ use rustc_hash::{FxHashMap, FxHasher};
 use serde::{Deserialize, Serialize};
 use std::hash::{Hash, Hasher};
 
-use crate::compare::{Comparison, FIELDS, NFIELDS, PLACEHOLDER, compare, f};
+use crate::compare::{Comparison, FIELDS, MAX_TF_BITS, NFIELDS, PLACEHOLDER, compare_bounded, f};
 use crate::model::{Model, TF_FIELDS, level_name};
 use crate::normalize::{NormalizeConfig, Prepared, prepare};
 use crate::record::{Decision, Demographics, FieldWeight};
@@ -42,7 +42,7 @@ impl Default for MatchConfig {
             review_threshold: 0.0,
             certain_threshold: 20.0,
             conflict_threshold: -8.0,
-            max_block_size: 500,
+            max_block_size: 100,
             max_candidates: 200,
             max_cluster_members: 64,
             term_frequency: true,
@@ -128,7 +128,11 @@ fn hash_str(s: &str) -> u64 {
 }
 
 fn tf_value(p: &Prepared, slot: usize) -> &str {
-    if slot == 0 { p.first_given() } else { &p.family }
+    if slot == 0 {
+        p.first_given()
+    } else {
+        &p.family
+    }
 }
 
 impl TermFreq {
@@ -160,9 +164,12 @@ impl TermFreq {
         if total < MIN_TF_TOTAL {
             return 0.0;
         }
-        let count = self.counts[slot].get(&hash_str(tf_value(p, slot))).copied().unwrap_or(0);
+        let count = self.counts[slot]
+            .get(&hash_str(tf_value(p, slot)))
+            .copied()
+            .unwrap_or(0);
         let tf = (f64::from(count.max(1)) / total as f64).max(1e-6);
-        (model.u_exact(field) / tf).log2().clamp(-8.0, 4.0)
+        (model.u_exact(field) / tf).log2().clamp(-8.0, MAX_TF_BITS)
     }
 }
 
@@ -176,8 +183,34 @@ pub(crate) struct PairScore {
 }
 
 /// Compares and scores two prepared records.
-pub(crate) fn score_pair(model: &Model, a: &Prepared, b: &Prepared, tf: Option<&TermFreq>) -> PairScore {
-    let cmp = compare(a, b);
+pub(crate) fn score_pair(
+    model: &Model,
+    a: &Prepared,
+    b: &Prepared,
+    tf: Option<&TermFreq>,
+) -> PairScore {
+    let fallback = PairScore {
+        score: f64::NEG_INFINITY,
+        cmp: Comparison {
+            levels: [crate::compare::MISSING; NFIELDS],
+            swapped: false,
+        },
+        tf: [0.0; 2],
+        conflict: None,
+    };
+    score_pair_above(model, a, b, tf, f64::NEG_INFINITY).unwrap_or(fallback)
+}
+
+/// Scores a pair, or None when it certainly scores below `floor`.
+pub(crate) fn score_pair_above(
+    model: &Model,
+    a: &Prepared,
+    b: &Prepared,
+    tf: Option<&TermFreq>,
+    floor: f64,
+) -> Option<PairScore> {
+    let bound = floor.is_finite().then_some((model, floor));
+    let cmp = compare_bounded(a, b, bound)?;
     let mut score = model.prior_match_weight;
     for (field, level) in cmp.levels.iter().enumerate() {
         score += model.weight(field, *level);
@@ -194,7 +227,12 @@ pub(crate) fn score_pair(model: &Model, a: &Prepared, b: &Prepared, tf: Option<&
             }
         }
     }
-    PairScore { score, cmp, tf: tfs, conflict: conflict(a, b, &cmp) }
+    Some(PairScore {
+        score,
+        cmp,
+        tf: tfs,
+        conflict: conflict(a, b, &cmp),
+    })
 }
 
 fn conflict(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> {
@@ -242,7 +280,11 @@ fn year_gap(a: &Prepared, b: &Prepared) -> u16 {
 }
 
 /// Applies the guard and thresholds: final score, decision, grade, guard weight.
-pub(crate) fn decide(score: f64, conflict: Option<Conflict>, config: &MatchConfig) -> (f64, Decision, MatchGrade, f64) {
+pub(crate) fn decide(
+    score: f64,
+    conflict: Option<Conflict>,
+    config: &MatchConfig,
+) -> (f64, Decision, MatchGrade, f64) {
     let mut guard = 0.0;
     let mut score = score;
     if conflict.is_some() {
@@ -253,7 +295,11 @@ pub(crate) fn decide(score: f64, conflict: Option<Conflict>, config: &MatchConfi
         }
     }
     let (decision, grade) = if score >= config.match_threshold {
-        let grade = if score >= config.certain_threshold { MatchGrade::Certain } else { MatchGrade::Probable };
+        let grade = if score >= config.certain_threshold {
+            MatchGrade::Certain
+        } else {
+            MatchGrade::Probable
+        };
         (Decision::Match, grade)
     } else if score >= config.review_threshold {
         (Decision::PossibleMatch, MatchGrade::Possible)
@@ -272,7 +318,10 @@ pub(crate) fn probability(score: f64) -> f64 {
 pub(crate) fn field_weights(model: &Model, s: &PairScore, guard: f64) -> Vec<FieldWeight> {
     let mut out = Vec::with_capacity(NFIELDS + 2);
     for (field, level) in s.cmp.levels.iter().enumerate() {
-        let tf = TF_FIELDS.iter().position(|x| *x == field).map_or(0.0, |i| s.tf[i]);
+        let tf = TF_FIELDS
+            .iter()
+            .position(|x| *x == field)
+            .map_or(0.0, |i| s.tf[i]);
         out.push(FieldWeight {
             field: FIELDS[field].0.to_owned(),
             level: level_name(field, *level).to_owned(),

@@ -73,8 +73,10 @@ pub fn train(records: &[Demographics], config: &TrainConfig) -> Result<Model, Ma
     if records.len() < 2 {
         return Err(MatchError::Training("need at least two records"));
     }
-    let prepared: Vec<Prepared> =
-        records.par_iter().map(|d| prepare(d, &config.normalize)).collect();
+    let prepared: Vec<Prepared> = records
+        .par_iter()
+        .map(|d| prepare(d, &config.normalize))
+        .collect();
     let builtin = Model::builtin();
     let u = estimate_u(&prepared, config, &builtin);
     let (m, matches) = estimate_m(&prepared, config, &builtin, &u);
@@ -90,15 +92,27 @@ pub fn train(records: &[Demographics], config: &TrainConfig) -> Result<Model, Ma
             levels: levels
                 .iter()
                 .enumerate()
-                .map(|(li, l)| LevelModel { name: (*l).to_owned(), m: m[fi][li], u: u[fi][li] })
+                .map(|(li, l)| LevelModel {
+                    name: (*l).to_owned(),
+                    m: m[fi][li],
+                    u: u[fi][li],
+                })
                 .collect(),
         })
         .collect();
-    Model::new(format!("trained on {} records", prepared.len()), prior, fields)
+    Model::new(
+        format!("trained on {} records", prepared.len()),
+        prior,
+        fields,
+    )
 }
 
 fn builtin_probs(builtin: &Model, field: usize, m: bool) -> Vec<f64> {
-    builtin.fields[field].levels.iter().map(|l| if m { l.m } else { l.u }).collect()
+    builtin.fields[field]
+        .levels
+        .iter()
+        .map(|l| if m { l.m } else { l.u })
+        .collect()
 }
 
 /// Shrinks observed level counts toward `prior` probabilities and normalizes.
@@ -121,7 +135,8 @@ fn estimate_u(prepared: &[Prepared], config: &TrainConfig, builtin: &Model) -> V
         .into_par_iter()
         .map(|c| {
             let mut rng = SplitMix(config.seed ^ (c as u64).wrapping_mul(0x1234_5678_9abc_def1));
-            let mut counts: Vec<Vec<f64>> = FIELDS.iter().map(|(_, l)| vec![0.0; l.len()]).collect();
+            let mut counts: Vec<Vec<f64>> =
+                FIELDS.iter().map(|(_, l)| vec![0.0; l.len()]).collect();
             for _ in 0..per_chunk {
                 let i = rng.below(n);
                 let mut j = rng.below(n - 1);
@@ -151,7 +166,13 @@ fn estimate_u(prepared: &[Prepared], config: &TrainConfig, builtin: &Model) -> V
     counts
         .iter()
         .enumerate()
-        .map(|(fi, c)| shrink(c, &builtin_probs(builtin, fi, false), config.prior_strength * 10.0))
+        .map(|(fi, c)| {
+            shrink(
+                c,
+                &builtin_probs(builtin, fi, false),
+                config.prior_strength * 10.0,
+            )
+        })
         .collect()
 }
 
@@ -163,31 +184,58 @@ struct Rule {
 
 const RULES: &[Rule] = &[
     Rule {
-        key: |p| p.dob.filter(|d| d.day > 0).map(|d| format!("{}-{}-{}", d.year, d.month, d.day)),
+        key: |p| {
+            p.dob
+                .filter(|d| d.day > 0)
+                .map(|d| format!("{}-{}-{}", d.year, d.month, d.day))
+        },
         fixed: &[f::DOB],
     },
     Rule {
-        key: |p| (!p.family.is_empty()).then(|| format!("{}|{}", p.family, &p.first_given().get(..1).unwrap_or(""))),
+        key: |p| {
+            (!p.family.is_empty())
+                .then(|| format!("{}|{}", p.family, &p.first_given().get(..1).unwrap_or("")))
+        },
         fixed: &[f::FAMILY, f::GIVEN],
     },
-    Rule { key: |p| (!p.national_id.is_empty()).then(|| p.national_id.to_string()), fixed: &[f::NATIONAL_ID] },
     Rule {
-        key: |p| p.addresses.first().filter(|a| !a.line.is_empty()).map(|a| format!("{}|{}", a.line, a.postal)),
+        key: |p| (!p.national_id.is_empty()).then(|| p.national_id.to_string()),
+        fixed: &[f::NATIONAL_ID],
+    },
+    Rule {
+        key: |p| {
+            p.addresses
+                .first()
+                .filter(|a| !a.line.is_empty())
+                .map(|a| format!("{}|{}", a.line, a.postal))
+        },
         fixed: &[f::ADDRESS, f::POSTAL, f::CITY, f::STATE],
     },
-    Rule { key: |p| p.phones.first().map(|x| x.to_string()), fixed: &[f::PHONE] },
-    Rule { key: |p| p.emails.first().map(|x| x.to_string()), fixed: &[f::EMAIL] },
+    Rule {
+        key: |p| p.phones.first().map(|x| x.to_string()),
+        fixed: &[f::PHONE],
+    },
+    Rule {
+        key: |p| p.emails.first().map(|x| x.to_string()),
+        fixed: &[f::EMAIL],
+    },
 ];
 
 fn rule_patterns(prepared: &[Prepared], rule: &Rule, config: &TrainConfig) -> Patterns {
     let mut blocks: FxHashMap<String, Vec<u32>> = FxHashMap::default();
     for (i, p) in prepared.iter().enumerate() {
         if let Some(k) = (rule.key)(p) {
-            blocks.entry(k).or_default().push(u32::try_from(i).unwrap_or(u32::MAX));
+            blocks
+                .entry(k)
+                .or_default()
+                .push(u32::try_from(i).unwrap_or(u32::MAX));
         }
     }
     let mut pairs: Vec<(u32, u32)> = Vec::new();
-    let mut block_list: Vec<_> = blocks.into_values().filter(|b| b.len() > 1 && b.len() <= config.max_block_size).collect();
+    let mut block_list: Vec<_> = blocks
+        .into_values()
+        .filter(|b| b.len() > 1 && b.len() <= config.max_block_size)
+        .collect();
     block_list.sort_unstable();
     for b in &block_list {
         for (x, i) in b.iter().enumerate() {
@@ -196,7 +244,10 @@ fn rule_patterns(prepared: &[Prepared], rule: &Rule, config: &TrainConfig) -> Pa
             }
         }
     }
-    let stride = pairs.len().div_ceil(config.max_pairs_per_rule.max(1)).max(1);
+    let stride = pairs
+        .len()
+        .div_ceil(config.max_pairs_per_rule.max(1))
+        .max(1);
     pairs
         .par_iter()
         .step_by(stride)
@@ -259,7 +310,9 @@ fn estimate_m(
     let matches = session_matches
         .iter()
         .find(|(ri, _)| *ri == 0)
-        .map_or(prepared.len() as f64 * 0.1, |(_, e)| e / m[f::DOB][0].max(0.05));
+        .map_or(prepared.len() as f64 * 0.1, |(_, e)| {
+            e / m[f::DOB][0].max(0.05)
+        });
     (m, matches)
 }
 
@@ -272,7 +325,9 @@ fn em(
     u: &[Vec<f64>],
     config: &TrainConfig,
 ) -> (Vec<Vec<f64>>, f64, Vec<Vec<f64>>) {
-    let mut m: Vec<Vec<f64>> = (0..NFIELDS).map(|fi| builtin_probs(builtin, fi, true)).collect();
+    let mut m: Vec<Vec<f64>> = (0..NFIELDS)
+        .map(|fi| builtin_probs(builtin, fi, true))
+        .collect();
     let total: f64 = patterns.values().sum();
     let mut lambda = 0.1f64;
     let mut counts: Vec<Vec<f64>> = FIELDS.iter().map(|(_, l)| vec![0.0; l.len()]).collect();
@@ -304,7 +359,11 @@ fn em(
         lambda = (expected / total).clamp(1e-6, 0.999);
         for fi in 0..NFIELDS {
             if !fixed.contains(&fi) {
-                m[fi] = shrink(&counts[fi], &builtin_probs(builtin, fi, true), config.prior_strength);
+                m[fi] = shrink(
+                    &counts[fi],
+                    &builtin_probs(builtin, fi, true),
+                    config.prior_strength,
+                );
             }
         }
     }

@@ -46,8 +46,16 @@ fn demo(p: &P<'_>) -> Demographics {
             postal_code: p.zip.to_owned(),
             country: String::new(),
         }],
-        phones: if p.phone.is_empty() { vec![] } else { vec![p.phone.to_owned()] },
-        emails: if p.email.is_empty() { vec![] } else { vec![p.email.to_owned()] },
+        phones: if p.phone.is_empty() {
+            vec![]
+        } else {
+            vec![p.phone.to_owned()]
+        },
+        emails: if p.email.is_empty() {
+            vec![]
+        } else {
+            vec![p.email.to_owned()]
+        },
         national_id: p.ssn.to_owned(),
         ..Demographics::default()
     }
@@ -65,54 +73,141 @@ fn decision(a: &Demographics, b: &Demographics) -> Decision {
 }
 
 fn assert_apart(a: &Demographics, b: &Demographics, what: &str) {
-    assert_ne!(decision(a, b), Decision::Match, "{what}: must not auto-link");
-    let clusters = link_batch(&[a.clone(), b.clone()], &Model::builtin(), &MatchConfig::default());
+    assert_ne!(
+        decision(a, b),
+        Decision::Match,
+        "{what}: must not auto-link"
+    );
+    let clusters = link_batch(
+        &[a.clone(), b.clone()],
+        &Model::builtin(),
+        &MatchConfig::default(),
+    );
     assert_ne!(clusters[0], clusters[1], "{what}: must stay apart in batch");
 }
 
 fn assert_linked(a: &Demographics, b: &Demographics, what: &str) {
-    assert_eq!(decision(a, b), Decision::Match, "{what}: must link; {:?}", explain(&Model::builtin(), a, b));
-    let clusters = link_batch(&[a.clone(), b.clone()], &Model::builtin(), &MatchConfig::default());
+    assert_eq!(
+        decision(a, b),
+        Decision::Match,
+        "{what}: must link; {:?}",
+        explain(&Model::builtin(), a, b)
+    );
+    let clusters = link_batch(
+        &[a.clone(), b.clone()],
+        &Model::builtin(),
+        &MatchConfig::default(),
+    );
     assert_eq!(clusters[0], clusters[1], "{what}: must link in batch");
 }
 
 #[test]
 fn twins_stay_apart() {
-    let a = demo(&P { ssn: "321-54-9870", ..BASE });
-    let b = demo(&P { given: "Olivia", ssn: "321-54-9871", ..BASE });
+    let a = demo(&P {
+        ssn: "321-54-9870",
+        ..BASE
+    });
+    let b = demo(&P {
+        given: "Olivia",
+        ssn: "321-54-9871",
+        ..BASE
+    });
     assert_apart(&a, &b, "twin sisters with consecutive SSNs");
-    let b = demo(&P { given: "Emmett", sex: Sex::Male, ..BASE });
+    let b = demo(&P {
+        given: "Emmett",
+        sex: Sex::Male,
+        ..BASE
+    });
     assert_apart(&demo(&BASE), &b, "boy/girl twins with similar names");
-    let a = demo(&P { given: "Lily", ..BASE });
-    let b = demo(&P { given: "Lila", ..BASE });
+    let a = demo(&P {
+        given: "Lily",
+        ..BASE
+    });
+    let b = demo(&P {
+        given: "Lila",
+        ..BASE
+    });
     assert_apart(&a, &b, "twins Lily and Lila");
 }
 
 #[test]
 fn junior_and_senior_stay_apart() {
-    let sr = P { given: "Robert", family: "Hughes Sr", dob: "1961-07-02", sex: Sex::Male, ..BASE };
-    let jr = P { family: "Hughes Jr", dob: "1988-11-23", ..sr };
+    let sr = P {
+        given: "Robert",
+        family: "Hughes Sr",
+        dob: "1961-07-02",
+        sex: Sex::Male,
+        ..BASE
+    };
+    let jr = P {
+        family: "Hughes Jr",
+        dob: "1988-11-23",
+        ..sr
+    };
     assert_apart(&demo(&sr), &demo(&jr), "junior/senior with suffixes");
-    let jr_no_suffix = P { family: "Hughes", dob: "1988-11-23", ..sr };
-    let sr_no_suffix = P { family: "Hughes", ..sr };
-    assert_apart(&demo(&sr_no_suffix), &demo(&jr_no_suffix), "junior/senior without suffixes");
-    let same_dob_other_suffix = P { family: "Hughes Jr", ..sr };
-    assert_apart(&demo(&sr), &demo(&same_dob_other_suffix), "JR vs SR with the same birth date");
+    let jr_no_suffix = P {
+        family: "Hughes",
+        dob: "1988-11-23",
+        ..sr
+    };
+    let sr_no_suffix = P {
+        family: "Hughes",
+        ..sr
+    };
+    assert_apart(
+        &demo(&sr_no_suffix),
+        &demo(&jr_no_suffix),
+        "junior/senior without suffixes",
+    );
+    let same_dob_other_suffix = P {
+        family: "Hughes Jr",
+        ..sr
+    };
+    assert_apart(
+        &demo(&sr),
+        &demo(&same_dob_other_suffix),
+        "JR vs SR with the same birth date",
+    );
 }
 
 #[test]
 fn household_members_stay_apart() {
-    let wife = P { email: "kowalski.family@example.net", ..BASE };
-    let husband = P { given: "Marek", dob: "1987-09-30", sex: Sex::Male, ..wife };
-    let child = P { given: "Zofia", dob: "2015-01-05", ..wife };
+    let wife = P {
+        email: "kowalski.family@example.net",
+        ..BASE
+    };
+    let husband = P {
+        given: "Marek",
+        dob: "1987-09-30",
+        sex: Sex::Male,
+        ..wife
+    };
+    let child = P {
+        given: "Zofia",
+        dob: "2015-01-05",
+        ..wife
+    };
     assert_apart(&demo(&wife), &demo(&husband), "spouses");
     assert_apart(&demo(&wife), &demo(&child), "mother and daughter");
 }
 
 #[test]
 fn common_names_with_different_dates_stay_apart() {
-    let a = P { given: "James", family: "Smith", dob: "1970-01-15", street: "1 Oak Ave", zip: "10001", phone: "", ..BASE };
-    let b = P { dob: "1982-06-30", street: "77 Pine Rd", zip: "10002", ..a };
+    let a = P {
+        given: "James",
+        family: "Smith",
+        dob: "1970-01-15",
+        street: "1 Oak Ave",
+        zip: "10001",
+        phone: "",
+        ..BASE
+    };
+    let b = P {
+        dob: "1982-06-30",
+        street: "77 Pine Rd",
+        zip: "10002",
+        ..a
+    };
     assert_apart(&demo(&a), &demo(&b), "two James Smiths");
 }
 
@@ -120,15 +215,101 @@ fn common_names_with_different_dates_stay_apart() {
 fn same_person_links_through_noise() {
     let base = demo(&P { ssn: "", ..BASE });
     let cases = [
-        ("nickname", P { given: "William", family: "Turner", sex: Sex::Male, ..BASE }, P { given: "Bill", family: "Turner", sex: Sex::Male, ..BASE }),
-        ("typo", P { given: "Katherine", family: "Thompson", ..BASE }, P { given: "Katherine", family: "Thompsen", ..BASE }),
-        ("day/month swap", BASE, P { dob: "1990-14-03", ..BASE }),
-        ("day/month swap (US layout)", BASE, P { dob: "03/14/1990", ..BASE }),
-        ("moved address", BASE, P { street: "900 Lakeview Blvd", zip: "60614", ..BASE }),
-        ("diacritics and case", P { given: "Zoë", family: "Núñez", ..BASE }, P { given: "ZOE", family: "NUNEZ", ..BASE }),
-        ("hyphenated surname", P { family: "Garcia-Lopez", ..BASE }, P { family: "Garcia Lopez", ..BASE }),
-        ("given/family swapped", BASE, P { given: "Kowalski", family: "Emma", ..BASE }),
-        ("street abbreviations", P { phone: "", ..BASE }, P { phone: "", street: "12 MAPLE ST APARTMENT 4", ..BASE }),
+        (
+            "nickname",
+            P {
+                given: "William",
+                family: "Turner",
+                sex: Sex::Male,
+                ..BASE
+            },
+            P {
+                given: "Bill",
+                family: "Turner",
+                sex: Sex::Male,
+                ..BASE
+            },
+        ),
+        (
+            "typo",
+            P {
+                given: "Katherine",
+                family: "Thompson",
+                ..BASE
+            },
+            P {
+                given: "Katherine",
+                family: "Thompsen",
+                ..BASE
+            },
+        ),
+        (
+            "day/month swap",
+            BASE,
+            P {
+                dob: "1990-14-03",
+                ..BASE
+            },
+        ),
+        (
+            "day/month swap (US layout)",
+            BASE,
+            P {
+                dob: "03/14/1990",
+                ..BASE
+            },
+        ),
+        (
+            "moved address",
+            BASE,
+            P {
+                street: "900 Lakeview Blvd",
+                zip: "60614",
+                ..BASE
+            },
+        ),
+        (
+            "diacritics and case",
+            P {
+                given: "Zoë",
+                family: "Núñez",
+                ..BASE
+            },
+            P {
+                given: "ZOE",
+                family: "NUNEZ",
+                ..BASE
+            },
+        ),
+        (
+            "hyphenated surname",
+            P {
+                family: "Garcia-Lopez",
+                ..BASE
+            },
+            P {
+                family: "Garcia Lopez",
+                ..BASE
+            },
+        ),
+        (
+            "given/family swapped",
+            BASE,
+            P {
+                given: "Kowalski",
+                family: "Emma",
+                ..BASE
+            },
+        ),
+        (
+            "street abbreviations",
+            P { phone: "", ..BASE },
+            P {
+                phone: "",
+                street: "12 MAPLE ST APARTMENT 4",
+                ..BASE
+            },
+        ),
     ];
     for (what, a, b) in cases {
         assert_linked(&demo(&a), &demo(&b), what);
@@ -138,12 +319,24 @@ fn same_person_links_through_noise() {
 
 #[test]
 fn maiden_name_links() {
-    let before = demo(&P { family: "Johnson", ..BASE });
-    let mut after = demo(&P { family: "Kowalski", street: "5 Birch Ct", zip: "62711", ..BASE });
+    let before = demo(&P {
+        family: "Johnson",
+        ..BASE
+    });
+    let mut after = demo(&P {
+        family: "Kowalski",
+        street: "5 Birch Ct",
+        zip: "62711",
+        ..BASE
+    });
     after.previous_family_names = vec!["Johnson".to_owned()];
     assert_linked(&before, &after, "married name with maiden name recorded");
     let e = explain(&Model::builtin(), &before, &after);
-    let family = e.field_weights.iter().find(|w| w.field == "family_name").unwrap();
+    let family = e
+        .field_weights
+        .iter()
+        .find(|w| w.field == "family_name")
+        .unwrap();
     assert_eq!(family.level, "previous_or_part");
     assert!(family.weight > 0.0);
 }
@@ -162,27 +355,67 @@ fn placeholders_carry_no_weight_and_never_link() {
         ssn: "999-99-9999",
     };
     let e = explain(&Model::builtin(), &demo(&doe), &demo(&doe));
-    for field in ["given_name", "family_name", "birth_date", "phones", "national_id", "address_line"] {
+    for field in [
+        "given_name",
+        "family_name",
+        "birth_date",
+        "phones",
+        "national_id",
+        "address_line",
+    ] {
         let w = e.field_weights.iter().find(|w| w.field == field).unwrap();
-        assert_eq!((w.level.as_str(), w.weight), ("placeholder", 0.0), "{field}");
+        assert_eq!(
+            (w.level.as_str(), w.weight),
+            ("placeholder", 0.0),
+            "{field}"
+        );
     }
     assert_apart(&demo(&doe), &demo(&doe), "two JOHN DOE placeholders");
-    let baby = P { given: "Baby Girl", ssn: "000-00-0000", ..BASE };
-    let other_baby = P { given: "Baby Girl", dob: "1990-03-15", phone: "", street: "3 Elm St", ..baby };
-    assert_apart(&demo(&baby), &demo(&other_baby), "two BABY GIRL KOWALSKI newborns");
+    let baby = P {
+        given: "Baby Girl",
+        ssn: "000-00-0000",
+        ..BASE
+    };
+    let other_baby = P {
+        given: "Baby Girl",
+        dob: "1990-03-15",
+        phone: "",
+        street: "3 Elm St",
+        ..baby
+    };
+    assert_apart(
+        &demo(&baby),
+        &demo(&other_baby),
+        "two BABY GIRL KOWALSKI newborns",
+    );
 }
 
 #[test]
 fn explanations_and_grades_are_consistent() {
-    let a = demo(&P { ssn: "321-54-9870", email: "emma.k@example.org", ..BASE });
+    let a = demo(&P {
+        ssn: "321-54-9870",
+        email: "emma.k@example.org",
+        ..BASE
+    });
     let e = explain(&Model::builtin(), &a, &a);
-    let total: f64 = e.field_weights.iter().map(|w| w.weight).sum::<f64>() + Model::builtin().prior_match_weight;
-    assert!((total - e.score).abs() < 1e-9, "weights add up to the score");
+    let total: f64 =
+        e.field_weights.iter().map(|w| w.weight).sum::<f64>() + Model::builtin().prior_match_weight;
+    assert!(
+        (total - e.score).abs() < 1e-9,
+        "weights add up to the score"
+    );
     assert!(e.probability > 0.999);
     let mut index = Index::new(Arc::new(Model::builtin()), MatchConfig::default());
     index.upsert(1, 7, &a);
     let c = &index.candidates(&a, None).ranked[0];
-    assert_eq!((c.master, c.decision, c.grade), (7, Decision::Match, MatchGrade::Certain));
+    assert_eq!(
+        (c.master, c.decision, c.grade),
+        (7, Decision::Match, MatchGrade::Certain)
+    );
     assert_eq!(c.best_record, 1);
-    assert!(c.field_weights.iter().any(|w| w.field == "national_id" && w.level == "exact"));
+    assert!(
+        c.field_weights
+            .iter()
+            .any(|w| w.field == "national_id" && w.level == "exact")
+    );
 }

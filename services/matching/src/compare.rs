@@ -135,16 +135,33 @@ pub(crate) fn compare_bounded(
     let mut swapped = false;
     levels[f::GIVEN] = given;
     levels[f::FAMILY] = family;
-    if (given != 0 || family != 0)
-        && given < PLACEHOLDER
+    if (3..PLACEHOLDER).contains(&given)
         && family < PLACEHOLDER
-        && !a.family.is_empty()
-        && !b.family.is_empty()
-        && close(a.first_given(), &b.family)
         && close(&a.family, b.first_given())
     {
-        levels[f::GIVEN] = 0;
-        levels[f::FAMILY] = 0;
+        // Given and family names swapped on one side (possibly with a typo, or
+        // with the other name changed): compare them crosswise.
+        let cross_family = text_level(a.first_given(), &b.family, &[0.92, 0.80]);
+        levels[f::GIVEN] = if &*a.family == b.first_given() { 0 } else { 2 };
+        levels[f::FAMILY] = match cross_family {
+            0 => 0,
+            1 => 1,
+            2 => 4,
+            _ => 5,
+        };
+        swapped = true;
+    } else if (3..PLACEHOLDER).contains(&given)
+        && family < PLACEHOLDER
+        && close(a.first_given(), &b.family)
+    {
+        let cross_family = text_level(&a.family, b.first_given(), &[0.92, 0.80]);
+        levels[f::GIVEN] = if a.first_given() == &*b.family { 0 } else { 2 };
+        levels[f::FAMILY] = match cross_family {
+            0 => 0,
+            1 => 1,
+            2 => 4,
+            _ => 5,
+        };
         swapped = true;
     }
     levels[f::DOB] = dob_level(a, b);

@@ -73,6 +73,8 @@ pub enum Conflict {
     GivenName,
     /// Clearly different birth dates and no shared national ID (junior/senior).
     BirthDate,
+    /// National IDs that differ only in the last digit (twins, siblings).
+    NationalId,
     /// Different generational suffixes (JR vs SR).
     Suffix,
     /// Different sex with not-identical given names (boy/girl twins).
@@ -89,6 +91,7 @@ impl Conflict {
             Conflict::GivenName => "given_name_conflict",
             Conflict::BirthDate => "birth_date_conflict",
             Conflict::Suffix => "suffix_conflict",
+            Conflict::NationalId => "consecutive_national_id",
             Conflict::Sex => "sex_conflict",
             Conflict::Placeholder => "placeholder_name",
             Conflict::ClusterMember => "cluster_member_conflict",
@@ -246,12 +249,19 @@ fn conflict(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> {
         return Some(Conflict::Placeholder);
     }
     let given = cmp.levels[f::GIVEN];
-    // disagree, or only alike in sound or a loose Jaro-Winkler band (MARY / MARIE)
-    if cmp.disagrees(f::GIVEN) || given == 3 || given == 4 {
+    // disagree, or only alike in sound or a loose Jaro-Winkler band (LILY / LOLA),
+    // unless one typo apart (JESSICA / JESSIAC)
+    if cmp.disagrees(f::GIVEN)
+        || ((given == 3 || given == 4) && !one_typo(a.first_given(), b.first_given()))
+    {
         return Some(Conflict::GivenName);
     }
-    if cmp.disagrees(f::DOB) && year_gap(a, b) >= 10 {
+    // Clearly different dates, or two edits that move the year by a generation.
+    if cmp.disagrees(f::DOB) || (cmp.levels[f::DOB] == 4 && year_gap(a, b) >= 10) {
         return Some(Conflict::BirthDate);
+    }
+    if consecutive_ids(a, b) {
+        return Some(Conflict::NationalId);
     }
     if cmp.disagrees(f::SEX) && given > 1 && given < PLACEHOLDER {
         return Some(Conflict::Sex);
@@ -260,16 +270,26 @@ fn conflict(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> {
 }
 
 /// A shared national ID, or one a single typo apart, vouches for identity; IDs
-/// that are numerically adjacent (twins get consecutive numbers) do not.
+/// that differ in the last digit do not (twins and siblings are often issued
+/// consecutive numbers).
 fn national_id_vouches(a: &Prepared, b: &Prepared, cmp: &Comparison) -> bool {
     match cmp.levels[f::NATIONAL_ID] {
         0 => true,
-        1 => match (a.national_id.parse::<u64>(), b.national_id.parse::<u64>()) {
-            (Ok(x), Ok(y)) => x.abs_diff(y) > 2,
-            _ => false,
-        },
+        1 => a.national_id.as_bytes().last() == b.national_id.as_bytes().last(),
         _ => false,
     }
+}
+
+/// Two names of at least four letters one edit apart: a typo more likely than
+/// two different names.
+fn one_typo(x: &str, y: &str) -> bool {
+    x.len() >= 4 && y.len() >= 4 && crate::strdist::osa(x.as_bytes(), y.as_bytes()) <= 1
+}
+
+/// National IDs equal but for the last digit, as twins' often are.
+fn consecutive_ids(a: &Prepared, b: &Prepared) -> bool {
+    let (x, y) = (a.national_id.as_bytes(), b.national_id.as_bytes());
+    x.len() == y.len() && x.len() > 1 && x[..x.len() - 1] == y[..y.len() - 1] && x != y
 }
 
 fn year_gap(a: &Prepared, b: &Prepared) -> u16 {

@@ -13,7 +13,7 @@ use crate::normalize::{Prepared, prepare};
 use crate::record::{Decision, Demographics, FieldWeight};
 use crate::score::{
     Conflict, MatchConfig, MatchGrade, PairScore, TermFreq, decide, field_weights, probability,
-    score_pair,
+    score_pair_above,
 };
 
 /// A record's ID, assigned by the identity store.
@@ -407,8 +407,13 @@ impl Index {
         {
             let Some(slot) = self.slot(m) else { continue };
             let tf = self.config.term_frequency.then_some(&self.tf);
-            let s = score_pair(&self.model, query, &slot.rec, tf);
             *compared += 1;
+            // A member certainly below the conflict threshold is a conflict.
+            let floor = self.config.conflict_threshold;
+            let Some(s) = score_pair_above(&self.model, query, &slot.rec, tf, floor) else {
+                conflict = conflict.or(Some(Conflict::ClusterMember));
+                continue;
+            };
             if s.conflict.is_some() {
                 conflict = conflict.or(s.conflict);
             } else if s.score < self.config.conflict_threshold {

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use tessera_matching::{Demographics, Index, MatchConfig, Model, link_batch, read_records_csv};
+use tessera_matching::{
+    Demographics, Index, MatchConfig, Model, link_batch_report, read_records_csv,
+};
 
 struct Rng(u64);
 
@@ -80,9 +82,14 @@ fn main() -> anyhow::Result<()> {
     let model = Model::builtin();
     let config = MatchConfig::default();
     let t = Instant::now();
-    let clusters = link_batch(&records, &model, &config);
+    let report = link_batch_report(&records, &model, &config);
     let secs = t.elapsed().as_secs_f64();
+    let clusters = report.clusters;
     let masters = clusters.iter().copied().max().map_or(0, |m| m + 1);
+    eprintln!(
+        "link_batch: {} pairs compared, {} match links, {} oversized block lookups ({} skipped)",
+        report.compared_pairs, report.match_links, report.oversized_blocks, report.skipped_blocks
+    );
     eprintln!(
         "link_batch: {} records -> {masters} clusters in {secs:.1} s",
         records.len()

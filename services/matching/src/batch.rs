@@ -2,6 +2,8 @@
 //! greedily from the strongest link down, refusing any merge that would put two
 //! conflicting records (twins, junior/senior) in one cluster.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
@@ -14,10 +16,35 @@ use crate::score::{MatchConfig, TermFreq, score_pair, score_pair_above};
 /// Most cross-cluster pairs checked before a merge.
 const MAX_MERGE_CHECKS: usize = 1024;
 
+/// What a batch link did, besides the clusters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Cluster number per input row, as [`link_batch`] returns.
+    pub clusters: Vec<u32>,
+    /// Record-key lookups whose block was too large and used the narrower key.
+    pub oversized_blocks: u64,
+    /// Of those, lookups still too large after narrowing (skipped; the record was
+    /// still compared through its other keys).
+    pub skipped_blocks: u64,
+    /// Candidate pairs compared.
+    pub compared_pairs: u64,
+    /// Pairs that reached the match threshold without a conflict.
+    pub match_links: u64,
+}
+
 /// Deduplicates `records`: returns a cluster number per input row (same length,
 /// numbered from 0 in order of first appearance). Rows cluster together only
 /// through MATCH links, and never when a pair across the two clusters conflicts.
 pub fn link_batch(records: &[Demographics], model: &Model, config: &MatchConfig) -> Vec<u32> {
+    link_batch_report(records, model, config).clusters
+}
+
+/// [`link_batch`], with counts of oversized blocks, compared pairs and links.
+pub fn link_batch_report(
+    records: &[Demographics],
+    model: &Model,
+    config: &MatchConfig,
+) -> BatchReport {
     let prepared: Vec<Prepared> = records
         .par_iter()
         .map(|d| prepare(d, &config.normalize))
@@ -29,8 +56,11 @@ pub fn link_batch(records: &[Demographics], model: &Model, config: &MatchConfig)
         }
         tf
     });
-    let edges = match_edges(&prepared, model, config, tf.as_ref());
-    cluster(&prepared, edges, model, config, tf.as_ref())
+    let mut report = BatchReport::default();
+    let edges = match_edges(&prepared, model, config, tf.as_ref(), &mut report);
+    report.match_links = edges.len() as u64;
+    report.clusters = cluster(&prepared, edges, model, config, tf.as_ref());
+    report
 }
 
 /// Blocked pairs scoring at or above the match threshold without conflict.
@@ -39,6 +69,7 @@ fn match_edges(
     model: &Model,
     config: &MatchConfig,
     tf: Option<&TermFreq>,
+    report: &mut BatchReport,
 ) -> Vec<(f64, u32, u32)> {
     let record_keys: Vec<_> = prepared.par_iter().map(keys).collect();
     // Blocks as runs of one sorted vector of (key, record): wide keys, plus the
@@ -76,6 +107,10 @@ fn match_edges(
     };
     let per_record_cap = config.max_candidates.saturating_mul(4).max(16);
     let entries = &entries;
+    let oversized = AtomicU64::new(0);
+    let skipped = AtomicU64::new(0);
+    let compared = AtomicU64::new(0);
+    let (oversized_ref, skipped_ref, compared_ref) = (&oversized, &skipped, &compared);
     let mut edges: Vec<(f64, u32, u32)> = (0..prepared.len())
         .into_par_iter()
         .flat_map_iter(|i| {
@@ -84,7 +119,11 @@ fn match_edges(
             for k in &record_keys[i] {
                 let mut block = run(k.wide);
                 if block.len() > max_block {
+                    oversized_ref.fetch_add(1, Ordering::Relaxed);
                     block = k.narrow.map_or(0..0, run);
+                    if block.len() > max_block {
+                        skipped_ref.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 if block.len() <= max_block {
                     js.extend(entries[block].iter().map(|e| e.1).filter(|j| *j > me));
@@ -93,6 +132,7 @@ fn match_edges(
             js.sort_unstable();
             js.dedup();
             js.truncate(per_record_cap);
+            compared_ref.fetch_add(js.len() as u64, Ordering::Relaxed);
             let a = &prepared[i];
             js.into_iter().filter_map(move |j| {
                 let s =
@@ -102,6 +142,9 @@ fn match_edges(
             })
         })
         .collect();
+    report.oversized_blocks = oversized.into_inner();
+    report.skipped_blocks = skipped.into_inner();
+    report.compared_pairs = compared.into_inner();
     edges.par_sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
     edges
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tessera_matching::{
     Address, Conflict, Decision, Demographics, Index, MatchConfig, Model, TrainConfig, explain,
-    link_batch, read_records_csv, train,
+    link_batch, link_batch_report, read_records_csv, train,
 };
 
 fn person(given: &str, family: &str, dob: &str, street: &str, phone: &str) -> Demographics {
@@ -106,6 +106,32 @@ fn oversized_blocks_are_counted_and_narrowed_not_fatal() {
         );
         idx.upsert(i, i, &d);
     }
+    let rows: Vec<Demographics> = (0..40u64)
+        .map(|i| {
+            person(
+                "John",
+                "Smith",
+                "1980-01-01",
+                &format!("{i} Main St"),
+                &format!("503-555-{:04}", 1000 + i),
+            )
+        })
+        .collect();
+    let report = link_batch_report(
+        &rows,
+        &Model::builtin(),
+        &MatchConfig {
+            max_block_size: 8,
+            ..MatchConfig::default()
+        },
+    );
+    assert!(
+        report.oversized_blocks > 0,
+        "batch counts oversized blocks too"
+    );
+    assert_eq!(report.clusters.len(), 40);
+    let distinct: std::collections::HashSet<_> = report.clusters.iter().collect();
+    assert_eq!(distinct.len(), 40, "forty different John Smiths stay apart");
     let probe = person("John", "Smith", "1980-01-01", "17 Main St", "503-555-1017");
     let c = idx.candidates(&probe, None);
     assert!(c.oversized_blocks > 0);

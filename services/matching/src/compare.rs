@@ -337,6 +337,10 @@ fn dob_level(a: &Prepared, b: &Prepared) -> u8 {
     if x.year == y.year && x.month == y.day && x.day == y.month {
         return 1;
     }
+    if x.month == y.month && x.day == y.day && x.year.abs_diff(y.year) == 1 {
+        // 1999 / 2000: one year apart reads as one typo even across a decade.
+        return 2;
+    }
     let (dx, dy) = (x.digits(), y.digits());
     if dx.iter().zip(&dy).filter(|(p, q)| p != q).count() > 4 {
         return 5;
@@ -456,6 +460,7 @@ mod tests {
         assert_eq!(lv("1980-03-04", "1980-03-04"), "exact");
         assert_eq!(lv("1980-03-04", "1980-04-03"), "date_transposed");
         assert_eq!(lv("1980-03-04", "1981-03-04"), "one_edit");
+        assert_eq!(lv("1999-04-08", "2000-04-08"), "one_edit");
         assert_eq!(lv("1980-03-04", "1980-03"), "partial");
         assert_eq!(lv("1980-03-04", "1955-11-20"), "disagree");
         assert_eq!(lv("1900-01-01", "1900-01-01"), "placeholder");

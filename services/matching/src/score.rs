@@ -280,10 +280,12 @@ fn national_id_vouches(a: &Prepared, b: &Prepared, cmp: &Comparison) -> bool {
     }
 }
 
-/// Two names of at least four letters one edit apart: a typo more likely than
-/// two different names.
+/// Two names one edit apart, the longer of at least four letters: a typo more
+/// likely than two different names (NOAH / OAH, but not TOM / TIM).
 fn one_typo(x: &str, y: &str) -> bool {
-    x.len() >= 4 && y.len() >= 4 && crate::strdist::osa(x.as_bytes(), y.as_bytes()) <= 1
+    x.len().max(y.len()) >= 4
+        && x.len().min(y.len()) >= 3
+        && crate::strdist::osa(x.as_bytes(), y.as_bytes()) <= 1
 }
 
 /// National IDs equal but for the last digit, as twins' often are.

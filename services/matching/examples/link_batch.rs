@@ -2,6 +2,8 @@
 //!
 //! `cargo run --release -p tessera-matching --example link_batch -- --input IN.csv --output OUT.csv [--model MODEL.json] [--train] [--save-model OUT.json]`
 
+#![allow(clippy::print_stderr)] // a command-line tool reports on stderr
+
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::time::Instant;

@@ -2,6 +2,8 @@
 //! greedily from the strongest link down, refusing any merge that would put two
 //! conflicting records (twins, junior/senior) in one cluster.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
@@ -9,15 +11,40 @@ use crate::blocking::keys;
 use crate::model::Model;
 use crate::normalize::{Prepared, prepare};
 use crate::record::Demographics;
-use crate::score::{MatchConfig, TermFreq, score_pair};
+use crate::score::{MatchConfig, TermFreq, score_pair, score_pair_above};
 
 /// Most cross-cluster pairs checked before a merge.
 const MAX_MERGE_CHECKS: usize = 1024;
+
+/// What a batch link did, besides the clusters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Cluster number per input row, as [`link_batch`] returns.
+    pub clusters: Vec<u32>,
+    /// Record-key lookups whose block was too large and used the narrower key.
+    pub oversized_blocks: u64,
+    /// Of those, lookups still too large after narrowing (skipped; the record was
+    /// still compared through its other keys).
+    pub skipped_blocks: u64,
+    /// Candidate pairs compared.
+    pub compared_pairs: u64,
+    /// Pairs that reached the match threshold without a conflict.
+    pub match_links: u64,
+}
 
 /// Deduplicates `records`: returns a cluster number per input row (same length,
 /// numbered from 0 in order of first appearance). Rows cluster together only
 /// through MATCH links, and never when a pair across the two clusters conflicts.
 pub fn link_batch(records: &[Demographics], model: &Model, config: &MatchConfig) -> Vec<u32> {
+    link_batch_report(records, model, config).clusters
+}
+
+/// [`link_batch`], with counts of oversized blocks, compared pairs and links.
+pub fn link_batch_report(
+    records: &[Demographics],
+    model: &Model,
+    config: &MatchConfig,
+) -> BatchReport {
     let prepared: Vec<Prepared> = records
         .par_iter()
         .map(|d| prepare(d, &config.normalize))
@@ -29,8 +56,11 @@ pub fn link_batch(records: &[Demographics], model: &Model, config: &MatchConfig)
         }
         tf
     });
-    let edges = match_edges(&prepared, model, config, tf.as_ref());
-    cluster(&prepared, edges, model, config, tf.as_ref())
+    let mut report = BatchReport::default();
+    let edges = match_edges(&prepared, model, config, tf.as_ref(), &mut report);
+    report.match_links = edges.len() as u64;
+    report.clusters = cluster(&prepared, edges, model, config, tf.as_ref());
+    report
 }
 
 /// Blocked pairs scoring at or above the match threshold without conflict.
@@ -39,49 +69,101 @@ fn match_edges(
     model: &Model,
     config: &MatchConfig,
     tf: Option<&TermFreq>,
+    report: &mut BatchReport,
 ) -> Vec<(f64, u32, u32)> {
     let record_keys: Vec<_> = prepared.par_iter().map(keys).collect();
-    let mut blocks: FxHashMap<u64, Vec<u32>> = FxHashMap::default();
-    for (i, ks) in record_keys.iter().enumerate() {
-        let i = u32::try_from(i).unwrap_or(u32::MAX);
-        for k in ks {
-            blocks.entry(k.wide).or_default().push(i);
-            if let Some(n) = k.narrow {
-                blocks.entry(n).or_default().push(i);
-            }
-        }
-    }
+    // Blocks as runs of one sorted vector of (key, record): wide keys, plus the
+    // narrow keys of records whose wide block is oversized.
     let max_block = config.max_block_size;
+    let mut entries: Vec<(u64, u32)> = record_keys
+        .iter()
+        .enumerate()
+        .flat_map(|(i, ks)| {
+            ks.iter()
+                .map(move |k| (k.wide, u32::try_from(i).unwrap_or(u32::MAX)))
+        })
+        .collect();
+    entries.par_sort_unstable();
+    let wide_runs = runs(&entries);
+    let narrow: Vec<(u64, u32)> = record_keys
+        .par_iter()
+        .enumerate()
+        .flat_map_iter(|(i, ks)| {
+            let wide_runs = &wide_runs;
+            ks.iter().filter_map(move |k| {
+                let n = k.narrow?;
+                let len = wide_runs.get(&k.wide).map_or(1, |r| r.1 as usize);
+                (len > max_block).then(|| (n, u32::try_from(i).unwrap_or(u32::MAX)))
+            })
+        })
+        .collect();
+    drop(wide_runs);
+    entries.extend(narrow);
+    entries.par_sort_unstable();
+    let runs = runs(&entries);
+    let run = |key: u64| -> std::ops::Range<usize> {
+        runs.get(&key)
+            .map_or(0..0, |(s, n)| *s as usize..(*s + *n) as usize)
+    };
     let per_record_cap = config.max_candidates.saturating_mul(4).max(16);
+    let entries = &entries;
+    let oversized = AtomicU64::new(0);
+    let skipped = AtomicU64::new(0);
+    let compared = AtomicU64::new(0);
+    let (oversized_ref, skipped_ref, compared_ref) = (&oversized, &skipped, &compared);
     let mut edges: Vec<(f64, u32, u32)> = (0..prepared.len())
         .into_par_iter()
         .flat_map_iter(|i| {
             let me = u32::try_from(i).unwrap_or(u32::MAX);
             let mut js: Vec<u32> = Vec::new();
             for k in &record_keys[i] {
-                let wide = blocks.get(&k.wide).filter(|b| b.len() <= max_block);
-                let block = wide.or_else(|| {
-                    k.narrow
-                        .and_then(|n| blocks.get(&n))
-                        .filter(|b| b.len() <= max_block)
-                });
-                if let Some(b) = block {
-                    js.extend(b.iter().filter(|j| **j > me));
+                let mut block = run(k.wide);
+                if block.len() > max_block {
+                    oversized_ref.fetch_add(1, Ordering::Relaxed);
+                    block = k.narrow.map_or(0..0, run);
+                    if block.len() > max_block {
+                        skipped_ref.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                if block.len() <= max_block {
+                    js.extend(entries[block].iter().map(|e| e.1).filter(|j| *j > me));
                 }
             }
             js.sort_unstable();
             js.dedup();
             js.truncate(per_record_cap);
+            compared_ref.fetch_add(js.len() as u64, Ordering::Relaxed);
             let a = &prepared[i];
             js.into_iter().filter_map(move |j| {
-                let s = score_pair(model, a, &prepared[j as usize], tf);
+                let s =
+                    score_pair_above(model, a, &prepared[j as usize], tf, config.match_threshold)?;
                 (s.conflict.is_none() && s.score >= config.match_threshold)
                     .then_some((s.score, me, j))
             })
         })
         .collect();
+    report.oversized_blocks = oversized.into_inner();
+    report.skipped_blocks = skipped.into_inner();
+    report.compared_pairs = compared.into_inner();
     edges.par_sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
     edges
+}
+
+/// Runs of two or more equal keys in sorted entries: key -> (start, length).
+/// Single-record keys pair nothing and are left out.
+fn runs(entries: &[(u64, u32)]) -> FxHashMap<u64, (u32, u32)> {
+    let mut runs: FxHashMap<u64, (u32, u32)> = FxHashMap::default();
+    let mut start = 0usize;
+    while start < entries.len() {
+        let key = entries[start].0;
+        let end = start + entries[start..].iter().take_while(|e| e.0 == key).count();
+        if end - start > 1 {
+            let at = u32::try_from(start).unwrap_or(u32::MAX);
+            runs.insert(key, (at, u32::try_from(end - start).unwrap_or(u32::MAX)));
+        }
+        start = end;
+    }
+    runs
 }
 
 fn find(parent: &mut [u32], mut x: u32) -> u32 {

@@ -33,6 +33,7 @@ fn first(s: &str) -> &[u8] {
 }
 
 fn prefix(s: &str, n: usize) -> &[u8] {
+    // (used for street prefixes)
     s.as_bytes().get(..n.min(s.len())).unwrap_or(b"")
 }
 
@@ -59,11 +60,17 @@ pub(crate) fn keys(p: &Prepared) -> Vec<BlockKey> {
             push(0, &[p.family_code.as_bytes(), &y], &[d.month]);
         }
         if d.month > 0 && d.day > 0 {
+            // Day and month unordered, so a day/month swap meets its original.
             let (lo, hi) = (d.month.min(d.day), d.month.max(d.day));
-            push(1, &[&y, &[lo, hi]], gi);
-        }
-        if given_ok && !p.given_code.is_empty() {
-            push(2, &[p.given_code.as_bytes(), &y], &[d.month]);
+            // One kind for both initials, so swapped given/family names meet.
+            for initial in [gi, fi] {
+                if !initial.is_empty() {
+                    push(1, &[&y, &[lo, hi], initial], b"");
+                }
+            }
+            if given_ok && !p.given_code.is_empty() {
+                push(2, &[p.given_code.as_bytes(), &y, &[lo, hi]], b"");
+            }
         }
     }
     if !p.national_id.is_empty() {
@@ -76,24 +83,30 @@ pub(crate) fn keys(p: &Prepared) -> Vec<BlockKey> {
         push(5, &[email.as_bytes()], gi);
     }
     if given_ok && family_ok && !p.given_code.is_empty() && !p.family_code.is_empty() {
-        let year = dob.map(|d| d.year.to_le_bytes()).unwrap_or_default();
+        // Names without the birth date, for a wrong or missing date; narrowed by
+        // decade of birth when common.
+        let decade = dob.map(|d| (d.year / 10).to_le_bytes()).unwrap_or_default();
         push(
             6,
             &[p.given_code.as_bytes(), b"|", p.family_code.as_bytes()],
-            &year,
+            &decade,
         );
     }
     if !p.is_placeholder(ph::ADDRESS) {
         for a in p.addresses.iter().take(3) {
             if !a.postal.is_empty() && family_ok {
-                push(7, &[a.postal.as_bytes(), prefix(&p.family, 2)], gi);
+                push(7, &[a.postal.as_bytes(), p.family_code.as_bytes()], gi);
             }
             if !a.line.is_empty() && given_ok {
                 push(8, &[prefix(&a.line, 16), gi], fi);
             }
         }
     }
-    out.sort_unstable_by_key(|k| k.wide);
-    out.dedup_by_key(|k| k.wide);
-    out
+    let mut unique: Vec<BlockKey> = Vec::with_capacity(out.len());
+    for k in out {
+        if !unique.iter().any(|u| u.wide == k.wide) {
+            unique.push(k);
+        }
+    }
+    unique
 }

@@ -2,8 +2,9 @@
 //! the comparison level reached (exact, nickname, Jaro-Winkler bands, phonetic,
 //! edit distance, date transposition, ...), or missing / placeholder.
 
-use strsim::{jaro_winkler, osa_distance};
+use crate::strdist::{digits, jaro_winkler, osa};
 
+use crate::model::Model;
 use crate::nickname::are_nicknames;
 use crate::normalize::{Prepared, ph};
 
@@ -26,6 +27,9 @@ pub(crate) mod f {
     pub(crate) const EMAIL: usize = 9;
     pub(crate) const NATIONAL_ID: usize = 10;
 }
+
+/// Largest term-frequency adjustment, in bits.
+pub(crate) const MAX_TF_BITS: f64 = 4.0;
 
 /// Number of compared fields.
 pub(crate) const NFIELDS: usize = 11;
@@ -112,22 +116,52 @@ fn either_ph(a: &Prepared, b: &Prepared, flag: u16) -> bool {
 
 /// Compares two prepared records field by field.
 pub(crate) fn compare(a: &Prepared, b: &Prepared) -> Comparison {
+    compare_bounded(a, b, None).unwrap_or(Comparison {
+        levels: [MISSING; NFIELDS],
+        swapped: false,
+    })
+}
+
+/// Compares two records, giving up (None) before the costly street and city
+/// comparisons when even their best weights could not lift the score to `floor`.
+pub(crate) fn compare_bounded(
+    a: &Prepared,
+    b: &Prepared,
+    floor: Option<(&Model, f64)>,
+) -> Option<Comparison> {
     let mut levels = [MISSING; NFIELDS];
     let given = given_level(a, b);
     let family = family_level(a, b);
     let mut swapped = false;
     levels[f::GIVEN] = given;
     levels[f::FAMILY] = family;
-    if (given != 0 || family != 0)
-        && given < PLACEHOLDER
+    if (3..PLACEHOLDER).contains(&given)
         && family < PLACEHOLDER
-        && !a.family.is_empty()
-        && !b.family.is_empty()
-        && close(a.first_given(), &b.family)
         && close(&a.family, b.first_given())
     {
-        levels[f::GIVEN] = 0;
-        levels[f::FAMILY] = 0;
+        // Given and family names swapped on one side (possibly with a typo, or
+        // with the other name changed): compare them crosswise.
+        let cross_family = text_level(a.first_given(), &b.family, &[0.92, 0.80]);
+        levels[f::GIVEN] = if &*a.family == b.first_given() { 0 } else { 2 };
+        levels[f::FAMILY] = match cross_family {
+            0 => 0,
+            1 => 1,
+            2 => 4,
+            _ => 5,
+        };
+        swapped = true;
+    } else if (3..PLACEHOLDER).contains(&given)
+        && family < PLACEHOLDER
+        && close(a.first_given(), &b.family)
+    {
+        let cross_family = text_level(&a.family, b.first_given(), &[0.92, 0.80]);
+        levels[f::GIVEN] = if a.first_given() == &*b.family { 0 } else { 2 };
+        levels[f::FAMILY] = match cross_family {
+            0 => 0,
+            1 => 1,
+            2 => 4,
+            _ => 5,
+        };
         swapped = true;
     }
     levels[f::DOB] = dob_level(a, b);
@@ -135,7 +169,7 @@ pub(crate) fn compare(a: &Prepared, b: &Prepared) -> Comparison {
         (0, _) | (_, 0) => MISSING,
         (x, y) => u8::from(x != y),
     };
-    address_levels(a, b, &mut levels);
+    postal_levels(a, b, &mut levels);
     levels[f::PHONE] = if either_ph(a, b, ph::PHONE) && (a.phones.is_empty() || b.phones.is_empty())
     {
         PLACEHOLDER
@@ -143,7 +177,7 @@ pub(crate) fn compare(a: &Prepared, b: &Prepared) -> Comparison {
         best_of(&a.phones, &b.phones, |x, y| {
             if x == y {
                 0
-            } else if osa_distance(&x.to_string(), &y.to_string()) <= 1 {
+            } else if osa(digits(*x, &mut [0; 20]), digits(*y, &mut [0; 20])) <= 1 {
                 1
             } else {
                 2
@@ -171,13 +205,27 @@ pub(crate) fn compare(a: &Prepared, b: &Prepared) -> Comparison {
     } else if a.national_id == b.national_id {
         0
     } else {
-        match osa_distance(&a.national_id, &b.national_id) {
+        match osa(a.national_id.as_bytes(), b.national_id.as_bytes()) {
             1 => 1,
             2 => 2,
             _ => 3,
         }
     };
-    Comparison { levels, swapped }
+    if let Some((model, floor)) = floor {
+        let mut best =
+            model.prior_match_weight + MAX_TF_BITS * 2.0 - if swapped { 1.0 } else { 0.0 };
+        for (field, level) in levels.iter().enumerate() {
+            best += model.weight(field, *level);
+        }
+        if !a.addresses.is_empty() && !b.addresses.is_empty() {
+            best += model.max_weight(f::ADDRESS) + model.max_weight(f::CITY);
+        }
+        if best < floor {
+            return None;
+        }
+    }
+    street_levels(a, b, &mut levels);
+    Some(Comparison { levels, swapped })
 }
 
 /// Equal, or within the top Jaro-Winkler band.
@@ -289,56 +337,49 @@ fn dob_level(a: &Prepared, b: &Prepared) -> u8 {
     if x.year == y.year && x.month == y.day && x.day == y.month {
         return 1;
     }
+    if x.month == y.month && x.day == y.day && x.year.abs_diff(y.year) == 1 {
+        // 1999 / 2000: one year apart reads as one typo even across a decade.
+        return 2;
+    }
     let (dx, dy) = (x.digits(), y.digits());
-    let (sx, sy) = (
-        std::str::from_utf8(&dx).unwrap_or(""),
-        std::str::from_utf8(&dy).unwrap_or(""),
-    );
-    match osa_distance(sx, sy) {
+    if dx.iter().zip(&dy).filter(|(p, q)| p != q).count() > 4 {
+        return 5;
+    }
+    match osa(&dx, &dy) {
         0 | 1 => 2,
         2 => 4,
         _ => 5,
     }
 }
 
-fn address_levels(a: &Prepared, b: &Prepared, levels: &mut [u8; NFIELDS]) {
-    if a.addresses.is_empty() || b.addresses.is_empty() {
-        return;
+fn text_level(x: &str, y: &str, bands: &[f64]) -> u8 {
+    if x.is_empty() || y.is_empty() {
+        return MISSING;
     }
-    let text = |x: &str, y: &str, bands: &[f64]| -> u8 {
-        if x.is_empty() || y.is_empty() {
-            return MISSING;
+    if x == y {
+        return 0;
+    }
+    let jw = jaro_winkler(x, y);
+    let mut level = 1u8;
+    for band in bands {
+        if jw >= *band {
+            return level;
         }
-        if x == y {
-            return 0;
-        }
-        let jw = jaro_winkler(x, y);
-        let mut level = 1u8;
-        for band in bands {
-            if jw >= *band {
-                return level;
-            }
-            level += 1;
-        }
-        level
-    };
-    let addr_ph = either_ph(a, b, ph::ADDRESS);
+        level += 1;
+    }
+    level
+}
+
+fn postal_levels(a: &Prepared, b: &Prepared, levels: &mut [u8; NFIELDS]) {
     for x in &a.addresses {
         for y in &b.addresses {
-            let line = if addr_ph {
-                PLACEHOLDER
-            } else {
-                text(&x.line, &y.line, &[0.92, 0.80])
-            };
-            levels[f::ADDRESS] = levels[f::ADDRESS].min(line);
-            levels[f::CITY] = levels[f::CITY].min(text(&x.city, &y.city, &[0.90]));
             let postal = match (
                 x.postal.is_empty() || y.postal.is_empty(),
                 x.postal == y.postal,
             ) {
                 (true, _) => MISSING,
                 (false, true) => 0,
-                (false, false) if osa_distance(&x.postal, &y.postal) <= 1 => 1,
+                (false, false) if osa(x.postal.as_bytes(), y.postal.as_bytes()) <= 1 => 1,
                 (false, false) => 2,
             };
             levels[f::POSTAL] = levels[f::POSTAL].min(postal);
@@ -347,6 +388,21 @@ fn address_levels(a: &Prepared, b: &Prepared, levels: &mut [u8; NFIELDS]) {
                 (false, same) => u8::from(!same),
             };
             levels[f::STATE] = levels[f::STATE].min(state);
+        }
+    }
+}
+
+fn street_levels(a: &Prepared, b: &Prepared, levels: &mut [u8; NFIELDS]) {
+    let addr_ph = either_ph(a, b, ph::ADDRESS);
+    for x in &a.addresses {
+        for y in &b.addresses {
+            let line = if addr_ph {
+                PLACEHOLDER
+            } else {
+                text_level(&x.line, &y.line, &[0.92, 0.80])
+            };
+            levels[f::ADDRESS] = levels[f::ADDRESS].min(line);
+            levels[f::CITY] = levels[f::CITY].min(text_level(&x.city, &y.city, &[0.90]));
         }
     }
 }
@@ -404,6 +460,7 @@ mod tests {
         assert_eq!(lv("1980-03-04", "1980-03-04"), "exact");
         assert_eq!(lv("1980-03-04", "1980-04-03"), "date_transposed");
         assert_eq!(lv("1980-03-04", "1981-03-04"), "one_edit");
+        assert_eq!(lv("1999-04-08", "2000-04-08"), "one_edit");
         assert_eq!(lv("1980-03-04", "1980-03"), "partial");
         assert_eq!(lv("1980-03-04", "1955-11-20"), "disagree");
         assert_eq!(lv("1900-01-01", "1900-01-01"), "placeholder");

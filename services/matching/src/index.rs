@@ -13,7 +13,7 @@ use crate::normalize::{Prepared, prepare};
 use crate::record::{Decision, Demographics, FieldWeight};
 use crate::score::{
     Conflict, MatchConfig, MatchGrade, PairScore, TermFreq, decide, field_weights, probability,
-    score_pair,
+    score_pair_above,
 };
 
 /// A record's ID, assigned by the identity store.
@@ -60,7 +60,57 @@ struct Slot {
     id: RecordId,
     master: MasterId,
     rec: Prepared,
-    keys: Box<[BlockKey]>,
+}
+
+/// The records under one key: most keys (an ID, a phone) hold one record, so a
+/// single record is stored inline, without a heap allocation.
+#[derive(Debug)]
+enum Posting {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl Posting {
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            Posting::One(s) => std::slice::from_ref(s),
+            Posting::Many(v) => v,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    fn push(&mut self, slot: u32) {
+        match self {
+            Posting::One(s) => *self = Posting::Many(vec![*s, slot]),
+            Posting::Many(v) => v.push(slot),
+        }
+    }
+
+    /// Removes `slot`; returns whether the posting is now empty.
+    fn remove(&mut self, slot: u32) -> bool {
+        match self {
+            Posting::One(s) => *s == slot,
+            Posting::Many(v) => {
+                v.retain(|x| *x != slot);
+                let empty = v.is_empty();
+                if let [only] = v.as_slice() {
+                    let only = *only;
+                    *self = Posting::One(only);
+                }
+                empty
+            }
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Posting::One(_) => 0,
+            Posting::Many(v) => v.capacity() * 4 + 16,
+        }
+    }
 }
 
 /// The in-memory blocking index, prepared records and master membership.
@@ -72,7 +122,8 @@ pub struct Index {
     free: Vec<u32>,
     by_id: FxHashMap<RecordId, u32>,
     masters: FxHashMap<MasterId, Vec<u32>>,
-    postings: FxHashMap<u64, Vec<u32>>,
+    /// Wide keys always; a narrow key only while its wide block is large.
+    postings: FxHashMap<u64, Posting>,
     tf: TermFreq,
 }
 
@@ -100,7 +151,6 @@ impl Index {
     pub fn upsert(&mut self, record: RecordId, master: MasterId, demographics: &Demographics) {
         self.remove(record);
         let rec = prepare(demographics, &self.config.normalize);
-        let keys: Box<[BlockKey]> = keys(&rec).into_boxed_slice();
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
@@ -108,10 +158,44 @@ impl Index {
                 u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
             }
         };
-        for k in keys.iter() {
-            self.postings.entry(k.wide).or_default().push(slot);
-            if let Some(n) = k.narrow {
-                self.postings.entry(n).or_default().push(slot);
+        let narrow_from = self.narrow_threshold();
+        for k in keys(&rec) {
+            let wide = match self.postings.entry(k.wide) {
+                std::collections::hash_map::Entry::Occupied(mut e) => {
+                    e.get_mut().push(slot);
+                    e.get().len()
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(Posting::One(slot));
+                    1
+                }
+            };
+            let Some(narrow) = k.narrow else { continue };
+            if wide == narrow_from {
+                // The block just became large: index its members' narrow keys.
+                let members: Vec<u32> = self
+                    .postings
+                    .get(&k.wide)
+                    .map(|p| {
+                        p.as_slice()
+                            .iter()
+                            .copied()
+                            .filter(|m| *m != slot)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for m in members {
+                    let other = self
+                        .slot(m)
+                        .and_then(|s| keys(&s.rec).into_iter().find(|x| x.wide == k.wide))
+                        .and_then(|x| x.narrow);
+                    if let Some(n) = other {
+                        self.push_posting(n, m);
+                    }
+                }
+            }
+            if wide >= narrow_from {
+                self.push_posting(narrow, slot);
             }
         }
         self.tf.add(&rec, 1);
@@ -122,8 +206,29 @@ impl Index {
                 id: record,
                 master,
                 rec,
-                keys,
             });
+        }
+    }
+
+    /// Wide blocks at least this large also index narrow keys.
+    fn narrow_threshold(&self) -> usize {
+        (self.config.max_block_size / 2).max(2)
+    }
+
+    fn push_posting(&mut self, key: u64, slot: u32) {
+        match self.postings.entry(key) {
+            std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().push(slot),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(Posting::One(slot));
+            }
+        }
+    }
+
+    fn pull_posting(&mut self, key: u64, slot: u32) {
+        if let Some(p) = self.postings.get_mut(&key)
+            && p.remove(slot)
+        {
+            self.postings.remove(&key);
         }
     }
 
@@ -135,14 +240,10 @@ impl Index {
         let Some(s) = self.slots.get_mut(slot as usize).and_then(Option::take) else {
             return;
         };
-        for k in s.keys.iter() {
-            for key in std::iter::once(k.wide).chain(k.narrow) {
-                if let Some(p) = self.postings.get_mut(&key) {
-                    p.retain(|x| *x != slot);
-                    if p.is_empty() {
-                        self.postings.remove(&key);
-                    }
-                }
+        for k in keys(&s.rec) {
+            self.pull_posting(k.wide, slot);
+            if let Some(n) = k.narrow {
+                self.pull_posting(n, slot);
             }
         }
         self.tf.add(&s.rec, -1);
@@ -205,13 +306,13 @@ impl Index {
                 .slots
                 .iter()
                 .flatten()
-                .map(|s| s.rec.heap_bytes() + s.keys.len() * 16 + 16)
+                .map(|s| s.rec.heap_bytes())
                 .sum::<usize>();
-        let postings = self.postings.capacity() * (8 + 24 + 1)
+        let postings = self.postings.capacity() * (std::mem::size_of::<(u64, Posting)>() + 1)
             + self
                 .postings
                 .values()
-                .map(|v| v.capacity() * 4 + 16)
+                .map(Posting::heap_bytes)
                 .sum::<usize>();
         let masters = self.masters.capacity() * (8 + 24 + 1)
             + self
@@ -258,10 +359,9 @@ impl Index {
         for master in masters {
             if let Some(c) =
                 self.score_master(&query, master, exclude_slot, &mut out.compared_records)
+                && c.score >= self.config.review_threshold
             {
-                if c.score >= self.config.review_threshold {
-                    out.ranked.push(c);
-                }
+                out.ranked.push(c);
             }
         }
         out.ranked
@@ -273,15 +373,15 @@ impl Index {
         self.slots.get(s as usize).and_then(Option::as_ref)
     }
 
-    /// The posting list of a key, narrowed when oversized; None when empty or
+    /// The records under a key, narrowed when oversized; None when empty or
     /// still oversized (counted).
-    fn block(&self, k: BlockKey, oversized: &mut u32) -> Option<&Vec<u32>> {
-        let posting = self.postings.get(&k.wide)?;
+    fn block(&self, k: BlockKey, oversized: &mut u32) -> Option<&[u32]> {
+        let posting = self.postings.get(&k.wide)?.as_slice();
         if posting.len() <= self.config.max_block_size {
             return Some(posting);
         }
         *oversized += 1;
-        let narrow = self.postings.get(&k.narrow?)?;
+        let narrow = self.postings.get(&k.narrow?)?.as_slice();
         if narrow.len() <= self.config.max_block_size {
             Some(narrow)
         } else {
@@ -307,8 +407,13 @@ impl Index {
         {
             let Some(slot) = self.slot(m) else { continue };
             let tf = self.config.term_frequency.then_some(&self.tf);
-            let s = score_pair(&self.model, query, &slot.rec, tf);
             *compared += 1;
+            // A member certainly below the conflict threshold is a conflict.
+            let floor = self.config.conflict_threshold;
+            let Some(s) = score_pair_above(&self.model, query, &slot.rec, tf, floor) else {
+                conflict = conflict.or(Some(Conflict::ClusterMember));
+                continue;
+            };
             if s.conflict.is_some() {
                 conflict = conflict.or(s.conflict);
             } else if s.score < self.config.conflict_threshold {

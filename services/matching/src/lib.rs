@@ -25,9 +25,10 @@ mod nickname;
 mod normalize;
 pub mod record;
 mod score;
+mod strdist;
 mod train;
 
-pub use batch::link_batch;
+pub use batch::{BatchReport, link_batch, link_batch_report};
 pub use csv_io::{CSV_COLUMNS, read_records_csv};
 pub use error::MatchError;
 pub use index::{Candidate, Candidates, Index, MasterId, RecordId};

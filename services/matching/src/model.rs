@@ -174,6 +174,13 @@ impl Model {
             .unwrap_or(0.0)
     }
 
+    /// The largest weight any level of `field` can add (at least 0).
+    pub(crate) fn max_weight(&self, field: usize) -> f64 {
+        self.weights
+            .get(field)
+            .map_or(0.0, |w| w.iter().copied().fold(0.0, f64::max))
+    }
+
     /// u of a field's exact level (the chance two random records agree exactly).
     pub(crate) fn u_exact(&self, field: usize) -> f64 {
         self.fields

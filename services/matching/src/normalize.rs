@@ -45,15 +45,18 @@ pub(crate) struct Date {
 impl Date {
     /// Eight digits `YYYYMMDD`, unknown parts as zeros.
     pub(crate) fn digits(self) -> [u8; 8] {
-        let mut out = [b'0'; 8];
-        let s = format!(
-            "{:04}{:02}{:02}",
-            self.year % 10000,
-            self.month % 100,
-            self.day % 100
-        );
-        out.copy_from_slice(&s.as_bytes()[..8]);
-        out
+        let (y, m, d) = (self.year % 10000, self.month % 100, self.day % 100);
+        let digit = |v: u16| b'0' + (v % 10) as u8;
+        [
+            digit(y / 1000),
+            digit(y / 100),
+            digit(y / 10),
+            digit(y),
+            digit(u16::from(m / 10)),
+            digit(u16::from(m)),
+            digit(u16::from(d / 10)),
+            digit(u16::from(d)),
+        ]
     }
 }
 
@@ -338,6 +341,16 @@ pub(crate) fn parse_date(raw: &str) -> (Option<Date>, bool) {
     if s.is_empty() {
         return (None, false);
     }
+    if let Some(date) = s
+        .bytes()
+        .any(|b| b.is_ascii_alphabetic())
+        .then(|| parse_month_name_date(s))
+        .flatten()
+    {
+        return (Some(date), false);
+    }
+    let expanded = expand_two_digit_year(s);
+    let s = expanded.as_deref().unwrap_or(s);
     let nums: Vec<&str> = s
         .split(|c: char| !c.is_ascii_digit())
         .filter(|p| !p.is_empty())
@@ -380,6 +393,51 @@ pub(crate) fn parse_date(raw: &str) -> (Option<Date>, bool) {
         || date.year >= 2900
         || (date.year == 1970 && date.month == 1 && date.day == 1);
     (Some(date), ph)
+}
+
+const MONTHS: [&str; 12] = [
+    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+];
+
+/// `14 Mar 1980`, `Mar 14, 1980`, `14-MARCH-1980`.
+fn parse_month_name_date(s: &str) -> Option<Date> {
+    let ws = words(s);
+    let month_at = ws
+        .iter()
+        .position(|w| w.chars().all(|c| c.is_ascii_alphabetic()))?;
+    let word = &ws[month_at];
+    let month = MONTHS
+        .iter()
+        .position(|m| word.len() >= 3 && word.starts_with(m))?;
+    let nums: Vec<u32> = ws
+        .iter()
+        .filter(|w| w.chars().all(|c| c.is_ascii_digit()))
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let [a, b] = nums.as_slice() else {
+        return None;
+    };
+    let (year, day) = if *a > 31 { (*a, *b) } else { (*b, *a) };
+    ((1000..=2999).contains(&year) && (1..=31).contains(&day)).then(|| Date {
+        year: u16::try_from(year).unwrap_or(0),
+        month: u8::try_from(month + 1).unwrap_or(0),
+        day: u8::try_from(day).unwrap_or(0),
+    })
+}
+
+/// `03/14/80` -> `03/14/1980` (years 00-25 read as 2000-2025).
+fn expand_two_digit_year(s: &str) -> Option<String> {
+    let parts: Vec<&str> = s.split(['/', '.', '-']).collect();
+    let [a, b, y] = parts.as_slice() else {
+        return None;
+    };
+    if y.len() != 2 || !y.bytes().all(|c| c.is_ascii_digit()) || a.len() > 2 || b.len() > 2 {
+        return None;
+    }
+    let yy: u32 = y.parse().ok()?;
+    let century = if yy <= 25 { 2000 } else { 1900 };
+    let sep = if s.contains('.') { "." } else { "/" };
+    Some(format!("{a}{sep}{b}{sep}{}", century + yy))
 }
 
 const STREET_WORDS: &[(&str, &str)] = &[
@@ -687,7 +745,26 @@ mod tests {
                 day: 31
             })
         );
+        assert_eq!(
+            d("14 Mar 1980").0,
+            Some(Date {
+                year: 1980,
+                month: 3,
+                day: 14
+            })
+        );
+        assert_eq!(d("March 14, 1980").0, d("14 Mar 1980").0);
+        assert_eq!(d("03/14/80").0, d("14 Mar 1980").0);
+        assert_eq!(
+            d("03/14/05").0,
+            Some(Date {
+                year: 2005,
+                month: 3,
+                day: 14
+            })
+        );
         assert_eq!(d("not a date"), (None, false));
+        assert_eq!(d("Mar"), (None, false));
         assert_eq!(d(""), (None, false));
         assert!(d("1900-01-01").1);
         assert!(!d("1950-01-01").1);

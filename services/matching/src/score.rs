@@ -6,7 +6,7 @@ use rustc_hash::{FxHashMap, FxHasher};
 use serde::{Deserialize, Serialize};
 use std::hash::{Hash, Hasher};
 
-use crate::compare::{Comparison, FIELDS, NFIELDS, PLACEHOLDER, compare, f};
+use crate::compare::{Comparison, FIELDS, MAX_TF_BITS, NFIELDS, PLACEHOLDER, compare_bounded, f};
 use crate::model::{Model, TF_FIELDS, level_name};
 use crate::normalize::{NormalizeConfig, Prepared, prepare};
 use crate::record::{Decision, Demographics, FieldWeight};
@@ -42,7 +42,7 @@ impl Default for MatchConfig {
             review_threshold: 0.0,
             certain_threshold: 20.0,
             conflict_threshold: -8.0,
-            max_block_size: 500,
+            max_block_size: 100,
             max_candidates: 200,
             max_cluster_members: 64,
             term_frequency: true,
@@ -73,6 +73,8 @@ pub enum Conflict {
     GivenName,
     /// Clearly different birth dates and no shared national ID (junior/senior).
     BirthDate,
+    /// National IDs that differ only in the last digit (twins, siblings).
+    NationalId,
     /// Different generational suffixes (JR vs SR).
     Suffix,
     /// Different sex with not-identical given names (boy/girl twins).
@@ -89,6 +91,7 @@ impl Conflict {
             Conflict::GivenName => "given_name_conflict",
             Conflict::BirthDate => "birth_date_conflict",
             Conflict::Suffix => "suffix_conflict",
+            Conflict::NationalId => "consecutive_national_id",
             Conflict::Sex => "sex_conflict",
             Conflict::Placeholder => "placeholder_name",
             Conflict::ClusterMember => "cluster_member_conflict",
@@ -169,7 +172,7 @@ impl TermFreq {
             .copied()
             .unwrap_or(0);
         let tf = (f64::from(count.max(1)) / total as f64).max(1e-6);
-        (model.u_exact(field) / tf).log2().clamp(-8.0, 4.0)
+        (model.u_exact(field) / tf).log2().clamp(-8.0, MAX_TF_BITS)
     }
 }
 
@@ -189,7 +192,28 @@ pub(crate) fn score_pair(
     b: &Prepared,
     tf: Option<&TermFreq>,
 ) -> PairScore {
-    let cmp = compare(a, b);
+    let fallback = PairScore {
+        score: f64::NEG_INFINITY,
+        cmp: Comparison {
+            levels: [crate::compare::MISSING; NFIELDS],
+            swapped: false,
+        },
+        tf: [0.0; 2],
+        conflict: None,
+    };
+    score_pair_above(model, a, b, tf, f64::NEG_INFINITY).unwrap_or(fallback)
+}
+
+/// Scores a pair, or None when it certainly scores below `floor`.
+pub(crate) fn score_pair_above(
+    model: &Model,
+    a: &Prepared,
+    b: &Prepared,
+    tf: Option<&TermFreq>,
+    floor: f64,
+) -> Option<PairScore> {
+    let bound = floor.is_finite().then_some((model, floor));
+    let cmp = compare_bounded(a, b, bound)?;
     let mut score = model.prior_match_weight;
     for (field, level) in cmp.levels.iter().enumerate() {
         score += model.weight(field, *level);
@@ -206,12 +230,12 @@ pub(crate) fn score_pair(
             }
         }
     }
-    PairScore {
+    Some(PairScore {
         score,
         cmp,
         tf: tfs,
         conflict: conflict(a, b, &cmp),
-    }
+    })
 }
 
 fn conflict(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> {
@@ -225,12 +249,19 @@ fn conflict(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> {
         return Some(Conflict::Placeholder);
     }
     let given = cmp.levels[f::GIVEN];
-    // disagree, or only alike in sound or a loose Jaro-Winkler band (MARY / MARIE)
-    if cmp.disagrees(f::GIVEN) || given == 3 || given == 4 {
+    // disagree, or only alike in sound or a loose Jaro-Winkler band (LILY / LOLA),
+    // unless one typo apart (JESSICA / JESSIAC)
+    if cmp.disagrees(f::GIVEN)
+        || ((given == 3 || given == 4) && !one_typo(a.first_given(), b.first_given()))
+    {
         return Some(Conflict::GivenName);
     }
-    if cmp.disagrees(f::DOB) && year_gap(a, b) >= 10 {
+    // Clearly different dates, or two edits that move the year by a generation.
+    if cmp.disagrees(f::DOB) || (cmp.levels[f::DOB] == 4 && year_gap(a, b) >= 10) {
         return Some(Conflict::BirthDate);
+    }
+    if consecutive_ids(a, b) {
+        return Some(Conflict::NationalId);
     }
     if cmp.disagrees(f::SEX) && given > 1 && given < PLACEHOLDER {
         return Some(Conflict::Sex);
@@ -239,16 +270,28 @@ fn conflict(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> {
 }
 
 /// A shared national ID, or one a single typo apart, vouches for identity; IDs
-/// that are numerically adjacent (twins get consecutive numbers) do not.
+/// that differ in the last digit do not (twins and siblings are often issued
+/// consecutive numbers).
 fn national_id_vouches(a: &Prepared, b: &Prepared, cmp: &Comparison) -> bool {
     match cmp.levels[f::NATIONAL_ID] {
         0 => true,
-        1 => match (a.national_id.parse::<u64>(), b.national_id.parse::<u64>()) {
-            (Ok(x), Ok(y)) => x.abs_diff(y) > 2,
-            _ => false,
-        },
+        1 => a.national_id.as_bytes().last() == b.national_id.as_bytes().last(),
         _ => false,
     }
+}
+
+/// Two names one edit apart, the longer of at least four letters: a typo more
+/// likely than two different names (NOAH / OAH, but not TOM / TIM).
+fn one_typo(x: &str, y: &str) -> bool {
+    x.len().max(y.len()) >= 4
+        && x.len().min(y.len()) >= 3
+        && crate::strdist::osa(x.as_bytes(), y.as_bytes()) <= 1
+}
+
+/// National IDs equal but for the last digit, as twins' often are.
+fn consecutive_ids(a: &Prepared, b: &Prepared) -> bool {
+    let (x, y) = (a.national_id.as_bytes(), b.national_id.as_bytes());
+    x.len() == y.len() && x.len() > 1 && x[..x.len() - 1] == y[..y.len() - 1] && x != y
 }
 
 fn year_gap(a: &Prepared, b: &Prepared) -> u16 {

@@ -1,7 +1,7 @@
 //! Unsupervised training. u (the chance of each level among non-matches) comes from
 //! comparing random record pairs; m (among matches) from expectation-maximisation
-//! over pairs blocked by several rules, each session estimating only the fields its
-//! rule does not constrain (as Splink does). Sparse levels are shrunk toward the
+//! over pairs blocked by several rules (birth date, name, national ID), each
+//! session estimating only the fields its rule does not constrain (as Splink does). Sparse levels are shrunk toward the
 //! built-in model, so a field absent from the data keeps its built-in weights.
 
 use rayon::prelude::*;
@@ -182,6 +182,9 @@ struct Rule {
     fixed: &'static [usize],
 }
 
+/// Blocking rules for EM sessions. Address, phone and email are deliberately not
+/// rules: pairs sharing them are mostly household members, whom EM would take for
+/// matches and so learn that names and birth dates need not agree.
 const RULES: &[Rule] = &[
     Rule {
         key: |p| {
@@ -201,23 +204,6 @@ const RULES: &[Rule] = &[
     Rule {
         key: |p| (!p.national_id.is_empty()).then(|| p.national_id.to_string()),
         fixed: &[f::NATIONAL_ID],
-    },
-    Rule {
-        key: |p| {
-            p.addresses
-                .first()
-                .filter(|a| !a.line.is_empty())
-                .map(|a| format!("{}|{}", a.line, a.postal))
-        },
-        fixed: &[f::ADDRESS, f::POSTAL, f::CITY, f::STATE],
-    },
-    Rule {
-        key: |p| p.phones.first().map(|x| x.to_string()),
-        fixed: &[f::PHONE],
-    },
-    Rule {
-        key: |p| p.emails.first().map(|x| x.to_string()),
-        fixed: &[f::EMAIL],
     },
 ];
 

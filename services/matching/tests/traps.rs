@@ -124,10 +124,10 @@ fn twins_stay_apart() {
         ..BASE
     });
     let b = demo(&P {
-        given: "Lila",
+        given: "Lola",
         ..BASE
     });
-    assert_apart(&a, &b, "twins Lily and Lila");
+    assert_apart(&a, &b, "twins Lily and Lola");
 }
 
 #[test]

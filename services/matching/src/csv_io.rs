@@ -78,8 +78,9 @@ pub fn read_records_csv(reader: impl Read) -> Result<Vec<(SourceKey, Demographic
                 column: CSV_COLUMNS[c].to_owned(),
                 reason,
             };
+            // A short row (trailing empty values left out) reads as empty values.
             let Some(raw) = record.get(*pos) else {
-                return Err(err("row has fewer fields than the header"));
+                continue;
             };
             if raw.len() > MAX_VALUE_BYTES {
                 return Err(err("value is longer than 4096 bytes"));
@@ -166,10 +167,15 @@ mod tests {
     #[test]
     fn reads_rows_with_empty_values_and_extra_columns() {
         let csv = format!(
-            "{HEADER}ehr,1,Mary Ann,Smith,1980-01-02,F,1 Main St,Springfield,IL,62704,(415) 555-2671,m@x.org,123-45-6780,zzz\nehr,2,,,,,,,,,,,,\n\n"
+            "{HEADER}ehr,1,Mary Ann,Smith,1980-01-02,F,1 Main St,Springfield,IL,62704,(415) 555-2671,m@x.org,123-45-6780,zzz\nehr,2,,,,,,,,,,,,\n\nehr,3,Ann\n"
         );
         let rows = read_records_csv(csv.as_bytes()).unwrap();
-        assert_eq!(rows.len(), 2);
+        assert_eq!(rows.len(), 3);
+        assert_eq!(
+            rows[2].1.given_names,
+            ["Ann"],
+            "a short row reads as empty values"
+        );
         assert_eq!(rows[0].0, SourceKey::new("ehr", "1"));
         assert_eq!(rows[0].1.given_names, ["Mary", "Ann"]);
         assert_eq!(rows[0].1.sex, Sex::Female);

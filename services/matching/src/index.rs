@@ -408,8 +408,15 @@ impl Index {
             let Some(slot) = self.slot(m) else { continue };
             let tf = self.config.term_frequency.then_some(&self.tf);
             *compared += 1;
-            // A member certainly below the conflict threshold is a conflict.
-            let floor = self.config.conflict_threshold;
+            // A member certainly below the conflict threshold is a conflict; a
+            // lone member below the review threshold is no candidate at all.
+            let floor = if members.len() == 1 {
+                self.config
+                    .review_threshold
+                    .max(self.config.conflict_threshold)
+            } else {
+                self.config.conflict_threshold
+            };
             let Some(s) = score_pair_above(&self.model, query, &slot.rec, tf, floor) else {
                 conflict = conflict.or(Some(Conflict::ClusterMember));
                 continue;

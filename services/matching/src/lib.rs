@@ -17,6 +17,7 @@
 mod batch;
 mod blocking;
 mod compare;
+mod contact;
 mod csv_io;
 mod error;
 mod index;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use tessera_matching::{Decision, Demographics, Index, MatchConfig, Model, SourceKey, TrainConfig};
 use tessera_resolver::store::{SqlStore, bulk_load};
@@ -94,8 +94,23 @@ pub fn run(command: ResolverCommand) -> anyhow::Result<()> {
     }
 }
 
+/// Reads a records CSV; every row needs a valid source and local ID.
 fn read_records(path: &Path) -> anyhow::Result<Vec<(SourceKey, Demographics)>> {
-    tessera_matching::read_records_csv(open(path)?).with_context(|| format!("{}", path.display()))
+    let records = tessera_matching::read_records_csv(open(path)?)
+        .with_context(|| format!("{}", path.display()))?;
+    for (row, (key, _)) in records.iter().enumerate() {
+        if let Some(v) = key.validate("").first() {
+            // Data rows start on line 2, after the header.
+            bail!(
+                "{}: line {}: {} {}",
+                path.display(),
+                row + 2,
+                v.field,
+                v.description
+            );
+        }
+    }
+    Ok(records)
 }
 
 fn load_model(path: Option<&Path>) -> anyhow::Result<Model> {

@@ -91,7 +91,7 @@ impl Resolver {
             return Ok(replayed);
         }
         if input.validate_only {
-            return Ok(self.dry_run(&input));
+            return self.dry_run(&input).await;
         }
 
         let _writer = self.writer.lock().await;
@@ -210,24 +210,37 @@ impl Resolver {
         Ok(outcome)
     }
 
-    /// Scores without writing.
-    fn dry_run(&self, input: &UpsertInput) -> UpsertOutcome {
-        let ranked = self.with_index(|index| index.candidates(&input.demographics, None).ranked);
-        let decision = best_decision(&ranked);
+    /// Scores without writing: the decision an upsert would make for a new record
+    /// (an existing record is not scored against itself).
+    async fn dry_run(&self, input: &UpsertInput) -> Result<UpsertOutcome, ResolverError> {
+        let existing = self.store.record_by_key(&input.key).await?.map(|r| r.id);
+        let ranked =
+            self.with_index(|index| index.candidates(&input.demographics, existing).ranked);
         let (score, field_weights) = best_score(&ranked);
-        UpsertOutcome {
-            record: 0,
+        let matches = ranked
+            .iter()
+            .filter(|c| c.decision == Decision::Match)
+            .count();
+        let (decision, master) = match ranked.first() {
+            Some(best) if matches == 1 && best.decision == Decision::Match => {
+                (Decision::Match, Some(best.master))
+            }
+            Some(_) if matches > 1 => (Decision::PossibleMatch, None),
+            _ => (best_decision(&ranked), None),
+        };
+        Ok(UpsertOutcome {
+            record: existing.unwrap_or(0),
             key: input.key.clone(),
             demographics: input.demographics.clone(),
             created_at: 0,
             updated_at: 0,
             decision,
-            master: (decision == Decision::Match).then(|| ranked[0].master),
+            master,
             score,
             field_weights,
             review_item: None,
             manual_link_kept: false,
-        }
+        })
     }
 
     /// Whether any record of `target` was manually declared not to be the person

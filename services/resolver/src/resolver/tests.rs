@@ -524,6 +524,12 @@ async fn validate_only_scores_without_writing() {
         assert_eq!(outcome.decision, Decision::Match, "{}", f.label);
         assert_eq!(outcome.master, a.master, "{}", f.label);
         assert_eq!(f.store.counts().await.unwrap(), (1, 1), "{}", f.label);
+        // A stored record is not scored against itself.
+        let mut itself = input("ehr", "A", alice());
+        itself.validate_only = true;
+        let outcome = f.resolver.upsert(itself, &anonymous()).await.unwrap();
+        assert_eq!(outcome.decision, Decision::NoMatch, "{}", f.label);
+        assert_eq!(outcome.master, None, "{}", f.label);
     }
 }
 

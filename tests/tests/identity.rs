@@ -290,3 +290,154 @@ async fn unmerge_then_restart_keeps_the_masters_and_the_manual_decision() {
             .any(|e| e.r#type == pb::LinkEventType::Unmerged as i32)
     );
 }
+
+#[tokio::test]
+async fn merge_link_and_paged_listings_over_grpc() {
+    let tessera = Tessera::start(CONFIG).await.unwrap();
+    let mut identity = client(&tessera).await;
+    let mut other = maria("312-555-0100");
+    other.given_names = vec!["Oskar".to_owned()];
+    other.family_name = "Lindgren".to_owned();
+    other.birth_date = "1950-01-02".to_owned();
+    other.sex = pb::AdministrativeSex::Male.into();
+    other.identifiers.clear();
+    other.emails.clear();
+    let a = identity
+        .upsert_source_record(upsert("ehr", "A", maria("608-555-0142"), ""))
+        .await
+        .unwrap()
+        .into_inner();
+    let b = identity
+        .upsert_source_record(upsert("crm", "B", other.clone(), ""))
+        .await
+        .unwrap()
+        .into_inner();
+    let c = identity
+        .upsert_source_record(upsert("billing", "C", other, ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(a.master, b.master);
+    assert_eq!(b.master, c.master);
+
+    let merged = identity
+        .merge_masters(pb::MergeMastersRequest {
+            master: a.master.clone(),
+            source_master: b.master.clone(),
+            request_id: "m-1".to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(merged.name, a.master);
+    assert_eq!(merged.source_record_count, 3);
+    let loser = identity
+        .get_master(pb::GetMasterRequest {
+            name: b.master.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        loser.name, a.master,
+        "a merged-away master redirects to the winner"
+    );
+
+    // Page through the winner's links one at a time.
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = identity
+            .list_links(pb::ListLinksRequest {
+                parent: a.master.clone(),
+                page_size: 1,
+                page_token: token.clone(),
+                filter: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        seen.extend(
+            page.links
+                .iter()
+                .map(|l| l.source_record.as_ref().unwrap().local_id.clone()),
+        );
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+        assert!(seen.len() <= 3, "paging does not end");
+    }
+    assert_eq!(seen, ["A", "B", "C"]);
+    let manual = identity
+        .list_links(pb::ListLinksRequest {
+            parent: "masters/-".to_owned(),
+            filter: "link_source = MANUAL".to_owned(),
+            ..pb::ListLinksRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(manual.links.len(), 2, "merged links are manual");
+    let err = identity
+        .list_links(pb::ListLinksRequest {
+            parent: a.master.clone(),
+            page_token: "bm90IG91cnM".to_owned(),
+            ..pb::ListLinksRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    // A person moves C back out to a master of its own, then links it by hand.
+    let unmerged = identity
+        .unmerge_source_record(pb::UnmergeSourceRecordRequest {
+            source_record: Some(key("billing", "C")),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let c_master = unmerged.new_master.unwrap().name;
+    let linked = identity
+        .link_source_record(pb::LinkSourceRecordRequest {
+            source_record: Some(key("crm", "B")),
+            master: c_master.clone(),
+            request_id: "l-1".to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        linked.name.starts_with(&format!("{c_master}/links/")),
+        "{}",
+        linked.name
+    );
+    assert_eq!(linked.link_source, pb::LinkSource::Manual as i32);
+    let resolved = identity
+        .resolve_record(pb::ResolveRecordRequest {
+            source_record: Some(key("crm", "B")),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resolved.master, c_master);
+    assert_eq!(resolved.linked_records.len(), 2);
+
+    let err = identity
+        .merge_masters(pb::MergeMastersRequest {
+            master: a.master.clone(),
+            source_master: a.master.clone(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(err.get_details_error_info().unwrap().reason, "SAME_MASTER");
+    let reviews = identity
+        .list_review_items(pb::ListReviewItemsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reviews.total_size, 0);
+}

@@ -61,6 +61,8 @@ pub struct Tessera {
     /// The address the server bound.
     pub addr: SocketAddr,
     logs: Arc<Mutex<String>>,
+    /// The task copying standard error into `logs`; it ends at EOF.
+    log_reader: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
 
@@ -92,7 +94,7 @@ impl Tessera {
         let logs = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().context("no stderr")?;
         let sink = Arc::clone(&logs);
-        tokio::spawn(async move {
+        let log_reader = tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 if let Ok(mut logs) = sink.lock() {
@@ -119,6 +121,7 @@ impl Tessera {
             child,
             addr,
             logs,
+            log_reader: Some(log_reader),
             _dir: dir,
         })
     }
@@ -151,12 +154,17 @@ impl Tessera {
         Ok(())
     }
 
-    /// Waits for the process to exit.
+    /// Waits for the process to exit, and for its last log lines to be read.
     pub async fn wait(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
-        tokio::time::timeout(timeout, self.child.wait())
+        let status = tokio::time::timeout(timeout, self.child.wait())
             .await
             .context("tessera did not exit in time")?
-            .context("cannot wait for tessera")
+            .context("cannot wait for tessera")?;
+        if let Some(reader) = self.log_reader.take() {
+            // Standard error reaches EOF once the process is gone.
+            let _ = tokio::time::timeout(Duration::from_secs(5), reader).await;
+        }
+        Ok(status)
     }
 
     /// Stops the process with SIGTERM, waits for it, and hands back its directory

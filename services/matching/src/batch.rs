@@ -11,7 +11,7 @@ use crate::blocking::keys;
 use crate::model::Model;
 use crate::normalize::{Prepared, prepare};
 use crate::record::Demographics;
-use crate::score::{MatchConfig, TermFreq, score_pair, score_pair_above};
+use crate::score::{MatchConfig, TermFreq, incompatible, score_pair, score_pair_above};
 
 /// Most cross-cluster pairs checked before a merge.
 const MAX_MERGE_CHECKS: usize = 1024;
@@ -197,20 +197,28 @@ fn cluster(
         // Cross pairs vote: a merge needs more supporting pairs (MATCH without
         // conflict) than conflicting ones, so a single weak bridge never joins
         // two people (twins each with one record conflict 1:1 and stay apart).
+        // A single incompatible pair (two national IDs, two birth dates, JR and
+        // SR) vetoes the merge outright.
         let (mut support, mut against) = (0usize, 0usize);
+        let mut vetoed = false;
         for (x, y) in ma
             .iter()
             .flat_map(|x| mb.iter().map(move |y| (*x, *y)))
             .take(MAX_MERGE_CHECKS)
         {
-            let s = score_pair(model, &prepared[x as usize], &prepared[y as usize], tf);
+            let (px, py) = (&prepared[x as usize], &prepared[y as usize]);
+            let s = score_pair(model, px, py, tf);
+            if incompatible(px, py, &s, config) {
+                vetoed = true;
+                break;
+            }
             if s.conflict.is_some() || s.score < config.conflict_threshold {
                 against += 1;
             } else if s.score >= config.match_threshold {
                 support += 1;
             }
         }
-        let conflicting = against > 0 && support <= against;
+        let conflicting = vetoed || (against > 0 && support <= against);
         if conflicting {
             continue;
         }

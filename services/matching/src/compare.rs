@@ -204,6 +204,8 @@ pub(crate) fn compare_bounded(
         MISSING
     } else if a.national_id == b.national_id {
         0
+    } else if let Some(level) = masked_id_level(&a.national_id, &b.national_id) {
+        level
     } else {
         match osa(a.national_id.as_bytes(), b.national_id.as_bytes()) {
             1 => 1,
@@ -226,6 +228,14 @@ pub(crate) fn compare_bounded(
     }
     street_levels(a, b, &mut levels);
     Some(Comparison { levels, swapped })
+}
+
+/// A masked national ID (only its last digits, `XXX-XX-2547`) against a longer
+/// one: the same trailing digits are weaker than a full agreement (two edits'
+/// level), different ones disagree. None when both have the same length.
+fn masked_id_level(x: &str, y: &str) -> Option<u8> {
+    let (short, long) = if x.len() < y.len() { (x, y) } else { (y, x) };
+    (short.len() * 2 <= long.len()).then(|| if long.ends_with(short) { 2 } else { 3 })
 }
 
 /// Equal, or within the top Jaro-Winkler band.

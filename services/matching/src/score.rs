@@ -269,6 +269,26 @@ fn conflict(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> {
     None
 }
 
+/// Two records a cluster may hold together only when they match each other
+/// directly: different generational suffixes, clearly different national IDs
+/// without the same birth date, or clearly different birth dates without a
+/// shared national ID. Linked only
+/// through a third, sparser record they are two people (a household, a junior
+/// and senior, two people with a common name); a direct MATCH despite them is a
+/// rewritten field.
+pub(crate) fn incompatible(
+    a: &Prepared,
+    b: &Prepared,
+    s: &PairScore,
+    config: &MatchConfig,
+) -> bool {
+    let direct = s.conflict.is_none() && s.score >= config.review_threshold;
+    !direct
+        && (s.conflict == Some(Conflict::Suffix)
+            || (s.cmp.disagrees(f::NATIONAL_ID) && s.cmp.levels[f::DOB] > 2)
+            || (s.cmp.disagrees(f::DOB) && !national_id_vouches(a, b, &s.cmp)))
+}
+
 /// A shared national ID, or one a single typo apart, vouches for identity; IDs
 /// that differ in the last digit do not (twins and siblings are often issued
 /// consecutive numbers).

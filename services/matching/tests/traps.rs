@@ -419,3 +419,34 @@ fn explanations_and_grades_are_consistent() {
             .any(|w| w.field == "national_id" && w.level == "exact")
     );
 }
+
+#[test]
+fn sparse_records_do_not_bridge_household_members_into_one_cluster() {
+    let mother = P {
+        given: "Ana Isabel",
+        family: "Flores",
+        dob: "1979-06-19",
+        ssn: "363-94-9038",
+        ..BASE
+    };
+    let daughter = P {
+        given: "Ana Barbara",
+        family: "Flores",
+        dob: "2011-06-29",
+        ssn: "203-36-2547",
+        ..BASE
+    };
+    // Name, address and phone only: each matches both of them.
+    let sparse = P {
+        given: "Ana",
+        family: "Flores",
+        dob: "",
+        ..BASE
+    };
+    let rows = [demo(&mother), demo(&sparse), demo(&daughter), demo(&sparse)];
+    let clusters = link_batch(&rows, &Model::builtin(), &MatchConfig::default());
+    assert_ne!(
+        clusters[0], clusters[2],
+        "two birth dates and two SSNs in one cluster"
+    );
+}

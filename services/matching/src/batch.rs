@@ -16,6 +16,13 @@ use crate::score::{MatchConfig, TermFreq, incompatible, score_pair, score_pair_a
 /// Most cross-cluster pairs checked before a merge.
 const MAX_MERGE_CHECKS: usize = 1024;
 
+/// A record's best link must beat any link to a different person by this many
+/// bits, or the record links to neither.
+const AMBIGUITY_MARGIN: f64 = 4.0;
+
+/// Most rival links checked per record.
+const MAX_RIVALS: usize = 16;
+
 /// What a batch link did, besides the clusters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BatchReport {
@@ -134,19 +141,62 @@ fn match_edges(
             js.truncate(per_record_cap);
             compared_ref.fetch_add(js.len() as u64, Ordering::Relaxed);
             let a = &prepared[i];
+            let floor = config.match_threshold - AMBIGUITY_MARGIN;
             js.into_iter().filter_map(move |j| {
-                let s =
-                    score_pair_above(model, a, &prepared[j as usize], tf, config.match_threshold)?;
-                (s.conflict.is_none() && s.score >= config.match_threshold)
-                    .then_some((s.score, me, j))
+                let s = score_pair_above(model, a, &prepared[j as usize], tf, floor)?;
+                (s.conflict.is_none() && s.score >= floor).then_some((s.score, me, j))
             })
         })
         .collect();
+    let ambiguous = ambiguous_records(prepared, &edges, model, config, tf);
+    edges.retain(|(s, a, b)| {
+        *s >= config.match_threshold && !ambiguous[*a as usize] && !ambiguous[*b as usize]
+    });
     report.oversized_blocks = oversized.into_inner();
     report.skipped_blocks = skipped.into_inner();
     report.compared_pairs = compared.into_inner();
     edges.par_sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
     edges
+}
+
+/// Records whose best link is not clearly better than a link to someone else:
+/// a rival within [`AMBIGUITY_MARGIN`] bits of the best that is a different
+/// person from the best (a guard conflict or a score below review). A name-and-address row of a household, or a name-and-email
+/// row of a common name, fits several people equally and joins none of them.
+fn ambiguous_records(
+    prepared: &[Prepared],
+    edges: &[(f64, u32, u32)],
+    model: &Model,
+    config: &MatchConfig,
+    tf: Option<&TermFreq>,
+) -> Vec<bool> {
+    let mut adjacent: Vec<Vec<(f64, u32)>> = vec![Vec::new(); prepared.len()];
+    for (s, a, b) in edges {
+        adjacent[*a as usize].push((*s, *b));
+        adjacent[*b as usize].push((*s, *a));
+    }
+    adjacent
+        .par_iter_mut()
+        .map(|near| {
+            if near.len() < 2 {
+                return false;
+            }
+            near.sort_unstable_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
+            let (best, top) = near[0];
+            if best < config.match_threshold {
+                return false;
+            }
+            near[1..]
+                .iter()
+                .take_while(|(s, _)| *s >= best - AMBIGUITY_MARGIN)
+                .take(MAX_RIVALS)
+                .any(|(_, rival)| {
+                    let (x, y) = (&prepared[top as usize], &prepared[*rival as usize]);
+                    let s = score_pair(model, x, y, tf);
+                    s.conflict.is_some() || s.score < config.review_threshold
+                })
+        })
+        .collect()
 }
 
 /// Runs of two or more equal keys in sorted entries: key -> (start, length).

@@ -450,3 +450,40 @@ fn sparse_records_do_not_bridge_household_members_into_one_cluster() {
         "two birth dates and two SSNs in one cluster"
     );
 }
+
+#[test]
+fn a_record_that_fits_two_household_members_equally_joins_neither() {
+    let mother = P {
+        given: "Ana",
+        family: "Flores",
+        dob: "1979-06-19",
+        ssn: "363-94-9038",
+        ..BASE
+    };
+    let daughter = P {
+        dob: "2011-06-29",
+        ssn: "203-36-2547",
+        ..mother
+    };
+    // Name, address and phone only: it fits both of them.
+    let sparse = P {
+        dob: "",
+        ssn: "",
+        ..mother
+    };
+    let rows = [
+        demo(&mother),
+        demo(&mother),
+        demo(&daughter),
+        demo(&daughter),
+        demo(&sparse),
+    ];
+    let clusters = link_batch(&rows, &Model::builtin(), &MatchConfig::default());
+    assert_eq!(clusters[0], clusters[1]);
+    assert_eq!(clusters[2], clusters[3]);
+    assert_ne!(clusters[0], clusters[2], "mother and daughter stay apart");
+    assert!(
+        clusters[..4].iter().all(|c| *c != clusters[4]),
+        "the ambiguous row joins neither"
+    );
+}

@@ -11,14 +11,12 @@ use crate::blocking::keys;
 use crate::model::Model;
 use crate::normalize::{Prepared, prepare};
 use crate::record::Demographics;
-use crate::score::{MatchConfig, TermFreq, incompatible, score_pair, score_pair_above};
+use crate::score::{
+    AMBIGUITY_MARGIN, MatchConfig, TermFreq, incompatible, score_pair, score_pair_above,
+};
 
 /// Most cross-cluster pairs checked before a merge.
 const MAX_MERGE_CHECKS: usize = 1024;
-
-/// A record's best link must beat any link to a different person by this many
-/// bits, or the record links to neither.
-const AMBIGUITY_MARGIN: f64 = 4.0;
 
 /// Most rival links checked per record.
 const MAX_RIVALS: usize = 16;

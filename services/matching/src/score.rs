@@ -81,8 +81,11 @@ pub enum Conflict {
     Sex,
     /// A placeholder name (BABY GIRL, JOHN DOE): too little identity to auto-link.
     Placeholder,
-    /// Another record of the candidate master scores below the conflict threshold.
+    /// Another record of the candidate master scores below the conflict threshold,
+    /// or is incompatible with this one (a different national ID or birth date).
     ClusterMember,
+    /// Another master fits the record almost as well.
+    Ambiguous,
 }
 
 impl Conflict {
@@ -95,6 +98,7 @@ impl Conflict {
             Conflict::Sex => "sex_conflict",
             Conflict::Placeholder => "placeholder_name",
             Conflict::ClusterMember => "cluster_member_conflict",
+            Conflict::Ambiguous => "ambiguous",
         }
     }
 }
@@ -268,6 +272,10 @@ fn conflict(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> {
     }
     None
 }
+
+/// A record's best link must beat any link to a different person by this many
+/// bits, or it does not link automatically.
+pub(crate) const AMBIGUITY_MARGIN: f64 = 4.0;
 
 /// Two records a cluster may hold together only when they match each other
 /// directly: different generational suffixes, clearly different national IDs

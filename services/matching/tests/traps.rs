@@ -487,3 +487,34 @@ fn a_record_that_fits_two_household_members_equally_joins_neither() {
         "the ambiguous row joins neither"
     );
 }
+
+#[test]
+fn index_sends_a_row_that_fits_two_masters_to_review() {
+    let mother = P {
+        given: "Ana",
+        family: "Flores",
+        dob: "1979-06-19",
+        ssn: "363-94-9038",
+        ..BASE
+    };
+    let daughter = P {
+        dob: "2011-06-29",
+        ssn: "203-36-2547",
+        ..mother
+    };
+    let sparse = P {
+        dob: "",
+        ssn: "",
+        ..mother
+    };
+    let mut index = Index::new(Arc::new(Model::builtin()), MatchConfig::default());
+    index.upsert(1, 100, &demo(&mother));
+    index.upsert(2, 200, &demo(&daughter));
+    let found = index.candidates(&demo(&sparse), None);
+    assert_eq!(found.ranked.len(), 2);
+    assert_eq!(found.ranked[0].decision, Decision::PossibleMatch);
+    // The mother's own rows still find her.
+    let again = index.candidates(&demo(&mother), None);
+    assert_eq!(again.ranked[0].master, 100);
+    assert_eq!(again.ranked[0].decision, Decision::Match);
+}

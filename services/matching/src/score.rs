@@ -279,8 +279,8 @@ pub(crate) const AMBIGUITY_MARGIN: f64 = 4.0;
 
 /// Two records a cluster may hold together only when they match each other
 /// directly: different generational suffixes, clearly different national IDs
-/// without the same birth date, or clearly different birth dates without a
-/// shared national ID. Linked only
+/// without the same birth date and place (street, postal code or city), or clearly different birth dates
+/// without a shared national ID. Linked only
 /// through a third, sparser record they are two people (a household, a junior
 /// and senior, two people with a common name); a direct MATCH despite them is a
 /// rewritten field.
@@ -293,7 +293,11 @@ pub(crate) fn incompatible(
     let direct = s.conflict.is_none() && s.score >= config.review_threshold;
     !direct
         && (s.conflict == Some(Conflict::Suffix)
-            || (s.cmp.disagrees(f::NATIONAL_ID) && s.cmp.levels[f::DOB] > 2)
+            || (s.cmp.disagrees(f::NATIONAL_ID)
+                && (s.cmp.levels[f::DOB] > 2
+                    || (s.cmp.levels[f::ADDRESS] > 2
+                        && s.cmp.levels[f::POSTAL] > 1
+                        && s.cmp.levels[f::CITY] > 1)))
             || (s.cmp.disagrees(f::DOB) && !national_id_vouches(a, b, &s.cmp)))
 }
 

@@ -518,3 +518,41 @@ fn index_sends_a_row_that_fits_two_masters_to_review() {
     assert_eq!(again.ranked[0].master, 100);
     assert_eq!(again.ranked[0].decision, Decision::Match);
 }
+
+#[test]
+fn same_name_and_birth_date_in_different_cities_are_not_bridged() {
+    let here = P {
+        given: "Robert",
+        family: "Brown",
+        dob: "1944-11-20",
+        sex: Sex::Male,
+        street: "672 Cedar St",
+        zip: "90020",
+        phone: "310-290-0556",
+        email: "robert_brown@icloud.com",
+        ssn: "048-05-6840",
+    };
+    let there = P {
+        street: "48 Broad Way",
+        zip: "11217",
+        phone: "718-655-7428",
+        ssn: "703-34-8407",
+        ..here
+    };
+    // Name, birth date and the first one's phone: it matches both by name and date.
+    let sparse = P {
+        street: "",
+        zip: "",
+        email: "",
+        ssn: "",
+        ..here
+    };
+    let mut far = demo(&there);
+    far.addresses[0].city = "Brooklyn".into();
+    far.addresses[0].state = "NY".into();
+    far.emails = vec!["brownr@icloud.com".into()];
+    let rows = [demo(&here), demo(&sparse), far.clone(), far];
+    let clusters = link_batch(&rows, &Model::builtin(), &MatchConfig::default());
+    assert_eq!(clusters[0], clusters[1]);
+    assert_ne!(clusters[0], clusters[2], "two SSNs, two cities: two people");
+}

@@ -556,3 +556,24 @@ fn same_name_and_birth_date_in_different_cities_are_not_bridged() {
     assert_eq!(clusters[0], clusters[1]);
     assert_ne!(clusters[0], clusters[2], "two SSNs, two cities: two people");
 }
+
+#[test]
+fn look_alike_names_sharing_a_phone_with_different_ssns_are_siblings() {
+    let kayla = P {
+        given: "Kayla",
+        family: "Anderson",
+        dob: "1971-11-22",
+        phone: "212-820-1413",
+        ssn: "557-90-2287",
+        ..BASE
+    };
+    let kyla = P {
+        given: "Kyla",
+        ssn: "816-52-1507",
+        ..kayla
+    };
+    assert_apart(&demo(&kayla), &demo(&kyla), "twins Kayla / Kyla");
+    // Without the second SSN it is a typo of the same person.
+    let typo = P { ssn: "", ..kyla };
+    assert_linked(&demo(&kayla), &demo(&typo), "Kayla / Kyla typo");
+}

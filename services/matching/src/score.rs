@@ -282,19 +282,27 @@ fn conflict(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> {
 /// bits, or it does not link automatically.
 pub(crate) const AMBIGUITY_MARGIN: f64 = 4.0;
 
-/// Two records a cluster may hold together only when they match each other
-/// directly: different generational suffixes, clearly different national IDs
-/// without the same birth date and place (street, postal code or city), or clearly different birth dates
-/// without a shared national ID. Linked only
-/// through a third, sparser record they are two people (a household, a junior
-/// and senior, two people with a common name); a direct MATCH despite them is a
-/// rewritten field.
+/// Two records no cluster may hold together unless they reach review on their
+/// own: different generational suffixes, clearly different national IDs without
+/// the same birth date and place (street, postal code or city), or clearly
+/// different birth dates without a shared national ID. Linked only through a
+/// third, sparser record they are two people (a household, a junior and senior,
+/// two people with a common name); reaching review despite them is a rewritten
+/// field. Different national IDs with a shared phone or email and no birth date
+/// are two members of one household however well the rest agrees.
 pub(crate) fn incompatible(
     a: &Prepared,
     b: &Prepared,
     s: &PairScore,
     config: &MatchConfig,
 ) -> bool {
+    // Names and a household's phone or email with two national IDs and no
+    // birth date to tell them apart: two members of one household.
+    let household =
+        (s.cmp.exact(f::PHONE) || s.cmp.exact(f::EMAIL)) && s.cmp.levels[f::DOB] >= PLACEHOLDER;
+    if s.cmp.disagrees(f::NATIONAL_ID) && household {
+        return true;
+    }
     let direct = s.conflict.is_none() && s.score >= config.review_threshold;
     !direct
         && (s.conflict == Some(Conflict::Suffix)

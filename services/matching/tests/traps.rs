@@ -577,3 +577,28 @@ fn look_alike_names_sharing_a_phone_with_different_ssns_are_siblings() {
     let typo = P { ssn: "", ..kyla };
     assert_linked(&demo(&kayla), &demo(&typo), "Kayla / Kyla typo");
 }
+
+#[test]
+fn same_name_and_phone_with_two_ssns_and_no_birth_date_stay_apart() {
+    let father = P {
+        given: "George",
+        family: "Scott",
+        dob: "1961-05-13",
+        sex: Sex::Male,
+        phone: "972-807-4234",
+        ssn: "428-08-7559",
+        ..BASE
+    };
+    let son = P {
+        given: "George J.",
+        dob: "",
+        ssn: "675-50-3408",
+        ..father
+    };
+    assert_apart(&demo(&father), &demo(&son), "household, two SSNs");
+    let same = P {
+        ssn: "428-08-7559",
+        ..son
+    };
+    assert_linked(&demo(&father), &demo(&same), "same SSN, no birth date");
+}

@@ -267,9 +267,10 @@ fn conflict(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> {
     if consecutive_ids(a, b) {
         return Some(Conflict::NationalId);
     }
-    // Look-alike given names (KAYLA / KYLA, JADEN / JAYDEN) in one household
-    // (the same phone) with different national IDs: siblings, not a typo.
-    if cmp.disagrees(f::NATIONAL_ID) && cmp.exact(f::PHONE) && (2..=4).contains(&given) {
+    // Look-alike or nickname-related given names (KAYLA / KYLA, EMMA / EMILY)
+    // in one household (the same phone) with different national IDs: siblings,
+    // not a typo or a nickname.
+    if cmp.disagrees(f::NATIONAL_ID) && cmp.exact(f::PHONE) && (1..=4).contains(&given) {
         return Some(Conflict::GivenName);
     }
     if cmp.disagrees(f::SEX) && given > 1 && given < PLACEHOLDER {

@@ -573,6 +573,15 @@ fn look_alike_names_sharing_a_phone_with_different_ssns_are_siblings() {
         ..kayla
     };
     assert_apart(&demo(&kayla), &demo(&kyla), "twins Kayla / Kyla");
+    let emma = P {
+        given: "Emma",
+        ..kayla
+    };
+    let emily = P {
+        given: "Emily",
+        ..kyla
+    };
+    assert_apart(&demo(&emma), &demo(&emily), "twins Emma / Emily");
     // Without the second SSN it is a typo of the same person.
     let typo = P { ssn: "", ..kyla };
     assert_linked(&demo(&kayla), &demo(&typo), "Kayla / Kyla typo");

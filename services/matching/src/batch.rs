@@ -11,10 +11,15 @@ use crate::blocking::keys;
 use crate::model::Model;
 use crate::normalize::{Prepared, prepare};
 use crate::record::Demographics;
-use crate::score::{MatchConfig, TermFreq, score_pair, score_pair_above};
+use crate::score::{
+    AMBIGUITY_MARGIN, MatchConfig, TermFreq, incompatible, score_pair, score_pair_above,
+};
 
 /// Most cross-cluster pairs checked before a merge.
 const MAX_MERGE_CHECKS: usize = 1024;
+
+/// Most rival links checked per record.
+const MAX_RIVALS: usize = 16;
 
 /// What a batch link did, besides the clusters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -134,19 +139,62 @@ fn match_edges(
             js.truncate(per_record_cap);
             compared_ref.fetch_add(js.len() as u64, Ordering::Relaxed);
             let a = &prepared[i];
+            let floor = config.match_threshold - AMBIGUITY_MARGIN;
             js.into_iter().filter_map(move |j| {
-                let s =
-                    score_pair_above(model, a, &prepared[j as usize], tf, config.match_threshold)?;
-                (s.conflict.is_none() && s.score >= config.match_threshold)
-                    .then_some((s.score, me, j))
+                let s = score_pair_above(model, a, &prepared[j as usize], tf, floor)?;
+                (s.conflict.is_none() && s.score >= floor).then_some((s.score, me, j))
             })
         })
         .collect();
+    let ambiguous = ambiguous_records(prepared, &edges, model, config, tf);
+    edges.retain(|(s, a, b)| {
+        *s >= config.match_threshold && !ambiguous[*a as usize] && !ambiguous[*b as usize]
+    });
     report.oversized_blocks = oversized.into_inner();
     report.skipped_blocks = skipped.into_inner();
     report.compared_pairs = compared.into_inner();
     edges.par_sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
     edges
+}
+
+/// Records whose best link is not clearly better than a link to someone else:
+/// a rival within [`AMBIGUITY_MARGIN`] bits of the best that is a different
+/// person from the best (a guard conflict or a score below review). A name-and-address row of a household, or a name-and-email
+/// row of a common name, fits several people equally and joins none of them.
+fn ambiguous_records(
+    prepared: &[Prepared],
+    edges: &[(f64, u32, u32)],
+    model: &Model,
+    config: &MatchConfig,
+    tf: Option<&TermFreq>,
+) -> Vec<bool> {
+    let mut adjacent: Vec<Vec<(f64, u32)>> = vec![Vec::new(); prepared.len()];
+    for (s, a, b) in edges {
+        adjacent[*a as usize].push((*s, *b));
+        adjacent[*b as usize].push((*s, *a));
+    }
+    adjacent
+        .par_iter_mut()
+        .map(|near| {
+            if near.len() < 2 {
+                return false;
+            }
+            near.sort_unstable_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
+            let (best, top) = near[0];
+            if best < config.match_threshold {
+                return false;
+            }
+            near[1..]
+                .iter()
+                .take_while(|(s, _)| *s >= best - AMBIGUITY_MARGIN)
+                .take(MAX_RIVALS)
+                .any(|(_, rival)| {
+                    let (x, y) = (&prepared[top as usize], &prepared[*rival as usize]);
+                    let s = score_pair(model, x, y, tf);
+                    s.conflict.is_some() || s.score < config.review_threshold
+                })
+        })
+        .collect()
 }
 
 /// Runs of two or more equal keys in sorted entries: key -> (start, length).
@@ -197,20 +245,28 @@ fn cluster(
         // Cross pairs vote: a merge needs more supporting pairs (MATCH without
         // conflict) than conflicting ones, so a single weak bridge never joins
         // two people (twins each with one record conflict 1:1 and stay apart).
+        // A single incompatible pair (two national IDs, two birth dates, JR and
+        // SR) vetoes the merge outright.
         let (mut support, mut against) = (0usize, 0usize);
+        let mut vetoed = false;
         for (x, y) in ma
             .iter()
             .flat_map(|x| mb.iter().map(move |y| (*x, *y)))
             .take(MAX_MERGE_CHECKS)
         {
-            let s = score_pair(model, &prepared[x as usize], &prepared[y as usize], tf);
+            let (px, py) = (&prepared[x as usize], &prepared[y as usize]);
+            let s = score_pair(model, px, py, tf);
+            if incompatible(px, py, &s, config) {
+                vetoed = true;
+                break;
+            }
             if s.conflict.is_some() || s.score < config.conflict_threshold {
                 against += 1;
             } else if s.score >= config.match_threshold {
                 support += 1;
             }
         }
-        let conflicting = against > 0 && support <= against;
+        let conflicting = vetoed || (against > 0 && support <= against);
         if conflicting {
             continue;
         }

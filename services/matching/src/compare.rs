@@ -188,15 +188,7 @@ pub(crate) fn compare_bounded(
     {
         PLACEHOLDER
     } else {
-        best_of(&a.emails, &b.emails, |x, y| {
-            if x == y {
-                0
-            } else if jaro_winkler(x, y) >= 0.92 {
-                1
-            } else {
-                2
-            }
-        })
+        email_level(a, b)
     };
     levels[f::NATIONAL_ID] = if either_ph(a, b, ph::NATIONAL_ID) {
         PLACEHOLDER
@@ -204,6 +196,8 @@ pub(crate) fn compare_bounded(
         MISSING
     } else if a.national_id == b.national_id {
         0
+    } else if let Some(level) = masked_id_level(&a.national_id, &b.national_id) {
+        level
     } else {
         match osa(a.national_id.as_bytes(), b.national_id.as_bytes()) {
             1 => 1,
@@ -226,6 +220,83 @@ pub(crate) fn compare_bounded(
     }
     street_levels(a, b, &mut levels);
     Some(Comparison { levels, swapped })
+}
+
+/// A masked national ID (only its last digits, `XXX-XX-2547`) against a longer
+/// one: the same trailing digits are weaker than a full agreement (two edits'
+/// level), different ones disagree. None when both have the same length.
+fn masked_id_level(x: &str, y: &str) -> Option<u8> {
+    let (short, long) = if x.len() < y.len() { (x, y) } else { (y, x) };
+    (short.len() * 2 <= long.len()).then(|| if long.ends_with(short) { 2 } else { 3 })
+}
+
+/// Emails: exact, alike (one typo: same domain and digits), or disagree. An
+/// address spelled from the person's own name (`maria.garcia@`, `mgarcia@`) is
+/// what anyone of that name picks: agreeing on it adds nothing to agreeing on
+/// the name, so it weighs 0 (missing) rather than as an exact match.
+fn email_level(a: &Prepared, b: &Prepared) -> u8 {
+    const NAMED: u8 = 2;
+    const DISAGREE: u8 = 3;
+    let mut best = best_of(&a.emails, &b.emails, |x, y| {
+        let named = || name_derived(a, x) || name_derived(b, y);
+        let alike = || {
+            x.rsplit('@').next() == y.rsplit('@').next()
+                && x.bytes()
+                    .filter(u8::is_ascii_digit)
+                    .eq(y.bytes().filter(u8::is_ascii_digit))
+                && jaro_winkler(x, y) >= 0.92
+        };
+        if named() {
+            if x == y {
+                1
+            } else if alike() {
+                NAMED
+            } else {
+                DISAGREE
+            }
+        } else if x == y {
+            0
+        } else if alike() {
+            1
+        } else {
+            DISAGREE
+        }
+    });
+    if best == NAMED {
+        best = MISSING;
+    } else if best == DISAGREE {
+        best = 2;
+    }
+    best
+}
+
+/// Whether an email's local part is only the record's names or initials, with
+/// no digits: given and family name in either order, or one of them with the
+/// other's initial, or either alone.
+fn name_derived(p: &Prepared, email: &str) -> bool {
+    let local = email.split('@').next().unwrap_or("");
+    if local.bytes().any(|c| c.is_ascii_digit()) {
+        return false;
+    }
+    let letters: String = local
+        .chars()
+        .filter(char::is_ascii_alphabetic)
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    let (given, family) = (p.first_given(), &*p.family);
+    if letters.is_empty() || given.is_empty() || family.is_empty() {
+        return false;
+    }
+    let initial = &given[..1];
+    let rest = letters
+        .strip_prefix(family)
+        .or_else(|| letters.strip_suffix(family));
+    match rest {
+        Some(r) => {
+            r.is_empty() || r == given || r == initial || (r.len() == 2 && r.starts_with(initial))
+        }
+        None => letters == given || letters == format!("{given}{}", &family[..1]),
+    }
 }
 
 /// Equal, or within the top Jaro-Winkler band.
@@ -464,5 +535,41 @@ mod tests {
         assert_eq!(lv("1980-03-04", "1980-03"), "partial");
         assert_eq!(lv("1980-03-04", "1955-11-20"), "disagree");
         assert_eq!(lv("1900-01-01", "1900-01-01"), "placeholder");
+    }
+
+    #[test]
+    fn emails_spelled_from_the_name_weigh_less_and_other_numbers_disagree() {
+        let with = |email: &str, ssn: &str| {
+            let mut a = p("Maria", "Garcia", "");
+            a.emails = vec![email.into()];
+            a.national_id = ssn.into();
+            a
+        };
+        let lvl = |x: &str, y: &str| level_name(&compare(&with(x, ""), &with(y, "")), f::EMAIL);
+        assert_eq!(
+            lvl("maria.garcia@gmail.com", "maria.garcia@gmail.com"),
+            "jaro_winkler_0.92"
+        );
+        assert_eq!(
+            lvl("mgarcia@aol.com", "mgarcia@aol.com"),
+            "jaro_winkler_0.92"
+        );
+        assert_eq!(lvl("mg1987@aol.com", "mg1987@aol.com"), "exact");
+        assert_eq!(
+            lvl("mariagarcia@gmail.com", "mariagarcia@yahoo.com"),
+            "disagree"
+        );
+        assert_eq!(
+            lvl("maria.garcia@gmail.com", "maria.garcia74@gmail.com"),
+            "disagree"
+        );
+        assert_eq!(
+            lvl("mariag1987@aol.com", "mairag1987@aol.com"),
+            "jaro_winkler_0.92"
+        );
+        let masked = compare(&with("", "2547"), &with("", "203362547"));
+        assert_eq!(level_name(&masked, f::NATIONAL_ID), "two_edits");
+        let other = compare(&with("", "2548"), &with("", "203362547"));
+        assert_eq!(level_name(&other, f::NATIONAL_ID), "disagree");
     }
 }

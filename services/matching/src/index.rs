@@ -12,8 +12,8 @@ use crate::model::Model;
 use crate::normalize::{Prepared, prepare};
 use crate::record::{Decision, Demographics, FieldWeight};
 use crate::score::{
-    Conflict, MatchConfig, MatchGrade, PairScore, TermFreq, decide, field_weights, probability,
-    score_pair_above,
+    AMBIGUITY_MARGIN, Conflict, MatchConfig, MatchGrade, PairScore, TermFreq, decide,
+    field_weights, incompatible, probability, score_pair_above,
 };
 
 /// A record's ID, assigned by the identity store.
@@ -366,6 +366,7 @@ impl Index {
         }
         out.ranked
             .sort_by(|a, b| b.score.total_cmp(&a.score).then(a.master.cmp(&b.master)));
+        mark_ambiguous(&mut out.ranked);
         out
     }
 
@@ -423,7 +424,9 @@ impl Index {
             };
             if s.conflict.is_some() {
                 conflict = conflict.or(s.conflict);
-            } else if s.score < self.config.conflict_threshold {
+            } else if s.score < self.config.conflict_threshold
+                || incompatible(query, &slot.rec, &s, &self.config)
+            {
                 conflict = conflict.or(Some(Conflict::ClusterMember));
             }
             if best.as_ref().is_none_or(|(b, _)| s.score > b.score) {
@@ -445,5 +448,22 @@ impl Index {
             best_record,
             conflict: s.conflict,
         })
+    }
+}
+
+/// A MATCH that another master without conflict scores within
+/// [`AMBIGUITY_MARGIN`] bits of is ambiguous: the record fits two people (a
+/// household, a common name), so it goes to review instead of auto-linking.
+fn mark_ambiguous(ranked: &mut [Candidate]) {
+    let Some((top, rest)) = ranked.split_first_mut() else {
+        return;
+    };
+    let rival = rest
+        .iter()
+        .any(|c| c.conflict.is_none() && c.score >= top.score - AMBIGUITY_MARGIN);
+    if top.decision == Decision::Match && rival {
+        top.decision = Decision::PossibleMatch;
+        top.grade = MatchGrade::Possible;
+        top.conflict = top.conflict.or(Some(Conflict::Ambiguous));
     }
 }

@@ -81,8 +81,11 @@ pub enum Conflict {
     Sex,
     /// A placeholder name (BABY GIRL, JOHN DOE): too little identity to auto-link.
     Placeholder,
-    /// Another record of the candidate master scores below the conflict threshold.
+    /// Another record of the candidate master scores below the conflict threshold,
+    /// or is incompatible with this one (a different national ID or birth date).
     ClusterMember,
+    /// Another master fits the record almost as well.
+    Ambiguous,
 }
 
 impl Conflict {
@@ -95,6 +98,7 @@ impl Conflict {
             Conflict::Sex => "sex_conflict",
             Conflict::Placeholder => "placeholder_name",
             Conflict::ClusterMember => "cluster_member_conflict",
+            Conflict::Ambiguous => "ambiguous",
         }
     }
 }
@@ -263,10 +267,52 @@ fn conflict(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> {
     if consecutive_ids(a, b) {
         return Some(Conflict::NationalId);
     }
+    // Look-alike or nickname-related given names (KAYLA / KYLA, EMMA / EMILY)
+    // in one household (the same phone) with different national IDs: siblings,
+    // not a typo or a nickname.
+    if cmp.disagrees(f::NATIONAL_ID) && cmp.exact(f::PHONE) && (1..=4).contains(&given) {
+        return Some(Conflict::GivenName);
+    }
     if cmp.disagrees(f::SEX) && given > 1 && given < PLACEHOLDER {
         return Some(Conflict::Sex);
     }
     None
+}
+
+/// A record's best link must beat any link to a different person by this many
+/// bits, or it does not link automatically.
+pub(crate) const AMBIGUITY_MARGIN: f64 = 4.0;
+
+/// Two records no cluster may hold together unless they reach review on their
+/// own: different generational suffixes, clearly different national IDs without
+/// the same birth date and place (street, postal code or city), or clearly
+/// different birth dates without a shared national ID. Linked only through a
+/// third, sparser record they are two people (a household, a junior and senior,
+/// two people with a common name); reaching review despite them is a rewritten
+/// field. Different national IDs with a shared phone or email and no birth date
+/// are two members of one household however well the rest agrees.
+pub(crate) fn incompatible(
+    a: &Prepared,
+    b: &Prepared,
+    s: &PairScore,
+    config: &MatchConfig,
+) -> bool {
+    // Names and a household's phone or email with two national IDs and no
+    // birth date to tell them apart: two members of one household.
+    let household =
+        (s.cmp.exact(f::PHONE) || s.cmp.exact(f::EMAIL)) && s.cmp.levels[f::DOB] >= PLACEHOLDER;
+    if s.cmp.disagrees(f::NATIONAL_ID) && household {
+        return true;
+    }
+    let direct = s.conflict.is_none() && s.score >= config.review_threshold;
+    !direct
+        && (s.conflict == Some(Conflict::Suffix)
+            || (s.cmp.disagrees(f::NATIONAL_ID)
+                && (s.cmp.levels[f::DOB] > 2
+                    || (s.cmp.levels[f::ADDRESS] > 2
+                        && s.cmp.levels[f::POSTAL] > 1
+                        && s.cmp.levels[f::CITY] > 1)))
+            || (s.cmp.disagrees(f::DOB) && !national_id_vouches(a, b, &s.cmp)))
 }
 
 /// A shared national ID, or one a single typo apart, vouches for identity; IDs

@@ -419,3 +419,195 @@ fn explanations_and_grades_are_consistent() {
             .any(|w| w.field == "national_id" && w.level == "exact")
     );
 }
+
+#[test]
+fn sparse_records_do_not_bridge_household_members_into_one_cluster() {
+    let mother = P {
+        given: "Ana Isabel",
+        family: "Flores",
+        dob: "1979-06-19",
+        ssn: "363-94-9038",
+        ..BASE
+    };
+    let daughter = P {
+        given: "Ana Barbara",
+        family: "Flores",
+        dob: "2011-06-29",
+        ssn: "203-36-2547",
+        ..BASE
+    };
+    // Name, address and phone only: each matches both of them.
+    let sparse = P {
+        given: "Ana",
+        family: "Flores",
+        dob: "",
+        ..BASE
+    };
+    let rows = [demo(&mother), demo(&sparse), demo(&daughter), demo(&sparse)];
+    let clusters = link_batch(&rows, &Model::builtin(), &MatchConfig::default());
+    assert_ne!(
+        clusters[0], clusters[2],
+        "two birth dates and two SSNs in one cluster"
+    );
+}
+
+#[test]
+fn a_record_that_fits_two_household_members_equally_joins_neither() {
+    let mother = P {
+        given: "Ana",
+        family: "Flores",
+        dob: "1979-06-19",
+        ssn: "363-94-9038",
+        ..BASE
+    };
+    let daughter = P {
+        dob: "2011-06-29",
+        ssn: "203-36-2547",
+        ..mother
+    };
+    // Name, address and phone only: it fits both of them.
+    let sparse = P {
+        dob: "",
+        ssn: "",
+        ..mother
+    };
+    let rows = [
+        demo(&mother),
+        demo(&mother),
+        demo(&daughter),
+        demo(&daughter),
+        demo(&sparse),
+    ];
+    let clusters = link_batch(&rows, &Model::builtin(), &MatchConfig::default());
+    assert_eq!(clusters[0], clusters[1]);
+    assert_eq!(clusters[2], clusters[3]);
+    assert_ne!(clusters[0], clusters[2], "mother and daughter stay apart");
+    assert!(
+        clusters[..4].iter().all(|c| *c != clusters[4]),
+        "the ambiguous row joins neither"
+    );
+}
+
+#[test]
+fn index_sends_a_row_that_fits_two_masters_to_review() {
+    let mother = P {
+        given: "Ana",
+        family: "Flores",
+        dob: "1979-06-19",
+        ssn: "363-94-9038",
+        ..BASE
+    };
+    let daughter = P {
+        dob: "2011-06-29",
+        ssn: "203-36-2547",
+        ..mother
+    };
+    let sparse = P {
+        dob: "",
+        ssn: "",
+        ..mother
+    };
+    let mut index = Index::new(Arc::new(Model::builtin()), MatchConfig::default());
+    index.upsert(1, 100, &demo(&mother));
+    index.upsert(2, 200, &demo(&daughter));
+    let found = index.candidates(&demo(&sparse), None);
+    assert_eq!(found.ranked.len(), 2);
+    assert_eq!(found.ranked[0].decision, Decision::PossibleMatch);
+    // The mother's own rows still find her.
+    let again = index.candidates(&demo(&mother), None);
+    assert_eq!(again.ranked[0].master, 100);
+    assert_eq!(again.ranked[0].decision, Decision::Match);
+}
+
+#[test]
+fn same_name_and_birth_date_in_different_cities_are_not_bridged() {
+    let here = P {
+        given: "Robert",
+        family: "Brown",
+        dob: "1944-11-20",
+        sex: Sex::Male,
+        street: "672 Cedar St",
+        zip: "90020",
+        phone: "310-290-0556",
+        email: "robert_brown@icloud.com",
+        ssn: "048-05-6840",
+    };
+    let there = P {
+        street: "48 Broad Way",
+        zip: "11217",
+        phone: "718-655-7428",
+        ssn: "703-34-8407",
+        ..here
+    };
+    // Name, birth date and the first one's phone: it matches both by name and date.
+    let sparse = P {
+        street: "",
+        zip: "",
+        email: "",
+        ssn: "",
+        ..here
+    };
+    let mut far = demo(&there);
+    far.addresses[0].city = "Brooklyn".into();
+    far.addresses[0].state = "NY".into();
+    far.emails = vec!["brownr@icloud.com".into()];
+    let rows = [demo(&here), demo(&sparse), far.clone(), far];
+    let clusters = link_batch(&rows, &Model::builtin(), &MatchConfig::default());
+    assert_eq!(clusters[0], clusters[1]);
+    assert_ne!(clusters[0], clusters[2], "two SSNs, two cities: two people");
+}
+
+#[test]
+fn look_alike_names_sharing_a_phone_with_different_ssns_are_siblings() {
+    let kayla = P {
+        given: "Kayla",
+        family: "Anderson",
+        dob: "1971-11-22",
+        phone: "212-820-1413",
+        ssn: "557-90-2287",
+        ..BASE
+    };
+    let kyla = P {
+        given: "Kyla",
+        ssn: "816-52-1507",
+        ..kayla
+    };
+    assert_apart(&demo(&kayla), &demo(&kyla), "twins Kayla / Kyla");
+    let emma = P {
+        given: "Emma",
+        ..kayla
+    };
+    let emily = P {
+        given: "Emily",
+        ..kyla
+    };
+    assert_apart(&demo(&emma), &demo(&emily), "twins Emma / Emily");
+    // Without the second SSN it is a typo of the same person.
+    let typo = P { ssn: "", ..kyla };
+    assert_linked(&demo(&kayla), &demo(&typo), "Kayla / Kyla typo");
+}
+
+#[test]
+fn same_name_and_phone_with_two_ssns_and_no_birth_date_stay_apart() {
+    let father = P {
+        given: "George",
+        family: "Scott",
+        dob: "1961-05-13",
+        sex: Sex::Male,
+        phone: "972-807-4234",
+        ssn: "428-08-7559",
+        ..BASE
+    };
+    let son = P {
+        given: "George J.",
+        dob: "",
+        ssn: "675-50-3408",
+        ..father
+    };
+    assert_apart(&demo(&father), &demo(&son), "household, two SSNs");
+    let same = P {
+        ssn: "428-08-7559",
+        ..son
+    };
+    assert_linked(&demo(&father), &demo(&same), "same SSN, no birth date");
+}

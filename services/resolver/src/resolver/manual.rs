@@ -8,7 +8,7 @@ use tessera_matching::{Decision, FieldWeight, SourceKey};
 use super::{MasterView, Mutation, Resolver, ResolverError, fingerprint, now};
 use crate::store::{
     EventType, Link, LinkSource, MasterId, MasterState, NewEvent, RecordId, ReviewId, ReviewItem,
-    ReviewOutcome, ReviewState, StoreError,
+    ReviewOutcome, ReviewState, StoreError, StoreTx,
 };
 
 /// The outcome of a manual link.
@@ -79,24 +79,18 @@ impl Resolver {
         tx.remove_no_match(record.id, target).await?;
         tx.resolve_reviews(record.id, ReviewOutcome::Linked, target)
             .await?;
-        if current.master != target {
+        if current.master == target {
             tx.add_event(&manual(
-                current.master,
-                EventType::Unlinked,
+                target,
+                EventType::Linked,
                 Some(record.id),
-                Some(target),
+                None,
                 mutation,
             ))
             .await?;
+        } else {
+            record_move(&mut *tx, record.id, current.master, target, mutation).await?;
         }
-        tx.add_event(&manual(
-            target,
-            EventType::Linked,
-            Some(record.id),
-            Some(current.master),
-            mutation,
-        ))
-        .await?;
         let outcome = ManualLink {
             link,
             key: key.clone(),
@@ -303,22 +297,7 @@ impl Resolver {
             ReviewDecision::Link(_) => {
                 tx.remove_no_match(record.id, target).await?;
                 if current.master != target {
-                    tx.add_event(&manual(
-                        current.master,
-                        EventType::Unlinked,
-                        Some(record.id),
-                        Some(target),
-                        mutation,
-                    ))
-                    .await?;
-                    tx.add_event(&manual(
-                        target,
-                        EventType::Linked,
-                        Some(record.id),
-                        Some(current.master),
-                        mutation,
-                    ))
-                    .await?;
+                    record_move(&mut *tx, record.id, current.master, target, mutation).await?;
                 }
             }
             ReviewDecision::NewMaster => {
@@ -368,6 +347,34 @@ impl Resolver {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Records a manual move of `record` from one master to another in both
+/// masters' histories.
+async fn record_move(
+    tx: &mut dyn StoreTx,
+    record: RecordId,
+    from: MasterId,
+    to: MasterId,
+    mutation: &Mutation,
+) -> Result<(), ResolverError> {
+    tx.add_event(&manual(
+        from,
+        EventType::Unlinked,
+        Some(record),
+        Some(to),
+        mutation,
+    ))
+    .await?;
+    tx.add_event(&manual(
+        to,
+        EventType::Linked,
+        Some(record),
+        Some(from),
+        mutation,
+    ))
+    .await?;
+    Ok(())
 }
 
 /// A manual link event.

@@ -8,7 +8,7 @@ use tessera_matching::{Decision, FieldWeight, SourceKey};
 use super::{MasterView, Mutation, Resolver, ResolverError, fingerprint, now};
 use crate::store::{
     EventType, Link, LinkSource, MasterId, MasterState, NewEvent, RecordId, ReviewId, ReviewItem,
-    ReviewOutcome, ReviewState, StoreError, StoreTx,
+    ReviewOutcome, ReviewState, StoreError, StoreTx, StoredRecord,
 };
 
 /// The outcome of a manual link.
@@ -55,16 +55,7 @@ impl Resolver {
         let _writer = self.writer.lock().await;
         let target = self.active_master(master).await?.id;
         let mut tx = self.store.begin().await?;
-        let record = tx
-            .record_by_key(key)
-            .await?
-            .ok_or(ResolverError::NotFound {
-                what: "source record",
-            })?;
-        let current = record
-            .link
-            .as_ref()
-            .ok_or(StoreError::Corrupt { what: "link" })?;
+        let (record, current) = linked_record(&mut *tx, key).await?;
         let link = Link {
             record: record.id,
             master: target,
@@ -176,16 +167,7 @@ impl Resolver {
         }
         let _writer = self.writer.lock().await;
         let mut tx = self.store.begin().await?;
-        let record = tx
-            .record_by_key(key)
-            .await?
-            .ok_or(ResolverError::NotFound {
-                what: "source record",
-            })?;
-        let current = record
-            .link
-            .as_ref()
-            .ok_or(StoreError::Corrupt { what: "link" })?;
+        let (record, current) = linked_record(&mut *tx, key).await?;
         if tx.master_record_ids(current.master).await?.len() < 2 {
             return Err(ResolverError::FailedPrecondition {
                 reason: "ONLY_RECORD",
@@ -347,6 +329,24 @@ impl Resolver {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// A stored record and its link, as the transaction sees them.
+async fn linked_record(
+    tx: &mut dyn StoreTx,
+    key: &SourceKey,
+) -> Result<(StoredRecord, Link), ResolverError> {
+    let record = tx
+        .record_by_key(key)
+        .await?
+        .ok_or(ResolverError::NotFound {
+            what: "source record",
+        })?;
+    let link = record
+        .link
+        .clone()
+        .ok_or(StoreError::Corrupt { what: "link" })?;
+    Ok((record, link))
 }
 
 /// Records a manual move of `record` from one master to another in both

@@ -1,0 +1,206 @@
+//! The section cache: records by (source, local ID, section), bounded in bytes,
+//! with a TTL per source and section, and coalescing of concurrent misses.
+//!
+//! Entries are kept in moka until `ttl + stale_if_error` (so a failing source
+//! can be answered from them, marked stale); whether an entry is fresh enough
+//! for a request is decided here, from the entry's age on tokio's clock.
+//!
+//! A miss starts one shared fetch per key; later misses for the key join it.
+//! The fetch lives as long as someone waits for it: when every waiter has gone
+//! (answered from elsewhere, past its deadline, or disconnected), the fetch is
+//! dropped and the adapter call with it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared, WeakShared};
+use tessera_adapter_core::Record;
+use tokio::time::Instant;
+
+use crate::source::{Failure, Fetched};
+
+/// A cache key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Key {
+    /// The source's index in the aggregator.
+    pub(crate) source: usize,
+    pub(crate) local_id: Arc<str>,
+    pub(crate) section: Arc<str>,
+}
+
+/// Records of one key, as fetched.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) records: Arc<[Record]>,
+    pub(crate) skipped_malformed: u32,
+    /// Wall-clock fetch time, for provenance.
+    pub(crate) fetched_at: SystemTime,
+    /// Fetch time on tokio's clock, for freshness.
+    pub(crate) fetched: Instant,
+    /// How long moka keeps it.
+    keep_for: Duration,
+    weight: u32,
+}
+
+impl Entry {
+    pub(crate) fn new(fetched: Fetched, keep_for: Duration) -> Self {
+        let bytes: usize = fetched.records.iter().map(Record::weight).sum();
+        Self {
+            records: fetched.records,
+            skipped_malformed: fetched.skipped_malformed,
+            fetched_at: SystemTime::now(),
+            fetched: Instant::now(),
+            keep_for,
+            weight: u32::try_from(bytes + 128).unwrap_or(u32::MAX),
+        }
+    }
+
+    pub(crate) fn age(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.fetched)
+    }
+}
+
+type Outcome = Result<Arc<Entry>, Failure>;
+type SharedFetch = Shared<BoxFuture<'static, Outcome>>;
+
+/// Counters, for metrics and the coalescing benchmark.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    coalesced: AtomicU64,
+}
+
+impl CacheStats {
+    /// Lookups answered from the cache.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+    /// Lookups that started a fetch.
+    pub fn misses(&self) -> u64 {
+        self.misses.load(Ordering::Relaxed)
+    }
+    /// Lookups that joined a fetch already in flight.
+    pub fn coalesced(&self) -> u64 {
+        self.coalesced.load(Ordering::Relaxed)
+    }
+}
+
+struct KeepFor;
+
+impl moka::Expiry<Key, Arc<Entry>> for KeepFor {
+    fn expire_after_create(
+        &self,
+        _key: &Key,
+        value: &Arc<Entry>,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(value.keep_for)
+    }
+}
+
+/// The cache.
+pub(crate) struct SectionCache {
+    entries: moka::future::Cache<Key, Arc<Entry>>,
+    in_flight: Mutex<InFlight>,
+    stats: CacheStats,
+}
+
+/// Fetches in flight by key. A fetch dropped by all its waiters leaves a dead
+/// entry; they are swept whenever the map doubles.
+#[derive(Default)]
+struct InFlight {
+    fetches: HashMap<Key, WeakShared<BoxFuture<'static, Outcome>>>,
+    sweep_at: usize,
+}
+
+impl SectionCache {
+    pub(crate) fn new(max_bytes: u64) -> Self {
+        let entries = moka::future::Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|_key: &Key, entry: &Arc<Entry>| entry.weight)
+            .expire_after(KeepFor)
+            .build();
+        Self {
+            entries,
+            in_flight: Mutex::new(InFlight {
+                fetches: HashMap::new(),
+                sweep_at: 1024,
+            }),
+            stats: CacheStats::default(),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> &CacheStats {
+        &self.stats
+    }
+
+    /// Bytes held, as the weigher counts them (after pending maintenance).
+    pub(crate) async fn weighted_size(&self) -> u64 {
+        self.entries.run_pending_tasks().await;
+        self.entries.weighted_size()
+    }
+
+    /// The cached entry for `key`, fresh or not.
+    pub(crate) async fn get(&self, key: &Key) -> Option<Arc<Entry>> {
+        self.entries.get(key).await
+    }
+
+    pub(crate) fn hit(&self) {
+        self.stats.hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The in-flight fetch for `key`, or a new one made by `fetch`. The fetch
+    /// stores a successful result in the cache before it completes.
+    pub(crate) fn fetch(
+        self: &Arc<Self>,
+        key: &Key,
+        fetch: impl FnOnce() -> BoxFuture<'static, Result<Entry, Failure>>,
+    ) -> SharedFetch {
+        let mut in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(shared) = in_flight.fetches.get(key).and_then(WeakShared::upgrade) {
+            self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
+            return shared;
+        }
+        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        let cache = Arc::clone(self);
+        let owned_key = key.clone();
+        let fetch = fetch();
+        let shared = async move {
+            let outcome = fetch.await.map(Arc::new);
+            if let Ok(entry) = &outcome {
+                cache.entries.insert(owned_key.clone(), entry.clone()).await;
+            }
+            cache
+                .in_flight
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .fetches
+                .remove(&owned_key);
+            outcome
+        }
+        .boxed()
+        .shared();
+        if let Some(weak) = shared.downgrade() {
+            in_flight.fetches.insert(key.clone(), weak);
+        }
+        if in_flight.fetches.len() >= in_flight.sweep_at {
+            in_flight.fetches.retain(|_, weak| weak.upgrade().is_some());
+            in_flight.sweep_at = (in_flight.fetches.len() * 2).max(1024);
+        }
+        shared
+    }
+
+    /// Drops the given keys' entries.
+    pub(crate) async fn invalidate(&self, keys: impl IntoIterator<Item = Key>) {
+        for key in keys {
+            self.entries.invalidate(&key).await;
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! A source's live latency distribution, for its hedge delay: an HDR histogram
+//! of the current and the previous period, in microseconds.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use tokio::time::Instant;
+
+const PERIOD: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+struct Windows {
+    current: Histogram<u64>,
+    previous: Histogram<u64>,
+    rotated: Instant,
+}
+
+/// Rotating latency histograms.
+#[derive(Debug)]
+pub(crate) struct LatencyTracker {
+    windows: Mutex<Windows>,
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 µs to 1 hour at 2 significant digits: a few kilobytes.
+    Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("constant bounds are valid")
+}
+
+impl LatencyTracker {
+    pub(crate) fn new() -> Self {
+        Self {
+            windows: Mutex::new(Windows {
+                current: histogram(),
+                previous: histogram(),
+                rotated: Instant::now(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Windows> {
+        let mut w = self
+            .windows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        if now.duration_since(w.rotated) >= PERIOD {
+            let current = std::mem::replace(&mut w.current, histogram());
+            w.previous = current;
+            w.rotated = now;
+        }
+        w
+    }
+
+    pub(crate) fn record(&self, latency: Duration) {
+        let micros = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        self.lock().current.saturating_record(micros);
+    }
+
+    /// The `q` quantile over the last one to two periods, once there are
+    /// `min_samples` samples.
+    pub(crate) fn quantile(&self, q: f64, min_samples: u64) -> Option<Duration> {
+        let w = self.lock();
+        let (source, count) = if w.previous.len() >= min_samples {
+            (&w.previous, w.previous.len())
+        } else {
+            (&w.current, w.current.len())
+        };
+        (count >= min_samples && count > 0)
+            .then(|| Duration::from_micros(source.value_at_quantile(q)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn quantile_needs_samples_and_tracks_the_tail() {
+        let t = LatencyTracker::new();
+        for ms in 1..=99 {
+            t.record(Duration::from_millis(ms));
+        }
+        assert_eq!(t.quantile(0.95, 100), None);
+        t.record(Duration::from_millis(100));
+        let p95 = t.quantile(0.95, 100).expect("100 samples");
+        assert!(
+            (Duration::from_millis(94)..=Duration::from_millis(96)).contains(&p95),
+            "{p95:?}"
+        );
+        tokio::time::advance(PERIOD).await;
+        t.record(Duration::from_millis(1));
+        assert!(
+            t.quantile(0.95, 100).is_some(),
+            "the previous period still counts"
+        );
+    }
+}

@@ -1,0 +1,41 @@
+//! The patient view: "show me this person, now".
+//!
+//! [`Aggregator`] resolves a subject to its master and linked source records
+//! (through [`IdentityLookup`], the resolver in the gateway), plans which
+//! [`Source`] serves which requested section for which local IDs (sections the
+//! [`Authorizer`] denies are never fetched), fans out to all of them at once
+//! under the caller's deadline, and assembles what arrived — each record with
+//! its provenance and age, each (source, section) with a status, and the
+//! sources that could not be reached named in `unreachable`.
+//!
+//! Around every source call ([`source`]): a timeout cap, a concurrency limit,
+//! retries of unavailable calls within a budget, hedging past the live p95
+//! within a budget, and a circuit breaker. In front of the calls, the section
+//! cache ([`cache`]): moka bounded in bytes, a TTL per source and section,
+//! `max_staleness`, stale-if-error, and one adapter call per key however many
+//! requests miss at once. [`grpc`] is PatientViewService, where the contract's
+//! types are converted and errors become statuses.
+
+mod authz;
+mod breaker;
+mod cache;
+mod grpc;
+mod latency;
+mod policy;
+mod source;
+mod view;
+
+#[cfg(test)]
+mod tests;
+
+pub use authz::{Authorizer, Caller, Purpose, PurposePolicy};
+pub use breaker::BreakerState;
+pub use cache::CacheStats;
+
+pub use policy::{BreakerPolicy, HedgePolicy, RetryPolicy, SourcePolicy, ViewPolicy};
+pub use source::{Source, SourceStats};
+pub use view::{
+    Aggregator, ChangeEvent, DuplicateSource, Identities, IdentityLookup, LookupError,
+    SectionChunk, SourceOutcome, SourceRef, SourceState, Subject, View, ViewError, ViewRecord,
+    ViewRequest, ViewStream, summarize,
+};

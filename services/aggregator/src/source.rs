@@ -1,0 +1,328 @@
+//! One configured source: an adapter with its policy, and the resilience
+//! around every call to it — the per-call timeout cap, a concurrency limit,
+//! retries within a budget, hedging past the live p95 within a budget, and a
+//! circuit breaker.
+//!
+//! tower's `Hedge` is not `Clone` (sharing it means a `Buffer` and a channel hop
+//! per call) and measures whole milliseconds, so hedging is done here over a
+//! microsecond histogram; the retry and hedge budgets are tower's `TpsBudget`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use tessera_adapter_core::{Adapter, BuiltAdapter, FetchError, FetchRequest, HealthCheck, Record};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tower::retry::budget::{Budget, TpsBudget};
+
+use crate::breaker::{Breaker, BreakerState};
+use crate::latency::LatencyTracker;
+use crate::policy::SourcePolicy;
+
+/// Why a source gave no records for a pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The source answered with an error.
+    Fetch(FetchError),
+    /// No answer before the deadline.
+    Timeout,
+    /// The circuit breaker is open; the source was not called.
+    CircuitOpen,
+}
+
+impl Failure {
+    fn from_fetch(e: FetchError) -> Self {
+        match e {
+            FetchError::DeadlineExceeded => Self::Timeout,
+            other => Self::Fetch(other),
+        }
+    }
+
+    /// Whether the breaker counts it against the source.
+    fn is_source_failure(&self) -> bool {
+        match self {
+            Self::Timeout => true,
+            Self::Fetch(e) => e.is_retryable(),
+            Self::CircuitOpen => false,
+        }
+    }
+}
+
+/// The records of one pair.
+#[derive(Debug, Clone)]
+pub(crate) struct Fetched {
+    pub(crate) records: Arc<[Record]>,
+    pub(crate) skipped_malformed: u32,
+}
+
+/// Counters of what the resilience layer did.
+#[derive(Debug, Default)]
+pub struct SourceStats {
+    calls: AtomicU64,
+    retries: AtomicU64,
+    hedges: AtomicU64,
+    hedges_won: AtomicU64,
+}
+
+impl SourceStats {
+    /// Calls made to the adapter, hedges and retries included.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+    /// Retries sent.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+    /// Hedges sent.
+    pub fn hedges(&self) -> u64 {
+        self.hedges.load(Ordering::Relaxed)
+    }
+    /// Hedges that answered first.
+    pub fn hedges_won(&self) -> u64 {
+        self.hedges_won.load(Ordering::Relaxed)
+    }
+}
+
+/// A configured source.
+pub struct Source {
+    name: String,
+    adapter: Arc<dyn Adapter>,
+    health: Arc<dyn HealthCheck>,
+    policy: SourcePolicy,
+    limit: Semaphore,
+    breaker: Breaker,
+    latency: LatencyTracker,
+    retry_budget: TpsBudget,
+    hedge_budget: TpsBudget,
+    stats: SourceStats,
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source")
+            .field("name", &self.name)
+            .field("system", &self.system())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Source {
+    /// A source named `name` (its `sources/{name}`) over a built adapter.
+    pub fn new(name: impl Into<String>, built: BuiltAdapter, policy: SourcePolicy) -> Self {
+        let budget = |ratio: f32, min: u32| TpsBudget::new(Duration::from_secs(10), min, ratio);
+        Self {
+            name: name.into(),
+            adapter: built.adapter,
+            health: built.health,
+            limit: Semaphore::new(policy.max_concurrency.max(1)),
+            breaker: Breaker::new(policy.breaker.clone()),
+            latency: LatencyTracker::new(),
+            retry_budget: budget(policy.retry.budget_ratio, policy.retry.min_per_second),
+            hedge_budget: budget(policy.hedge.budget_ratio, 0),
+            stats: SourceStats::default(),
+            policy,
+        }
+    }
+
+    /// The source's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The system whose local IDs it serves.
+    pub fn system(&self) -> &str {
+        &self.adapter.describe().system
+    }
+
+    /// Whether it serves `section`.
+    pub fn serves(&self, section: &str) -> bool {
+        self.adapter.describe().section(section).is_some()
+    }
+
+    /// The sections it serves.
+    pub fn sections(&self) -> impl Iterator<Item = &str> {
+        self.adapter
+            .describe()
+            .sections
+            .iter()
+            .map(|s| s.name.as_str())
+    }
+
+    /// The media type of a section's records.
+    pub(crate) fn media_type(&self, section: &str) -> &str {
+        self.adapter
+            .describe()
+            .section(section)
+            .map_or(tessera_adapter_core::MEDIA_TYPE_JSON, |s| {
+                s.media_type.as_str()
+            })
+    }
+
+    /// The adapter.
+    pub fn adapter(&self) -> &Arc<dyn Adapter> {
+        &self.adapter
+    }
+
+    /// The adapter's health check.
+    pub fn health(&self) -> &Arc<dyn HealthCheck> {
+        &self.health
+    }
+
+    /// What the resilience layer did.
+    pub fn stats(&self) -> &SourceStats {
+        &self.stats
+    }
+
+    /// The circuit breaker's state.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
+    }
+
+    /// How long a section's records stay fresh: the config's section TTL, else
+    /// the adapter's suggestion, else the source's TTL.
+    pub(crate) fn ttl(&self, section: &str) -> Duration {
+        self.policy
+            .section_ttl
+            .get(section)
+            .copied()
+            .or_else(|| {
+                self.adapter
+                    .describe()
+                    .section(section)
+                    .and_then(|s| s.suggested_ttl)
+            })
+            .unwrap_or(self.policy.ttl)
+    }
+
+    pub(crate) fn stale_if_error(&self) -> Duration {
+        self.policy.stale_if_error
+    }
+
+    /// Fetches one pair under `deadline` (capped by the source's timeout), with
+    /// retries and hedging.
+    pub(crate) async fn fetch(
+        &self,
+        local_id: &str,
+        section: &str,
+        deadline: Instant,
+    ) -> Result<Fetched, Failure> {
+        if !self.breaker.allow() {
+            return Err(Failure::CircuitOpen);
+        }
+        let deadline = deadline.min(Instant::now() + self.policy.timeout);
+        self.retry_budget.deposit();
+        let mut attempt = 1;
+        loop {
+            let result = self.hedged(local_id, section, deadline).await;
+            let Err(Failure::Fetch(e)) = &result else {
+                return result;
+            };
+            if !e.is_retryable() || attempt >= self.policy.retry.max_attempts {
+                return result;
+            }
+            let wait = e.retry_after().unwrap_or(self.policy.retry.backoff);
+            if Instant::now() + wait >= deadline || !self.retry_budget.withdraw() {
+                return result;
+            }
+            tokio::time::sleep(wait).await;
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            attempt += 1;
+        }
+    }
+
+    /// One attempt, hedged once it outlives the live latency percentile.
+    async fn hedged(
+        &self,
+        local_id: &str,
+        section: &str,
+        deadline: Instant,
+    ) -> Result<Fetched, Failure> {
+        let hedge = &self.policy.hedge;
+        self.hedge_budget.deposit();
+        let delay = hedge
+            .enabled
+            .then(|| self.latency.quantile(hedge.percentile, hedge.min_samples))
+            .flatten()
+            .map(|d| d.max(hedge.min_delay));
+        let primary = self.attempt(local_id, section, deadline);
+        let Some(delay) = delay.filter(|d| Instant::now() + *d < deadline) else {
+            return primary.await;
+        };
+        let mut primary = std::pin::pin!(primary.fuse());
+        tokio::select! {
+            biased;
+            result = &mut primary => return result,
+            () = tokio::time::sleep(delay) => {}
+        }
+        if !self.hedge_budget.withdraw() {
+            return primary.await;
+        }
+        self.stats.hedges.fetch_add(1, Ordering::Relaxed);
+        let mut hedge = std::pin::pin!(self.attempt(local_id, section, deadline).fuse());
+        // The first success wins and the other call is dropped (cancelled); a
+        // failure waits for the other call.
+        tokio::select! {
+            result = &mut primary => match result {
+                Ok(ok) => Ok(ok),
+                Err(_) => self.won(hedge.await),
+            },
+            result = &mut hedge => match result {
+                Ok(ok) => self.won(Ok(ok)),
+                Err(_) => primary.await,
+            },
+        }
+    }
+
+    fn won(&self, result: Result<Fetched, Failure>) -> Result<Fetched, Failure> {
+        if result.is_ok() {
+            self.stats.hedges_won.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// One call to the adapter: a concurrency slot, then the call, both within
+    /// the deadline.
+    async fn attempt(
+        &self,
+        local_id: &str,
+        section: &str,
+        deadline: Instant,
+    ) -> Result<Fetched, Failure> {
+        let Ok(Ok(_permit)) = tokio::time::timeout_at(deadline, self.limit.acquire()).await else {
+            return Err(Failure::Timeout);
+        };
+        self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let start = Instant::now();
+        let request = FetchRequest::one(local_id, section, deadline);
+        let result = match tokio::time::timeout_at(deadline, self.adapter.fetch(request)).await {
+            Err(_) => Err(Failure::Timeout),
+            Ok(Err(e)) => Err(Failure::from_fetch(e)),
+            Ok(Ok(results)) => results
+                .into_iter()
+                .find(|r| r.local_id == local_id && r.section == section)
+                .ok_or_else(|| {
+                    Failure::Fetch(FetchError::Malformed {
+                        message: "the adapter returned no result for the pair".to_owned(),
+                    })
+                })
+                .and_then(|r| match r.records {
+                    Ok(records) => Ok(Fetched {
+                        records: records.into(),
+                        skipped_malformed: r.skipped_malformed,
+                    }),
+                    Err(e) => Err(Failure::from_fetch(e)),
+                }),
+        };
+        let failed = result
+            .as_ref()
+            .err()
+            .is_some_and(Failure::is_source_failure);
+        self.breaker.record(failed);
+        if !failed {
+            self.latency.record(start.elapsed());
+        }
+        result
+    }
+}

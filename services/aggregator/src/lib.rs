@@ -31,6 +31,7 @@ mod tests;
 pub use authz::{Authorizer, Caller, Purpose, PurposePolicy};
 pub use breaker::BreakerState;
 pub use cache::CacheStats;
+pub use grpc::PatientViewGrpc;
 
 pub use policy::{BreakerPolicy, HedgePolicy, RetryPolicy, SourcePolicy, ViewPolicy};
 pub use source::{Source, SourceStats};

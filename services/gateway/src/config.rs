@@ -10,6 +10,12 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 
+mod sources;
+
+pub use sources::{
+    BreakerConfig, CacheConfig, HedgeConfig, RetryConfig, SourceConfig, Span, ViewConfig,
+};
+
 /// The longest shutdown grace period the config accepts.
 const MAX_GRACE_PERIOD: Duration = Duration::from_secs(3600);
 
@@ -29,6 +35,17 @@ pub struct Config {
     /// IdentityService answers UNIMPLEMENTED.
     #[serde(default)]
     pub identity: Option<IdentityConfig>,
+
+    /// The patient view: deadlines, cache bound and which sections each purpose
+    /// of use may see.
+    #[serde(default)]
+    pub view: ViewConfig,
+
+    /// The silos behind PatientViewService, each through an adapter. Needs the
+    /// `identity` section (views are assembled per master). Without sources,
+    /// PatientViewService answers UNIMPLEMENTED.
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
 }
 
 /// The identity resolver: its store, its model and its decision thresholds.
@@ -225,9 +242,9 @@ pub enum ConfigError {
         /// The file.
         path: PathBuf,
         /// Dotted path of the field.
-        field: &'static str,
+        field: String,
         /// What is wrong.
-        message: &'static str,
+        message: String,
     },
     /// The file is not valid YAML, or does not fit the schema.
     #[error("{path}:{line}:{column}: {field}: {message}")]
@@ -292,10 +309,10 @@ impl Config {
     }
 
     fn check_rules(&self, path: &Path) -> Result<(), ConfigError> {
-        let rule = |field, message| ConfigError::Rule {
+        let rule = |field: &str, message: &str| ConfigError::Rule {
             path: path.to_owned(),
-            field,
-            message,
+            field: field.to_owned(),
+            message: message.to_owned(),
         };
         if let Some(identity) = &self.identity {
             if let (Some(review), Some(auto)) =
@@ -310,6 +327,54 @@ impl Config {
             let mut seen = std::collections::HashSet::new();
             if !identity.source_priority.iter().all(|s| seen.insert(s)) {
                 return Err(rule("identity.source_priority", "lists a system twice"));
+            }
+        }
+        self.check_view(&rule)
+    }
+
+    fn check_view(&self, rule: &dyn Fn(&str, &str) -> ConfigError) -> Result<(), ConfigError> {
+        if let Err(purpose) = self.view.access_policy() {
+            return Err(rule(
+                &format!("view.access.{purpose}"),
+                "is not a purpose of use",
+            ));
+        }
+        if !self.sources.is_empty() && self.identity.is_none() {
+            return Err(rule(
+                "sources",
+                "need the identity section: views are per master",
+            ));
+        }
+        let registry = crate::adapters::registry();
+        let mut names = std::collections::HashSet::new();
+        for (i, source) in self.sources.iter().enumerate() {
+            if let Err((field, message)) = source.check() {
+                return Err(rule(&format!("sources[{i}].{field}"), &message));
+            }
+            if !names.insert(&source.name) {
+                return Err(rule(
+                    &format!("sources[{i}].name"),
+                    "is used by another source",
+                ));
+            }
+            let config = if source.config.is_null() {
+                serde_json::Value::Object(serde_json::Map::new())
+            } else {
+                source.config.clone()
+            };
+            match registry.check(&source.kind, &config) {
+                Ok(()) => {}
+                Err(tessera_adapter_core::BuildError::Config { path, message }) => {
+                    let field = match path.as_str() {
+                        "." | "" => format!("sources[{i}].config"),
+                        path => format!("sources[{i}].config.{path}"),
+                    };
+                    return Err(rule(&field, &message));
+                }
+                Err(e @ tessera_adapter_core::BuildError::UnknownKind { .. }) => {
+                    return Err(rule(&format!("sources[{i}].kind"), &e.to_string()));
+                }
+                Err(e) => return Err(rule(&format!("sources[{i}].config"), &e.to_string())),
             }
         }
         Ok(())
@@ -327,7 +392,22 @@ impl Config {
 
     /// The JSON Schema of the configuration file, pretty-printed.
     pub fn json_schema() -> String {
-        let schema = schemars::schema_for!(Config);
+        let mut schema = serde_json::to_value(schemars::schema_for!(Config))
+            .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }));
+        // Each adapter kind's own config, under `x-adapter-kinds.<kind>`.
+        let registry = crate::adapters::registry();
+        let kinds: serde_json::Map<String, serde_json::Value> = registry
+            .kinds()
+            .into_iter()
+            .filter_map(|kind| {
+                let factory = registry.factory(kind).ok()?;
+                let schema = serde_json::to_value(factory.config_schema()).ok()?;
+                Some((kind.to_owned(), schema))
+            })
+            .collect();
+        if let Some(object) = schema.as_object_mut() {
+            object.insert("x-adapter-kinds".to_owned(), kinds.into());
+        }
         serde_json::to_string_pretty(&schema).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
 }

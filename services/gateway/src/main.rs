@@ -7,13 +7,14 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use tessera_aggregator::PatientViewGrpc;
 use tessera_gateway::commands;
 use tessera_gateway::commands::bench::BenchCommand;
 use tessera_gateway::commands::resolver::ResolverCommand;
 use tessera_gateway::commands::synth::SynthArgs;
 use tessera_gateway::config::Config;
 use tessera_gateway::server::{self, ServeOptions, Services, Shutdown};
-use tessera_gateway::{identity, telemetry};
+use tessera_gateway::{adapters, identity, telemetry};
 use tessera_resolver::IdentityGrpc;
 
 /// Tessera: a gRPC federation layer for patient data across siloed systems.
@@ -102,8 +103,11 @@ fn serve(config_path: &std::path::Path, listen: Option<SocketAddr>) -> anyhow::R
     runtime.block_on(async {
         let shutdown = shutdown_signal()?;
         let identity_service = config.identity.as_ref().map(|_| IdentityGrpc::pending());
+        let view_service = (config.identity.is_some() && !config.sources.is_empty())
+            .then(PatientViewGrpc::pending);
         let services = Services {
             identity: identity_service.clone(),
+            patient_view: view_service.clone(),
         };
         // Runs while the server already answers health checks with NOT_SERVING.
         let startup = async {
@@ -113,7 +117,13 @@ fn serve(config_path: &std::path::Path, listen: Option<SocketAddr>) -> anyhow::R
                     .map_err(|e| e.to_string())?;
                 let (records, bytes) = resolver.index_stats();
                 tracing::info!(records, index_bytes = bytes, "identity resolver ready");
-                service.set_ready(resolver);
+                service.set_ready(resolver.clone());
+                if let Some(view) = &view_service {
+                    let aggregator = adapters::build_aggregator(&config, config_path, resolver)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    view.set_ready(aggregator);
+                }
             }
             Ok(())
         };

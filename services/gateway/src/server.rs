@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use tessera_aggregator::PatientViewGrpc;
 use tessera_proto::v1::{
     identity_service_server::IdentityServiceServer,
     patient_view_service_server::PatientViewServiceServer,
@@ -56,6 +57,8 @@ pub struct ServeOptions {
 pub struct Services {
     /// IdentityService over a loaded resolver.
     pub identity: Option<IdentityGrpc>,
+    /// PatientViewService over the configured sources.
+    pub patient_view: Option<PatientViewGrpc>,
 }
 
 /// The fully-qualified names of the services the health service reports on.
@@ -102,8 +105,11 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(PatientViewServiceServer::new(PatientViewStub))
         .add_service(SourceAdapterServiceServer::new(SourceAdapterStub));
+    match services.patient_view {
+        Some(view) => routes.add_service(PatientViewServiceServer::new(view)),
+        None => routes.add_service(PatientViewServiceServer::new(PatientViewStub)),
+    };
     match services.identity {
         Some(identity) => routes.add_service(IdentityServiceServer::new(identity)),
         None => routes.add_service(IdentityServiceServer::new(IdentityStub)),

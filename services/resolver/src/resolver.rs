@@ -209,6 +209,17 @@ impl Resolver {
         })
     }
 
+    /// The keys of a master's records, following merge redirects: the active
+    /// master and its records' keys.
+    pub async fn master_records(
+        &self,
+        id: MasterId,
+    ) -> Result<(MasterId, Vec<SourceKey>), ResolverError> {
+        let row = self.active_master(id).await?;
+        let records = self.store.master_records(row.id).await?;
+        Ok((row.id, records.into_iter().map(|r| r.key).collect()))
+    }
+
     /// The active master `id` is or was merged into.
     async fn active_master(&self, id: MasterId) -> Result<MasterRow, ResolverError> {
         let mut current = id;

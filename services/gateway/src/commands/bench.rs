@@ -137,6 +137,7 @@ async fn resolver(args: &ResolverBenchArgs) -> anyhow::Result<serde_json::Value>
     let (stop, stopped) = oneshot::channel::<()>();
     let services = Services {
         identity: Some(IdentityGrpc::new(Arc::clone(&resolver))),
+        patient_view: None,
     };
     let options = ServeOptions {
         grace_period: Duration::from_secs(5),

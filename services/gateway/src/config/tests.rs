@@ -90,6 +90,13 @@ fn json_schema_documents_every_field() {
     let schema = Config::json_schema();
     let value: serde_json::Value = serde_json::from_str(&schema).unwrap();
     assert_every_property_documented(&value, &value);
+    for (kind, kind_schema) in value["x-adapter-kinds"].as_object().unwrap() {
+        assert!(
+            kind_schema.get("properties").is_some(),
+            "{kind} has no schema"
+        );
+        assert_every_property_documented(kind_schema, kind_schema);
+    }
     insta::assert_snapshot!(schema);
 }
 
@@ -153,4 +160,74 @@ fn thresholds_out_of_order_are_rejected() {
         "server:\n  listen: 127.0.0.1:0\nidentity:\n  store: sqlite://x.db\n  match_threshold: 5\n  review_threshold: 9\n",
     );
     insta::assert_snapshot!(err);
+}
+
+const WITH_IDENTITY: &str =
+    "server:\n  listen: 127.0.0.1:0\nidentity:\n  store: sqlite://data/identity.db\n";
+
+#[test]
+fn sources_parse_with_their_policies() {
+    let yaml = format!(
+        "{WITH_IDENTITY}view:\n  default_timeout: 800ms\n  access:\n    marketing: [consents]\nsources:\n  - name: crm\n    kind: fake\n    config: {{system: crm, sections: [cases]}}\n    timeout: 250ms\n    cache: {{ttl: 30s, sections: {{cases: 5s}}}}\n    hedge: {{percentile: 0.9}}\n"
+    );
+    let config = Config::parse(&yaml, Path::new("t.yaml")).unwrap();
+    let policy = config.sources[0].policy();
+    assert_eq!(policy.timeout, Duration::from_millis(250));
+    assert_eq!(policy.ttl, Duration::from_secs(30));
+    assert_eq!(policy.section_ttl["cases"], Duration::from_secs(5));
+    assert!((policy.hedge.percentile - 0.9).abs() < f64::EPSILON);
+    assert_eq!(policy.retry.max_attempts, 2, "defaults fill the rest");
+    assert_eq!(
+        config.view.policy().default_timeout,
+        Duration::from_millis(800)
+    );
+}
+
+#[test]
+fn an_unknown_adapter_kind_lists_the_known_ones() {
+    let err = error_of(&format!(
+        "{WITH_IDENTITY}sources:\n  - name: ehr\n    kind: fihr\n"
+    ));
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn an_adapter_config_error_names_the_field_inside_it() {
+    let err = error_of(&format!(
+        "{WITH_IDENTITY}sources:\n  - name: crm\n    kind: fake\n    config: {{system: crm, sections: [cases], latency: soon}}\n"
+    ));
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn source_rules_are_checked() {
+    let source = "  - name: crm\n    kind: fake\n    config: {system: crm, sections: [cases]}\n";
+    assert_eq!(
+        error_of(&format!(
+            "server:\n  listen: 127.0.0.1:0\nsources:\n{source}"
+        )),
+        "tessera.yaml: sources: need the identity section: views are per master"
+    );
+    assert_eq!(
+        error_of(&format!("{WITH_IDENTITY}sources:\n{source}{source}")),
+        "tessera.yaml: sources[1].name: is used by another source"
+    );
+    assert_eq!(
+        error_of(&format!(
+            "{WITH_IDENTITY}sources:\n  - name: CRM\n    kind: fake\n"
+        )),
+        "tessera.yaml: sources[0].name: must be lowercase letters, digits, `-` and `_`, starting with a letter"
+    );
+    assert_eq!(
+        error_of(&format!(
+            "{WITH_IDENTITY}view:\n  access:\n    spying: [cases]\n"
+        )),
+        "tessera.yaml: view.access.spying: is not a purpose of use"
+    );
+    assert_eq!(
+        error_of(&format!(
+            "{WITH_IDENTITY}sources:\n  - name: crm\n    kind: fake\n    config: {{system: crm, sections: [cases]}}\n    hedge: {{budget_ratio: 2}}\n"
+        )),
+        "tessera.yaml: sources[0].hedge.budget_ratio: must be between 0 and 1"
+    );
 }

@@ -7,8 +7,9 @@
 //! errors become `tonic::Status`; [`pending`] holds the services whose
 //! implementations have not landed, which say so; [`telemetry`] sets up logging.
 //! [`identity`] opens the configured resolver; [`commands`] holds the batch
-//! commands (`tessera resolver ...`, `tessera synth`). The `tessera` binary
-//! (`main.rs`) is the command line over these parts.
+//! commands (`tessera resolver ...`, `tessera synth`) and `tessera view`, the
+//! PatientViewService client. The `tessera` binary (`main.rs`) is the command line
+//! over these parts.
 
 pub mod commands;
 pub mod config;

@@ -7,9 +7,10 @@
 //! errors become `tonic::Status`; [`pending`] holds the services whose
 //! implementations have not landed, which say so; [`telemetry`] sets up logging.
 //! [`identity`] opens the configured resolver; [`adapters`] lists the adapter
-//! kinds and builds the configured sources into the patient-view aggregator; [`commands`] holds the batch
-//! commands (`tessera resolver ...`, `tessera synth`). The `tessera` binary
-//! (`main.rs`) is the command line over these parts.
+//! kinds and builds the configured sources into the patient-view aggregator;
+//! [`commands`] holds the batch commands (`tessera resolver ...`, `tessera
+//! synth`, `tessera bench`) and `tessera view`, the PatientViewService client.
+//! The `tessera` binary (`main.rs`) is the command line over these parts.
 
 pub mod adapters;
 pub mod commands;

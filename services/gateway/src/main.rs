@@ -12,6 +12,7 @@ use tessera_gateway::commands;
 use tessera_gateway::commands::bench::BenchCommand;
 use tessera_gateway::commands::resolver::ResolverCommand;
 use tessera_gateway::commands::synth::SynthArgs;
+use tessera_gateway::commands::view::ViewArgs;
 use tessera_gateway::config::Config;
 use tessera_gateway::server::{self, ServeOptions, Services, Shutdown};
 use tessera_gateway::{adapters, identity, telemetry};
@@ -48,6 +49,9 @@ enum Command {
     /// Benchmarks over real loopback gRPC; each prints one JSON object.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Prints one person's view across every source from a running gateway
+    /// (PatientViewService): a table per section and the source statuses, or JSON.
+    View(ViewArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
         Command::Resolver(command) => commands::resolver::run(command).map(|()| ExitCode::SUCCESS),
         Command::Synth(args) => commands::synth::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Bench(command) => commands::bench::run(command).map(|()| ExitCode::SUCCESS),
+        Command::View(args) => commands::view::run(args).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|err| {
         let _ = writeln!(std::io::stderr(), "error: {err:#}");

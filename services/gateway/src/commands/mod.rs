@@ -1,10 +1,12 @@
-//! The command line's batch and offline commands: `tessera resolver ...` and
-//! `tessera synth`. They read and write files the caller names; the libraries
-//! they drive do no I/O of their own.
+//! The command line's batch and offline commands (`tessera resolver ...`,
+//! `tessera synth`, `tessera bench ...`), which read and write files the caller
+//! names while the libraries they drive do no I/O of their own, and `tessera view`,
+//! a client of a running gateway.
 
 pub mod bench;
 pub mod resolver;
 pub mod synth;
+pub mod view;
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter};

@@ -75,15 +75,77 @@ pub async fn build_aggregator(
     let access = config.view.access_policy().map_err(SourcesError::Purpose)?;
     Ok(Aggregator::new(
         sources,
-        Arc::new(ResolverLookup(resolver)),
+        Arc::new(ResolverLookup::new(resolver)),
         Arc::new(access),
         config.view.policy(),
     )?)
 }
 
-/// The aggregator's view of the resolver.
-#[derive(Debug)]
-pub struct ResolverLookup(pub Arc<Resolver>);
+/// The aggregator's view of the resolver, with a cache of recent lookups.
+///
+/// An entry is used only while the resolver's generation has not moved since
+/// it was read, so a link change in this process is seen at once; the TTL bounds
+/// how long a change made by another process (replicas sharing PostgreSQL) can
+/// go unseen.
+pub struct ResolverLookup {
+    resolver: Arc<Resolver>,
+    cache: moka::future::Cache<Subject, (u64, Identities)>,
+}
+
+impl std::fmt::Debug for ResolverLookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResolverLookup").finish_non_exhaustive()
+    }
+}
+
+/// Cached lookups.
+const LOOKUP_CACHE_ENTRIES: u64 = 100_000;
+/// How long a cached lookup may miss another process's link change.
+const LOOKUP_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl ResolverLookup {
+    /// Lookups over `resolver`.
+    pub fn new(resolver: Arc<Resolver>) -> Self {
+        Self {
+            resolver,
+            cache: moka::future::Cache::builder()
+                .max_capacity(LOOKUP_CACHE_ENTRIES)
+                .time_to_live(LOOKUP_CACHE_TTL)
+                .build(),
+        }
+    }
+
+    async fn lookup(&self, subject: &Subject) -> Result<Identities, LookupError> {
+        let (master, keys) = match subject {
+            Subject::Master(id) => {
+                let id: u64 = id.parse().map_err(|_| LookupError::Invalid {
+                    field: "subject.master".to_owned(),
+                    description: "must be `masters/{id}` with a numeric id".to_owned(),
+                })?;
+                self.resolver
+                    .master_records(id)
+                    .await
+                    .map_err(lookup_error)?
+            }
+            Subject::SourceRecord(r) => {
+                let key = SourceKey::new(r.system.clone(), r.local_id.clone());
+                let resolution = self.resolver.resolve(&key).await.map_err(lookup_error)?;
+                let keys = resolution.records.into_iter().map(|r| r.key).collect();
+                (resolution.master, keys)
+            }
+        };
+        Ok(Identities {
+            master: master.to_string(),
+            records: keys
+                .into_iter()
+                .map(|k| SourceRef {
+                    system: k.system,
+                    local_id: k.local_id,
+                })
+                .collect(),
+        })
+    }
+}
 
 fn lookup_error(e: ResolverError) -> LookupError {
     match e {
@@ -107,30 +169,88 @@ fn lookup_error(e: ResolverError) -> LookupError {
 #[async_trait]
 impl IdentityLookup for ResolverLookup {
     async fn identities(&self, subject: &Subject) -> Result<Identities, LookupError> {
-        let (master, keys) = match subject {
-            Subject::Master(id) => {
-                let id: u64 = id.parse().map_err(|_| LookupError::Invalid {
-                    field: "subject.master".to_owned(),
-                    description: "must be `masters/{id}` with a numeric id".to_owned(),
-                })?;
-                self.0.master_records(id).await.map_err(lookup_error)?
-            }
-            Subject::SourceRecord(r) => {
-                let key = SourceKey::new(r.system.clone(), r.local_id.clone());
-                let resolution = self.0.resolve(&key).await.map_err(lookup_error)?;
-                let keys = resolution.records.into_iter().map(|r| r.key).collect();
-                (resolution.master, keys)
-            }
+        // Read the generation first: a change committed after this read makes
+        // the entry stale, whichever data the lookup saw.
+        let generation = self.resolver.generation();
+        if let Some((cached_at, identities)) = self.cache.get(subject).await
+            && cached_at == generation
+        {
+            return Ok(identities);
+        }
+        let identities = self.lookup(subject).await?;
+        self.cache
+            .insert(subject.clone(), (generation, identities.clone()))
+            .await;
+        Ok(identities)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tessera_matching::{Demographics, Model};
+    use tessera_resolver::ResolverConfig;
+    use tessera_resolver::resolver::{Mutation, UpsertInput};
+    use tessera_resolver::store::SqlStore;
+
+    use super::*;
+
+    fn person(given: &str, family: &str, birth: &str) -> Demographics {
+        Demographics {
+            given_names: vec![given.to_owned()],
+            family_name: family.to_owned(),
+            birth_date: birth.to_owned(),
+            ..Demographics::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn cached_lookups_see_a_link_change_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("identity.db").display());
+        let store = Arc::new(SqlStore::open(&url).await.unwrap());
+        let resolver = Arc::new(
+            Resolver::open(store, Arc::new(Model::builtin()), ResolverConfig::default())
+                .await
+                .unwrap(),
+        );
+        let upsert = |system: &str, id: &str, d: Demographics| UpsertInput {
+            key: SourceKey::new(system, id),
+            demographics: d,
+            source_updated_at: None,
+            validate_only: false,
         };
-        Ok(Identities {
-            master: master.to_string(),
-            records: keys
-                .into_iter()
-                .map(|k| SourceRef {
-                    system: k.system,
-                    local_id: k.local_id,
-                })
-                .collect(),
-        })
+        let mutation = Mutation::default();
+        let a = resolver
+            .upsert(
+                upsert("ehr", "E1", person("Ottoline", "Barrow", "1950-03-04")),
+                &mutation,
+            )
+            .await
+            .unwrap()
+            .master
+            .unwrap();
+        resolver
+            .upsert(
+                upsert("crm", "C9", person("Kwame", "Asante", "1988-11-30")),
+                &mutation,
+            )
+            .await
+            .unwrap();
+        let lookup = ResolverLookup::new(resolver.clone());
+        let subject = Subject::Master(a.to_string());
+        assert_eq!(lookup.identities(&subject).await.unwrap().records.len(), 1);
+        assert_eq!(
+            lookup.identities(&subject).await.unwrap().records.len(),
+            1,
+            "cached"
+        );
+
+        resolver
+            .link_record(&SourceKey::new("crm", "C9"), a, &mutation)
+            .await
+            .unwrap();
+        let after = lookup.identities(&subject).await.unwrap();
+        let systems: Vec<&str> = after.records.iter().map(|r| r.system.as_str()).collect();
+        assert_eq!(systems, ["ehr", "crm"], "the manual link is seen at once");
     }
 }

@@ -350,7 +350,7 @@ pub(super) async fn run(args: &ViewBenchArgs) -> anyhow::Result<serde_json::Valu
     }
     let aggregator = Aggregator::new(
         sources,
-        Arc::new(ResolverLookup(resolver)),
+        Arc::new(ResolverLookup::new(resolver)),
         Arc::new(PurposePolicy::default()),
         ViewPolicy::default(),
     )?;

@@ -629,8 +629,13 @@ async fn calls_beyond_a_sources_concurrency_limit_wait_for_a_slot() {
     let view = agg.view(tight).await.expect("a partial view");
     assert_eq!(
         view.statuses[0].state,
-        SourceState::Timeout,
+        SourceState::Stale,
         "no slot in time for some"
+    );
+    assert!(
+        view.statuses[0].message.contains("deadline"),
+        "{}",
+        view.statuses[0].message
     );
     assert_eq!(
         view.sections["encounters"].len(),

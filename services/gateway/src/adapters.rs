@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tessera_adapter_core::fake::FakeKind;
-use tessera_adapter_core::{BuildContext, BuildError, Registry};
+use tessera_adapter_core::{BuildContext, BuildError, BuiltAdapter, Registry};
 use tessera_aggregator::{
     Aggregator, Identities, IdentityLookup, LookupError, Source, SourceRef, Subject,
 };
@@ -44,15 +44,14 @@ pub enum SourcesError {
     Purpose(String),
 }
 
-/// Builds every configured source and the aggregator over `resolver`.
-pub async fn build_aggregator(
+/// Builds every configured source's adapter, in config order.
+pub async fn build_sources(
     config: &Config,
     config_path: &Path,
-    resolver: Arc<Resolver>,
-) -> Result<Aggregator, SourcesError> {
+) -> Result<Vec<BuiltAdapter>, SourcesError> {
     let registry = registry();
     let base_dir = config_path.parent().unwrap_or(Path::new(".")).to_owned();
-    let mut sources = Vec::with_capacity(config.sources.len());
+    let mut built = Vec::with_capacity(config.sources.len());
     for (index, source) in config.sources.iter().enumerate() {
         let context = BuildContext {
             name: source.name.clone(),
@@ -63,7 +62,7 @@ pub async fn build_aggregator(
         } else {
             source.config.clone()
         };
-        let built = registry
+        let adapter = registry
             .build(&source.kind, &context, adapter_config)
             .await
             .map_err(|e| SourcesError::Build {
@@ -72,8 +71,23 @@ pub async fn build_aggregator(
                 source: e,
             })?;
         tracing::info!(source = %source.name, kind = %source.kind, "source ready");
-        sources.push(Source::new(source.name.clone(), built, source.policy()));
+        built.push(adapter);
     }
+    Ok(built)
+}
+
+/// The aggregator over built sources (in config order) and `resolver`.
+pub fn aggregator(
+    config: &Config,
+    built: Vec<BuiltAdapter>,
+    resolver: Arc<Resolver>,
+) -> Result<Aggregator, SourcesError> {
+    let sources = config
+        .sources
+        .iter()
+        .zip(built)
+        .map(|(source, adapter)| Source::new(source.name.clone(), adapter, source.policy()))
+        .collect();
     let access = config.view.access_policy().map_err(SourcesError::Purpose)?;
     Ok(Aggregator::new(
         sources,

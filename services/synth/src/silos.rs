@@ -220,6 +220,11 @@ fn coding(system: &str, code: &str, display: &str) -> Value {
 fn quantity(rng: &mut ChaCha8Rng, low: f64, high: f64, decimals: u32, unit: &str) -> Value {
     let scale = 10f64.powi(i32::try_from(decimals).unwrap_or(0));
     let value = (rng.random_range(low..high) * scale).round() / scale;
+    let value = if decimals == 0 {
+        json!(value as i64)
+    } else {
+        json!(value)
+    };
     json!({ "value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit })
 }
 

@@ -65,7 +65,7 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
 /// Writes the quickstart's silos into `dir`; returns what was written.
 pub fn write_silos(config: &SynthConfig, dir: &Path) -> anyhow::Result<serde_json::Value> {
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
-    runtime.block_on(silos_async(config, dir))
+    runtime.block_on(write_silos_async(config, dir))
 }
 
 const BILLING_SCHEMA: &str = "
@@ -153,7 +153,11 @@ async fn person_row(
     Ok(())
 }
 
-async fn silos_async(config: &SynthConfig, dir: &Path) -> anyhow::Result<serde_json::Value> {
+/// [`write_silos`], on the caller's runtime.
+pub async fn write_silos_async(
+    config: &SynthConfig,
+    dir: &Path,
+) -> anyhow::Result<serde_json::Value> {
     let ehr_dir = dir.join("ehr");
     std::fs::create_dir_all(&ehr_dir)
         .with_context(|| format!("{}: cannot create", ehr_dir.display()))?;

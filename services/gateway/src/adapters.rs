@@ -21,6 +21,8 @@ pub fn registry() -> Registry {
     Registry::new()
         .with(FakeKind)
         .with(tessera_adapter_fhir_ndjson::NdjsonKind)
+        .with(tessera_adapter_grpc::GrpcKind)
+        .with(tessera_adapter_sql::SqlKind)
 }
 
 /// Why the sources could not be built.

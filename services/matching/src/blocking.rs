@@ -5,6 +5,7 @@
 use rustc_hash::FxHasher;
 use std::hash::{Hash, Hasher};
 
+use crate::contact::mailbox;
 use crate::normalize::{Prepared, ph};
 
 /// One blocking key of a record: its wide hash and, when it can be narrowed, the
@@ -80,7 +81,7 @@ pub(crate) fn keys(p: &Prepared) -> Vec<BlockKey> {
         push(4, &[&phone.to_le_bytes()], gi);
     }
     for email in &p.emails {
-        push(5, &[email.as_bytes()], gi);
+        push(5, &[mailbox(email).as_bytes()], gi);
     }
     if given_ok && family_ok && !p.given_code.is_empty() && !p.family_code.is_empty() {
         // Names without the birth date, for a wrong or missing date; narrowed by

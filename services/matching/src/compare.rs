@@ -4,8 +4,9 @@
 
 use crate::strdist::{digits, jaro_winkler, osa};
 
+use crate::contact::same_mailbox;
 use crate::model::Model;
-use crate::nickname::are_nicknames;
+use crate::nickname::{are_nicknames, nickname_with_typo};
 use crate::normalize::{Prepared, ph};
 
 /// Level code: a value is missing on either side (weight 0).
@@ -239,12 +240,17 @@ fn email_level(a: &Prepared, b: &Prepared) -> u8 {
     const DISAGREE: u8 = 3;
     let mut best = best_of(&a.emails, &b.emails, |x, y| {
         let named = || name_derived(a, x) || name_derived(b, y);
+        // One typo apart: the same domain and digits, and local parts (not the
+        // whole address, whose shared domain says nothing) alike.
         let alike = || {
-            x.rsplit('@').next() == y.rsplit('@').next()
-                && x.bytes()
-                    .filter(u8::is_ascii_digit)
-                    .eq(y.bytes().filter(u8::is_ascii_digit))
-                && jaro_winkler(x, y) >= 0.92
+            let (lx, dx) = x.rsplit_once('@').unwrap_or((x, ""));
+            let (ly, dy) = y.rsplit_once('@').unwrap_or((y, ""));
+            same_mailbox(x, y)
+                || (dx == dy
+                    && x.bytes()
+                        .filter(u8::is_ascii_digit)
+                        .eq(y.bytes().filter(u8::is_ascii_digit))
+                    && jaro_winkler(lx, ly) >= 0.92)
         };
         if named() {
             if x == y {
@@ -299,6 +305,48 @@ fn name_derived(p: &Prepared, email: &str) -> bool {
     }
 }
 
+/// Emails that tell two people apart: no address (or mailbox) is shared, and
+/// each side has one spelled from its own, different given name (`kayla.ward@`
+/// and `kyla.ward@`, digits allowed). A mistyped name does not carry into the
+/// email typed separately; a twin's own name does.
+pub(crate) fn emails_name_two_people(a: &Prepared, b: &Prepared) -> bool {
+    let (ga, gb) = (a.first_given(), b.first_given());
+    if ga.len() < 3 || gb.len() < 3 || ga == gb || a.emails.is_empty() || b.emails.is_empty() {
+        return false;
+    }
+    let shared = a
+        .emails
+        .iter()
+        .any(|x| b.emails.iter().any(|y| x == y || same_mailbox(x, y)));
+    // The letters of the local part are the given name, alone or with the
+    // family name before or after it.
+    let spelled = |p: &Prepared, given: &str| {
+        p.emails.iter().any(|e| {
+            let letters: String = e
+                .split('@')
+                .next()
+                .unwrap_or("")
+                .chars()
+                .filter(char::is_ascii_alphabetic)
+                .map(|c| c.to_ascii_uppercase())
+                .collect();
+            let rest = letters
+                .strip_prefix(given)
+                .or_else(|| letters.strip_suffix(given));
+            rest.is_some_and(|r| r.is_empty() || r == &*p.family)
+        })
+    };
+    !shared && spelled(a, ga) && spelled(b, gb)
+}
+
+/// Middle names (or initials) on both sides that start with different letters.
+pub(crate) fn middle_names_differ(a: &Prepared, b: &Prepared) -> bool {
+    match (a.given.get(1), b.given.get(1)) {
+        (Some(x), Some(y)) => x.as_bytes().first() != y.as_bytes().first(),
+        _ => false,
+    }
+}
+
 /// Equal, or within the top Jaro-Winkler band.
 fn close(x: &str, y: &str) -> bool {
     !x.is_empty() && !y.is_empty() && (x == y || jaro_winkler(x, y) >= 0.92)
@@ -333,7 +381,7 @@ fn given_level(a: &Prepared, b: &Prepared) -> u8 {
         return 1;
     }
     let jw = jaro_winkler(x, y);
-    if jw >= 0.92 {
+    if jw >= 0.92 || nickname_with_typo(x, y) {
         return 2;
     }
     if !a.given_code.is_empty() && a.given_code == b.given_code {

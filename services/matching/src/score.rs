@@ -6,7 +6,10 @@ use rustc_hash::{FxHashMap, FxHasher};
 use serde::{Deserialize, Serialize};
 use std::hash::{Hash, Hasher};
 
-use crate::compare::{Comparison, FIELDS, MAX_TF_BITS, NFIELDS, PLACEHOLDER, compare_bounded, f};
+use crate::compare::{
+    Comparison, FIELDS, MAX_TF_BITS, NFIELDS, PLACEHOLDER, compare_bounded, emails_name_two_people,
+    f, middle_names_differ,
+};
 use crate::model::{Model, TF_FIELDS, level_name};
 use crate::normalize::{NormalizeConfig, Prepared, prepare};
 use crate::record::{Decision, Demographics, FieldWeight};
@@ -268,12 +271,18 @@ fn conflict(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> {
         return Some(Conflict::NationalId);
     }
     // Look-alike or nickname-related given names (KAYLA / KYLA, EMMA / EMILY)
-    // in one household (the same phone) with different national IDs: siblings,
-    // not a typo or a nickname.
-    if cmp.disagrees(f::NATIONAL_ID) && cmp.exact(f::PHONE) && (1..=4).contains(&given) {
+    // each spelled into its own record's email, or with different national IDs
+    // in one household (the same phone): siblings, not a typo or a nickname.
+    if (1..=4).contains(&given)
+        && (emails_name_two_people(a, b) || (cmp.disagrees(f::NATIONAL_ID) && cmp.exact(f::PHONE)))
+    {
         return Some(Conflict::GivenName);
     }
-    if cmp.disagrees(f::SEX) && given > 1 && given < PLACEHOLDER {
+    // Different middle names (CHARLES JAMES / CHARLES KENNETH): two people.
+    if !cmp.swapped && middle_names_differ(a, b) {
+        return Some(Conflict::GivenName);
+    }
+    if cmp.disagrees(f::SEX) && (1..PLACEHOLDER).contains(&given) {
         return Some(Conflict::Sex);
     }
     None

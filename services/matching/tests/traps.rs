@@ -611,3 +611,126 @@ fn same_name_and_phone_with_two_ssns_and_no_birth_date_stay_apart() {
     };
     assert_linked(&demo(&father), &demo(&same), "same SSN, no birth date");
 }
+
+#[test]
+fn look_alike_twins_each_with_an_email_of_their_own_name_stay_apart() {
+    let kayla = P {
+        given: "Kayla",
+        family: "Harris",
+        dob: "",
+        email: "kayla.harris@gmail.com",
+        ..BASE
+    };
+    let kyla = P {
+        given: "Kyla",
+        email: "kyla.harris@gmail.com",
+        ..kayla
+    };
+    assert_apart(
+        &demo(&kayla),
+        &demo(&kyla),
+        "twins Kayla / Kyla, own emails",
+    );
+    let sara = P {
+        given: "Sara",
+        family: "Robinson",
+        email: "sara.robinson98@hotmail.com",
+        ..kayla
+    };
+    let sarah = P {
+        given: "Sarah",
+        email: "sarah.robinson98@hotmail.com",
+        ..sara
+    };
+    assert_apart(
+        &demo(&sara),
+        &demo(&sarah),
+        "twins Sara / Sarah, own emails",
+    );
+    // A typo in the name does not reach the email typed separately.
+    let typo = P {
+        given: "Kyla",
+        email: "kayla.harris@gmail.com",
+        ..kayla
+    };
+    assert_linked(&demo(&kayla), &demo(&typo), "Kayla / Kyla typo, one email");
+}
+
+#[test]
+fn different_middle_names_are_two_people() {
+    let a = P {
+        given: "Charles James",
+        family: "Brown",
+        sex: Sex::Male,
+        ..BASE
+    };
+    let b = P {
+        given: "Charles Kenneth",
+        ..a
+    };
+    assert_apart(&demo(&a), &demo(&b), "Charles James / Charles Kenneth");
+    let initial = P {
+        given: "Charles J.",
+        ..a
+    };
+    assert_linked(&demo(&a), &demo(&initial), "middle name and its initial");
+}
+
+#[test]
+fn nickname_related_names_of_boy_and_girl_twins_stay_apart() {
+    // The nickname table relates AARON and ERIN; different sexes tell them apart.
+    let aaron = P {
+        given: "Aaron",
+        family: "Torres",
+        sex: Sex::Male,
+        ..BASE
+    };
+    let erin = P {
+        given: "Erin",
+        sex: Sex::Female,
+        ..aaron
+    };
+    assert_apart(&demo(&aaron), &demo(&erin), "twins Aaron / Erin");
+}
+
+#[test]
+fn two_formal_names_sharing_a_longer_name_are_not_nicknames() {
+    // ROSA and LINDA are both nicknames of ROSALINDA, and names of their own.
+    let rosa = P {
+        given: "Rosa",
+        family: "Garcia",
+        ssn: "316-57-6600",
+        ..BASE
+    };
+    let linda = P {
+        given: "Linda",
+        ssn: "416-72-4165",
+        ..rosa
+    };
+    assert_apart(&demo(&rosa), &demo(&linda), "twins Rosa / Linda");
+}
+
+#[test]
+fn spanish_nicknames_and_mistyped_nicknames_link() {
+    let jose = P {
+        given: "Jose",
+        family: "Lopez",
+        sex: Sex::Male,
+        ..BASE
+    };
+    let pepe = P {
+        given: "Pepe",
+        ..jose
+    };
+    assert_linked(&demo(&jose), &demo(&pepe), "Jose / Pepe");
+    let pamela = P {
+        given: "Paamela",
+        family: "Wilson",
+        ..BASE
+    };
+    let pam = P {
+        given: "Pam",
+        ..pamela
+    };
+    assert_linked(&demo(&pamela), &demo(&pam), "Paamela (typo) / Pam");
+}

@@ -267,18 +267,29 @@ fn conflict(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> {
     if cmp.disagrees(f::DOB) || (cmp.levels[f::DOB] == 4 && year_gap(a, b) >= 10) {
         return Some(Conflict::BirthDate);
     }
+    if let Some(c) = two_people(a, b, cmp) {
+        return Some(c);
+    }
+    None
+}
+
+/// Positive evidence of two people despite look-alike records (checked when no
+/// national ID vouches): consecutive national IDs; look-alike or
+/// nickname-related given names (KAYLA / KYLA, EMMA / EMILY) each spelled into
+/// its own record's email, or with different national IDs in one household (the
+/// same phone); different middle names (CHARLES JAMES / CHARLES KENNETH); or
+/// different sexes with not-identical given names (AARON / ERIN). Siblings, not
+/// a typo or a nickname: no cluster may hold both.
+fn two_people(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> {
+    let given = cmp.levels[f::GIVEN];
     if consecutive_ids(a, b) {
         return Some(Conflict::NationalId);
     }
-    // Look-alike or nickname-related given names (KAYLA / KYLA, EMMA / EMILY)
-    // each spelled into its own record's email, or with different national IDs
-    // in one household (the same phone): siblings, not a typo or a nickname.
     if (1..=4).contains(&given)
         && (emails_name_two_people(a, b) || (cmp.disagrees(f::NATIONAL_ID) && cmp.exact(f::PHONE)))
     {
         return Some(Conflict::GivenName);
     }
-    // Different middle names (CHARLES JAMES / CHARLES KENNETH): two people.
     if !cmp.swapped && middle_names_differ(a, b) {
         return Some(Conflict::GivenName);
     }
@@ -298,8 +309,9 @@ pub(crate) const AMBIGUITY_MARGIN: f64 = 4.0;
 /// different birth dates without a shared national ID. Linked only through a
 /// third, sparser record they are two people (a household, a junior and senior,
 /// two people with a common name); reaching review despite them is a rewritten
-/// field. Different national IDs with a shared phone or email and no birth date
-/// are two members of one household however well the rest agrees.
+/// field. Positive evidence of siblings (see `two_people`) never joins one
+/// cluster. Different national IDs with a shared phone or email and no birth
+/// date are two members of one household however well the rest agrees.
 pub(crate) fn incompatible(
     a: &Prepared,
     b: &Prepared,
@@ -314,8 +326,11 @@ pub(crate) fn incompatible(
         return true;
     }
     let direct = s.conflict.is_none() && s.score >= config.review_threshold;
+    let suffixes_differ = a.suffix != 0 && b.suffix != 0 && a.suffix != b.suffix;
+    let siblings = !national_id_vouches(a, b, &s.cmp) && two_people(a, b, &s.cmp).is_some();
     !direct
-        && (s.conflict == Some(Conflict::Suffix)
+        && (suffixes_differ
+            || siblings
             || (s.cmp.disagrees(f::NATIONAL_ID)
                 && (s.cmp.levels[f::DOB] > 2
                     || (s.cmp.levels[f::ADDRESS] > 2

@@ -734,3 +734,42 @@ fn spanish_nicknames_and_mistyped_nicknames_link() {
     };
     assert_linked(&demo(&pamela), &demo(&pam), "Paamela (typo) / Pam");
 }
+
+#[test]
+fn a_sparse_record_never_bridges_twins_with_their_own_emails() {
+    let kayla = P {
+        given: "Kayla",
+        family: "Harris",
+        dob: "1941-08-19",
+        phone: "623-683-8516",
+        email: "kayla.harris@gmail.com",
+        ..BASE
+    };
+    let kyla = P {
+        given: "Kyla",
+        email: "kyla.harris@gmail.com",
+        ..kayla
+    };
+    // Sparse rows of each twin: the household's address and phone, no email.
+    let kayla_sparse = P {
+        dob: "",
+        email: "",
+        ..kayla
+    };
+    let kyla_sparse = P {
+        dob: "",
+        email: "",
+        ..kyla
+    };
+    let rows = [
+        demo(&kayla),
+        demo(&kyla),
+        demo(&kayla_sparse),
+        demo(&kyla_sparse),
+    ];
+    let clusters = link_batch(&rows, &Model::builtin(), &MatchConfig::default());
+    assert_ne!(
+        clusters[0], clusters[1],
+        "twins with their own emails stay apart: {clusters:?}"
+    );
+}

@@ -233,8 +233,10 @@ fn masked_id_level(x: &str, y: &str) -> Option<u8> {
 
 /// Emails: exact, alike (one typo: same domain and digits), or disagree. An
 /// address spelled from the person's own name (`maria.garcia@`, `mgarcia@`) is
-/// what anyone of that name picks: agreeing on it adds nothing to agreeing on
-/// the name, so it weighs 0 (missing) rather than as an exact match.
+/// what anyone of that name picks, so a near miss on it (another Maria Garcia's
+/// `mariagarcia@`, or `maria.garcia@` against `mariagarcia@` at Gmail) adds
+/// nothing to agreeing on the name and weighs 0 (missing); the very same
+/// address is one mailbox, and agrees exactly.
 fn email_level(a: &Prepared, b: &Prepared) -> u8 {
     const NAMED: u8 = 2;
     const DISAGREE: u8 = 3;
@@ -254,7 +256,7 @@ fn email_level(a: &Prepared, b: &Prepared) -> u8 {
         };
         if named() {
             if x == y {
-                1
+                0
             } else if alike() {
                 NAMED
             } else {
@@ -596,11 +598,12 @@ mod tests {
         let lvl = |x: &str, y: &str| level_name(&compare(&with(x, ""), &with(y, "")), f::EMAIL);
         assert_eq!(
             lvl("maria.garcia@gmail.com", "maria.garcia@gmail.com"),
-            "jaro_winkler_0.92"
+            "exact"
         );
+        assert_eq!(lvl("mgarcia@aol.com", "mgarcia@aol.com"), "exact");
         assert_eq!(
-            lvl("mgarcia@aol.com", "mgarcia@aol.com"),
-            "jaro_winkler_0.92"
+            lvl("maria.garcia@gmail.com", "mariagarcia@gmail.com"),
+            "missing"
         );
         assert_eq!(lvl("mg1987@aol.com", "mg1987@aol.com"), "exact");
         assert_eq!(

@@ -24,7 +24,9 @@ pub struct MatchConfig {
     pub review_threshold: f64,
     /// Score at or above which a MATCH is graded CERTAIN rather than PROBABLE.
     pub certain_threshold: f64,
-    /// A pair scoring below this inside a cluster vetoes linking to that cluster.
+    /// A pair scoring below this inside a cluster counts against linking to that
+    /// cluster: near the prior, where its fields all told weigh against one
+    /// person (a name-only pair with a changed family name weighs for it).
     pub conflict_threshold: f64,
     /// Largest blocking-key bucket used as is; larger ones fall back to narrower keys.
     pub max_block_size: usize,
@@ -44,7 +46,7 @@ impl Default for MatchConfig {
             match_threshold: 8.0,
             review_threshold: 0.0,
             certain_threshold: 20.0,
-            conflict_threshold: -8.0,
+            conflict_threshold: -12.0,
             max_block_size: 100,
             max_candidates: 200,
             max_cluster_members: 64,

@@ -773,3 +773,40 @@ fn a_sparse_record_never_bridges_twins_with_their_own_emails() {
         "twins with their own emails stay apart: {clusters:?}"
     );
 }
+
+#[test]
+fn a_name_only_pair_with_a_changed_family_name_does_not_block_a_cluster() {
+    // The married name with the household's details; the same person with a
+    // middle name and no address; and a sparse row under the maiden name that
+    // shares only the street with the first.
+    let married = P {
+        given: "Brenda",
+        family: "Miller",
+        dob: "1975-01-25",
+        street: "656 Spring Ct Apt 23A",
+        phone: "504-630-4209",
+        ssn: "007-77-6000",
+        ..BASE
+    };
+    let mut middle = demo(&P {
+        given: "Brenda Margaret",
+        phone: "",
+        ..married
+    });
+    middle.addresses.clear();
+    let maiden = demo(&P {
+        family: "Mitchell",
+        dob: "",
+        phone: "",
+        ssn: "",
+        email: "brenda.mitchell@outlook.com",
+        ..married
+    });
+    let rows = [demo(&married), middle, maiden];
+    let clusters = link_batch(&rows, &Model::builtin(), &MatchConfig::default());
+    assert_eq!(clusters[0], clusters[1]);
+    assert_eq!(
+        clusters[0], clusters[2],
+        "maiden-name row joins despite the name-only pair: {clusters:?}"
+    );
+}

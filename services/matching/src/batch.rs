@@ -159,8 +159,11 @@ fn match_edges(
 
 /// Records whose best link is not clearly better than a link to someone else:
 /// a rival within [`AMBIGUITY_MARGIN`] bits of the best that is a different
-/// person from the best (a guard conflict or a score below review). A name-and-address row of a household, or a name-and-email
-/// row of a common name, fits several people equally and joins none of them.
+/// person from the best (a guard conflict, or a score below the conflict
+/// threshold: fields that weigh against one person, not merely two sparse rows
+/// of one person sharing little). A name-and-address row of a household, or a
+/// name-and-email row of a common name, fits several people equally and joins
+/// none of them.
 fn ambiguous_records(
     prepared: &[Prepared],
     edges: &[(f64, u32, u32)],
@@ -191,7 +194,7 @@ fn ambiguous_records(
                 .any(|(_, rival)| {
                     let (x, y) = (&prepared[top as usize], &prepared[*rival as usize]);
                     let s = score_pair(model, x, y, tf);
-                    s.conflict.is_some() || s.score < config.review_threshold
+                    s.conflict.is_some() || s.score < config.conflict_threshold
                 })
         })
         .collect()

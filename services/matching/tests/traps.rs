@@ -810,3 +810,42 @@ fn a_name_only_pair_with_a_changed_family_name_does_not_block_a_cluster() {
         "maiden-name row joins despite the name-only pair: {clusters:?}"
     );
 }
+
+#[test]
+fn a_record_whose_two_best_links_are_sparse_rows_of_one_person_links() {
+    // Two rows of one person that share nothing but the name (a second phone);
+    // a third row carries the first's phone and the second's email. Its two
+    // links are equally good and are one person, so it is no ambiguity.
+    let with_phone = P {
+        given: "Sarah",
+        family: "Ramos",
+        dob: "",
+        street: "",
+        zip: "",
+        phone: "210-295-0054",
+        ..BASE
+    };
+    let with_email = P {
+        sex: Sex::Unspecified,
+        phone: "726-442-0792",
+        email: "sramos1969@aol.com",
+        ..with_phone
+    };
+    let both = P {
+        email: "sramos1969@aol.com",
+        ..with_phone
+    };
+    let rows: Vec<Demographics> = [with_phone, with_email, both]
+        .iter()
+        .map(|p| {
+            let mut d = demo(p);
+            d.addresses.clear();
+            d
+        })
+        .collect();
+    let clusters = link_batch(&rows, &Model::builtin(), &MatchConfig::default());
+    assert!(
+        clusters[0] == clusters[2] && clusters[1] == clusters[2],
+        "one person: {clusters:?}"
+    );
+}

@@ -255,7 +255,13 @@ fn conflict(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> {
         return None;
     }
     if cmp.levels[f::GIVEN] == PLACEHOLDER || cmp.levels[f::FAMILY] == PLACEHOLDER {
-        return Some(Conflict::Placeholder);
+        // A placeholder name (JOHN DOE, BABY GIRL) says nothing; the record may
+        // still link on what only the person has, when the sexes do not differ
+        // and the name that is there does not disagree.
+        let named_side_disagrees = cmp.disagrees(f::GIVEN) || cmp.disagrees(f::FAMILY);
+        if cmp.disagrees(f::SEX) || named_side_disagrees || !personal_identifier_agrees(cmp) {
+            return Some(Conflict::Placeholder);
+        }
     }
     let given = cmp.levels[f::GIVEN];
     // disagree, or only alike in sound or a loose Jaro-Winkler band (LILY / LOLA),
@@ -299,6 +305,16 @@ fn two_people(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> 
         return Some(Conflict::Sex);
     }
     None
+}
+
+/// The pair agrees on something only the person has: the full birth date
+/// together with the street address, phone or national ID, or an email that is
+/// not a near miss. Twins share a birth date, address and phone; the ambiguity
+/// check keeps a record that fits both of them out of either.
+fn personal_identifier_agrees(cmp: &Comparison) -> bool {
+    let dob = cmp.exact(f::DOB)
+        && (cmp.exact(f::ADDRESS) || cmp.exact(f::PHONE) || cmp.levels[f::NATIONAL_ID] <= 1);
+    dob || cmp.exact(f::EMAIL) || cmp.exact(f::NATIONAL_ID)
 }
 
 /// A record's best link must beat any link to a different person by this many

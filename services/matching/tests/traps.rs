@@ -849,3 +849,66 @@ fn a_record_whose_two_best_links_are_sparse_rows_of_one_person_links() {
         "one person: {clusters:?}"
     );
 }
+
+#[test]
+fn a_placeholder_name_links_on_what_only_the_person_has() {
+    let amy = P {
+        given: "Amy",
+        family: "Gonzalez",
+        dob: "1955-07-04",
+        phone: "646-262-6460",
+        ssn: "155-55-0034",
+        ..BASE
+    };
+    let doe = P {
+        given: "Jane",
+        family: "Doe",
+        ..amy
+    };
+    assert_linked(
+        &demo(&amy),
+        &demo(&doe),
+        "JANE DOE with the birth date, address, phone and SSN",
+    );
+    // Only the household's address and phone: anyone living there.
+    let household_only = P {
+        dob: "",
+        ssn: "",
+        ..doe
+    };
+    assert_apart(
+        &demo(&amy),
+        &demo(&household_only),
+        "JANE DOE at the address",
+    );
+    // Twins share a birth date, address and phone: a BABY GIRL row that fits
+    // both joins neither.
+    let twin_a = P {
+        given: "Olivia",
+        family: "Kowalski",
+        dob: "2024-03-14",
+        ssn: "",
+        ..BASE
+    };
+    let twin_b = P {
+        given: "Emma",
+        ..twin_a
+    };
+    let baby = P {
+        given: "Baby Girl",
+        ..twin_a
+    };
+    let rows = [
+        demo(&twin_a),
+        demo(&twin_a),
+        demo(&twin_b),
+        demo(&twin_b),
+        demo(&baby),
+    ];
+    let clusters = link_batch(&rows, &Model::builtin(), &MatchConfig::default());
+    assert_ne!(clusters[0], clusters[2], "twins stay apart");
+    assert!(
+        clusters[..4].iter().all(|c| *c != clusters[4]),
+        "the BABY GIRL row joins neither twin: {clusters:?}"
+    );
+}

@@ -85,13 +85,12 @@ pub(crate) fn keys(p: &Prepared) -> Vec<BlockKey> {
     }
     if given_ok && family_ok && !p.given_code.is_empty() && !p.family_code.is_empty() {
         // Names without the birth date, for a wrong or missing date; narrowed by
-        // decade of birth when common.
+        // decade of birth when common. The two codes unordered, so given and
+        // family names swapped on one side meet too.
         let decade = dob.map(|d| (d.year / 10).to_le_bytes()).unwrap_or_default();
-        push(
-            6,
-            &[p.given_code.as_bytes(), b"|", p.family_code.as_bytes()],
-            &decade,
-        );
+        let (gc, fc) = (p.given_code.as_bytes(), p.family_code.as_bytes());
+        let (lo, hi) = if gc <= fc { (gc, fc) } else { (fc, gc) };
+        push(6, &[lo, b"|", hi], &decade);
     }
     if !p.is_placeholder(ph::ADDRESS) {
         for a in p.addresses.iter().take(3) {

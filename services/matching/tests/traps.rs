@@ -912,3 +912,37 @@ fn a_placeholder_name_links_on_what_only_the_person_has() {
         "the BABY GIRL row joins neither twin: {clusters:?}"
     );
 }
+
+#[test]
+fn a_truncated_name_vouched_by_its_ssn_does_not_keep_out_a_certain_link() {
+    let full = P {
+        given: "Samuel",
+        family: "White",
+        dob: "1952-09-17",
+        sex: Sex::Male,
+        street: "25585 Elm Dr",
+        phone: "916-486-9952",
+        email: "samuel1952@hotmail.com",
+        ssn: "664-60-2172",
+        ..BASE
+    };
+    // SA for SAMUEL: the shared SSN vouches for it inside its cluster.
+    let truncated = P {
+        given: "Sa",
+        email: "",
+        ..full
+    };
+    let sparse = P {
+        dob: "",
+        sex: Sex::Unspecified,
+        phone: "",
+        ssn: "",
+        ..full
+    };
+    let rows = [demo(&full), demo(&truncated), demo(&sparse)];
+    let clusters = link_batch(&rows, &Model::builtin(), &MatchConfig::default());
+    assert!(
+        clusters[0] == clusters[1] && clusters[0] == clusters[2],
+        "one person: {clusters:?}"
+    );
+}

@@ -209,6 +209,9 @@ pub(crate) fn compare_bounded(
     if let Some((model, floor)) = floor {
         let mut best =
             model.prior_match_weight + MAX_TF_BITS * 2.0 - if swapped { 1.0 } else { 0.0 };
+        if possible_married_name(a, b, &levels) {
+            best -= model.weight(f::FAMILY, levels[f::FAMILY]);
+        }
         for (field, level) in levels.iter().enumerate() {
             best += model.weight(field, *level);
         }
@@ -221,6 +224,22 @@ pub(crate) fn compare_bounded(
     }
     street_levels(a, b, &mut levels);
     Some(Comparison { levels, swapped })
+}
+
+/// The same first given name with a different family name, neither record
+/// male, and a contact or ID only the person holds (the same email, phone or
+/// national ID): a name taken at marriage (or given up), common enough that
+/// the family name's disagreement is not held against the pair; the rest of the
+/// evidence still has to carry it. A birth date and city do not qualify: two
+/// women of one given name and birthday in one city are common at scale.
+pub(crate) fn possible_married_name(a: &Prepared, b: &Prepared, levels: &[u8; NFIELDS]) -> bool {
+    let family = levels[f::FAMILY];
+    levels[f::GIVEN] == 0
+        && family < PLACEHOLDER
+        && usize::from(family) + 1 == FIELDS[f::FAMILY].1.len()
+        && a.sex != 1
+        && b.sex != 1
+        && (levels[f::EMAIL] == 0 || levels[f::PHONE] == 0 || levels[f::NATIONAL_ID] <= 1)
 }
 
 /// A masked national ID (only its last digits, `XXX-XX-2547`) against a longer

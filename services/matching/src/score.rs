@@ -8,7 +8,7 @@ use std::hash::{Hash, Hasher};
 
 use crate::compare::{
     Comparison, FIELDS, MAX_TF_BITS, NFIELDS, PLACEHOLDER, compare_bounded, emails_name_two_people,
-    f, middle_names_differ,
+    f, middle_names_differ, possible_married_name,
 };
 use crate::model::{Model, TF_FIELDS, level_name};
 use crate::normalize::{NormalizeConfig, Prepared, prepare};
@@ -192,6 +192,9 @@ pub(crate) struct PairScore {
     pub(crate) cmp: Comparison,
     pub(crate) tf: [f64; 2],
     pub(crate) conflict: Option<Conflict>,
+    /// The family name's disagreement was not held against the pair (see
+    /// `possible_married_name`).
+    pub(crate) married_name: bool,
 }
 
 /// Compares and scores two prepared records.
@@ -209,6 +212,7 @@ pub(crate) fn score_pair(
         },
         tf: [0.0; 2],
         conflict: None,
+        married_name: false,
     };
     score_pair_above(model, a, b, tf, f64::NEG_INFINITY).unwrap_or(fallback)
 }
@@ -230,6 +234,10 @@ pub(crate) fn score_pair_above(
     if cmp.swapped {
         score -= 1.0;
     }
+    let married_name = possible_married_name(a, b, &cmp.levels);
+    if married_name {
+        score -= model.weight(f::FAMILY, cmp.levels[f::FAMILY]);
+    }
     let mut tfs = [0.0; 2];
     if let Some(tf) = tf {
         for (i, field) in TF_FIELDS.iter().enumerate() {
@@ -244,6 +252,7 @@ pub(crate) fn score_pair_above(
         cmp,
         tf: tfs,
         conflict: conflict(a, b, &cmp),
+        married_name,
     })
 }
 
@@ -444,6 +453,14 @@ pub(crate) fn field_weights(model: &Model, s: &PairScore, guard: f64) -> Vec<Fie
             field: "name_order".into(),
             level: "given_family_swapped".into(),
             weight: -1.0,
+            term_frequency_adjustment: 0.0,
+        });
+    }
+    if s.married_name {
+        out.push(FieldWeight {
+            field: "family_name_change".into(),
+            level: "possible_married_name".into(),
+            weight: -model.weight(f::FAMILY, s.cmp.levels[f::FAMILY]),
             term_frequency_adjustment: 0.0,
         });
     }

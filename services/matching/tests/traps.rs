@@ -946,3 +946,70 @@ fn a_truncated_name_vouched_by_its_ssn_does_not_keep_out_a_certain_link() {
         "one person: {clusters:?}"
     );
 }
+
+#[test]
+fn a_married_name_does_not_count_against_a_shared_identifier() {
+    let maiden = P {
+        given: "Helen",
+        family: "Hughes",
+        dob: "1980-11-07",
+        street: "94 2nd Street",
+        phone: "",
+        email: "helen1980@yahoo.com",
+        ssn: "113-39-9457",
+        ..BASE
+    };
+    let mut married = demo(&P {
+        family: "Kim",
+        dob: "",
+        phone: "216-668-2358",
+        ssn: "",
+        ..maiden
+    });
+    married.addresses.clear();
+    assert_linked(&demo(&maiden), &married, "married name, same email");
+    let e = explain(&Model::builtin(), &demo(&maiden), &married);
+    assert!(
+        e.field_weights
+            .iter()
+            .any(|w| w.field == "family_name_change" && w.weight > 0.0),
+        "{e:?}"
+    );
+    // Two women of one given name sharing nothing else stay apart, and a man
+    // with another family name is not given the benefit.
+    let other = P {
+        family: "Kim",
+        dob: "1980-11-07",
+        street: "7 Oak Ave",
+        zip: "62711",
+        phone: "",
+        email: "",
+        ssn: "",
+        ..maiden
+    };
+    assert_apart(
+        &demo(&maiden),
+        &demo(&other),
+        "same given name and date only",
+    );
+    let he = P {
+        given: "Paul",
+        sex: Sex::Male,
+        ..maiden
+    };
+    let he_other = P {
+        family: "Kim",
+        dob: "",
+        ssn: "",
+        street: "",
+        zip: "",
+        ..he
+    };
+    let e = explain(&Model::builtin(), &demo(&he), &demo(&he_other));
+    assert!(
+        e.field_weights
+            .iter()
+            .all(|w| w.field != "family_name_change"),
+        "{e:?}"
+    );
+}

@@ -6,7 +6,7 @@ use crate::strdist::{digits, jaro_winkler, osa};
 
 use crate::contact::same_mailbox;
 use crate::model::Model;
-use crate::nickname::{are_nicknames, nickname_with_typo};
+use crate::nickname::{Relation, relation};
 use crate::normalize::{Prepared, ph};
 
 /// Level code: a value is missing on either side (weight 0).
@@ -398,11 +398,12 @@ fn given_level(a: &Prepared, b: &Prepared) -> u8 {
     if x == y {
         return 0;
     }
-    if are_nicknames(x, y) {
+    let nickname = relation(x, y);
+    if nickname == Relation::Nickname {
         return 1;
     }
     let jw = jaro_winkler(x, y);
-    if jw >= 0.92 || nickname_with_typo(x, y) {
+    if jw >= 0.92 || nickname == Relation::NicknameWithTypo {
         return 2;
     }
     if !a.given_code.is_empty() && a.given_code == b.given_code {

@@ -62,19 +62,39 @@ fn table() -> &'static Table {
     })
 }
 
-/// Whether two different normalized (uppercase) given names are nicknames: one
-/// row relates them directly, or both are nicknames of a longer formal name
-/// (BETH and LIZ of ELIZABETH; but not WILLIAM and ROBERT through BILL, nor two
-/// names that are formal names in their own right, ROSA and LINDA through
-/// ROSALINDA), or the shorter is a clipped form of the longer (BARB, BARBARA).
-pub(crate) fn are_nicknames(a: &str, b: &str) -> bool {
+/// How two different normalized (uppercase) given names relate through the
+/// nickname tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Relation {
+    /// Unrelated.
+    None,
+    /// Nicknames: one row relates them directly, or both are nicknames of a
+    /// longer formal name (BETH and LIZ of ELIZABETH; but not WILLIAM and
+    /// ROBERT through BILL, nor two names that are formal names in their own
+    /// right, ROSA and LINDA through ROSALINDA), or the shorter is a clipped
+    /// form of the longer (BARB, BARBARA).
+    Nickname,
+    /// A nickname of the other but for one typo (PAAMELA and PAM, DEG and
+    /// DEBORAH). The mistyped side is no name the tables know, so two real
+    /// names (KAYLA, KYLA) never meet this way.
+    NicknameWithTypo,
+}
+
+/// The relation of two different given names (one table lookup per name).
+pub(crate) fn relation(a: &str, b: &str) -> Relation {
     if clipped(a, b) || clipped(b, a) {
-        return true;
+        return Relation::Nickname;
     }
     let t = table();
-    let (Some(ga), Some(gb)) = (t.groups.get(a), t.groups.get(b)) else {
-        return false;
-    };
+    match (t.groups.get(a), t.groups.get(b)) {
+        (Some(ga), Some(gb)) if related(t, a, ga, b, gb) => Relation::Nickname,
+        (None, Some(gb)) if typo_of_partner(t, a, b, gb) => Relation::NicknameWithTypo,
+        (Some(ga), None) if typo_of_partner(t, b, a, ga) => Relation::NicknameWithTypo,
+        _ => Relation::None,
+    }
+}
+
+fn related(t: &Table, a: &str, ga: &[u16], b: &str, gb: &[u16]) -> bool {
     let direct = |x: &str, gy: &[u16]| t.canonical.get(x).is_some_and(|id| gy.contains(id));
     if direct(a, gb) || direct(b, ga) {
         return true;
@@ -97,35 +117,38 @@ fn clipped(short: &str, long: &str) -> bool {
     (3..=5).contains(&short.len()) && long.len() >= short.len() + 2 && long.starts_with(short)
 }
 
-/// Whether one name is a nickname of the other but for one typo (PAAMELA and
-/// PAM, DEG and DEBORAH). The mistyped side must be no name the tables know,
-/// so two real names (KAYLA, KYLA) never meet this way.
-pub(crate) fn nickname_with_typo(a: &str, b: &str) -> bool {
-    let t = table();
-    let typo_of_partner = |typo: &str, other: &str| {
-        if typo.len() < 3 || t.groups.contains_key(typo) {
-            return false;
-        }
-        let Some(ids) = t.groups.get(other) else {
-            return false;
-        };
-        // The names sharing a group with `other`.
-        ids.iter()
-            .filter_map(|id| t.members.get(usize::from(*id)))
-            .flatten()
-            .any(|name| {
-                &**name != other
-                    && name.len().abs_diff(typo.len()) <= 1
-                    && osa(name.as_bytes(), typo.as_bytes()) <= 1
-                    && are_nicknames(name, other)
-            })
-    };
-    typo_of_partner(a, b) || typo_of_partner(b, a)
+/// Whether the unknown name `typo` is one edit from a nickname partner of the
+/// known name `other` (whose groups are `ids`).
+fn typo_of_partner(t: &Table, typo: &str, other: &str, ids: &[u16]) -> bool {
+    if typo.len() < 3 {
+        return false;
+    }
+    ids.iter()
+        .filter_map(|id| t.members.get(usize::from(*id)))
+        .flatten()
+        .any(|name| {
+            &**name != other
+                && name.len().abs_diff(typo.len()) <= 1
+                && osa(name.as_bytes(), typo.as_bytes()) <= 1
+                && (clipped(name, other)
+                    || clipped(other, name)
+                    || t.groups
+                        .get(name)
+                        .is_some_and(|gn| related(t, name, gn, other, ids)))
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn are_nicknames(a: &str, b: &str) -> bool {
+        relation(a, b) == Relation::Nickname
+    }
+
+    fn nickname_with_typo(a: &str, b: &str) -> bool {
+        relation(a, b) == Relation::NicknameWithTypo
+    }
 
     #[test]
     fn common_nicknames_are_equivalent() {

@@ -114,7 +114,7 @@ fn related(t: &Table, a: &str, ga: &[u16], b: &str, gb: &[u16]) -> bool {
 }
 
 /// `short` is the first three to five letters of a name at least two letters
-/// longer (BARB of BARBARA, STEPH of STEPHANIE), not a name plus an ending (ERIC
+/// longer (a short form the tables lack, as BARB of BARBARA), not a name plus an ending (ERIC
 /// and ERICA, DANIEL and DANIELLE stay apart).
 fn clipped(short: &str, long: &str) -> bool {
     (3..=5).contains(&short.len()) && long.len() >= short.len() + 2 && long.starts_with(short)

@@ -147,9 +147,10 @@ impl ResolverLookup {
             }
             Subject::SourceRecord(r) => {
                 let key = SourceKey::new(r.system.clone(), r.local_id.clone());
-                let resolution = self.resolver.resolve(&key).await.map_err(lookup_error)?;
-                let keys = resolution.records.into_iter().map(|r| r.key).collect();
-                (resolution.master, keys)
+                self.resolver
+                    .cluster_keys(&key)
+                    .await
+                    .map_err(lookup_error)?
             }
         };
         Ok(Identities {

@@ -230,8 +230,22 @@ impl Resolver {
         id: MasterId,
     ) -> Result<(MasterId, Vec<SourceKey>), ResolverError> {
         let row = self.active_master(id).await?;
-        let records = self.store.master_records(row.id).await?;
-        Ok((row.id, records.into_iter().map(|r| r.key).collect()))
+        Ok((row.id, self.store.master_keys(row.id).await?))
+    }
+
+    /// The master of a source record and the keys of every record linked to
+    /// it, in one query.
+    pub async fn cluster_keys(
+        &self,
+        key: &SourceKey,
+    ) -> Result<(MasterId, Vec<SourceKey>), ResolverError> {
+        invalid_if(key.validate("source_record"))?;
+        self.store
+            .cluster_keys(key)
+            .await?
+            .ok_or(ResolverError::NotFound {
+                what: "source record",
+            })
     }
 
     /// The active master `id` is or was merged into.

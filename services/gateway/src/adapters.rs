@@ -271,5 +271,21 @@ mod tests {
         let after = lookup.identities(&subject).await.unwrap();
         let systems: Vec<&str> = after.records.iter().map(|r| r.system.as_str()).collect();
         assert_eq!(systems, ["ehr", "crm"], "the manual link is seen at once");
+
+        let c = resolver
+            .upsert(
+                upsert("billing", "B4", person("Ines", "Zabala", "1971-07-07")),
+                &mutation,
+            )
+            .await
+            .unwrap()
+            .master
+            .unwrap();
+        let loser = Subject::Master(c.to_string());
+        assert_eq!(lookup.identities(&loser).await.unwrap().records.len(), 1);
+        resolver.merge(a, c, &mutation).await.unwrap();
+        let merged = lookup.identities(&loser).await.unwrap();
+        assert_eq!(merged.master, a.to_string(), "a merged master redirects");
+        assert_eq!(merged.records.len(), 3);
     }
 }

@@ -229,8 +229,23 @@ impl Resolver {
         &self,
         id: MasterId,
     ) -> Result<(MasterId, Vec<SourceKey>), ResolverError> {
-        let row = self.active_master(id).await?;
-        Ok((row.id, self.store.master_keys(row.id).await?))
+        // One query per hop: usually the master is active and there is one.
+        let mut current = id;
+        for _ in 0..MAX_REDIRECTS {
+            let (row, keys) = self
+                .store
+                .master_keys(current)
+                .await?
+                .ok_or(ResolverError::NotFound { what: "master" })?;
+            match (row.state, row.merged_into) {
+                (MasterState::Merged, Some(next)) => current = next,
+                _ => return Ok((row.id, keys)),
+            }
+        }
+        Err(StoreError::Corrupt {
+            what: "merge chain",
+        }
+        .into())
     }
 
     /// The master of a source record and the keys of every record linked to

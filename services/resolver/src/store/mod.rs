@@ -311,9 +311,13 @@ pub trait IdentityStore: Send + Sync + 'static {
     /// Every record linked to a master, with its link, in record order.
     async fn master_records(&self, id: MasterId) -> Result<Vec<StoredRecord>, StoreError>;
 
-    /// The keys of a master's records, in record order: what a patient view
-    /// needs, without demographics or link details.
-    async fn master_keys(&self, id: MasterId) -> Result<Vec<SourceKey>, StoreError>;
+    /// A master and the keys of its records, in record order, in one query:
+    /// what a patient view needs, without demographics or link details. `None`
+    /// if there is no such master; a merged master has no records.
+    async fn master_keys(
+        &self,
+        id: MasterId,
+    ) -> Result<Option<(MasterRow, Vec<SourceKey>)>, StoreError>;
 
     /// The master of `key` and the keys of every record linked to it (itself
     /// included), in one query; `None` if `key` is not stored or not linked.

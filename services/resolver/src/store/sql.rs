@@ -402,22 +402,32 @@ impl IdentityStore for SqlStore {
         rows.iter().map(record_from_row).collect()
     }
 
-    async fn master_keys(&self, master: MasterId) -> Result<Vec<SourceKey>, StoreError> {
+    async fn master_keys(
+        &self,
+        master: MasterId,
+    ) -> Result<Option<(MasterRow, Vec<SourceKey>)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT r.system, r.local_id FROM links l JOIN source_records r ON r.id = l.record_id \
-             WHERE l.master_id = $1 ORDER BY r.id",
+            "SELECT m.id, m.state, m.merged_into, m.created_at, m.updated_at, r.system, r.local_id \
+             FROM masters m LEFT JOIN links l ON l.master_id = m.id \
+             LEFT JOIN source_records r ON r.id = l.record_id \
+             WHERE m.id = $1 ORDER BY r.id",
         )
         .bind(id(master))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(SourceKey::new(
-                    row.try_get::<String, _>("system")?,
-                    row.try_get::<String, _>("local_id")?,
-                ))
-            })
-            .collect()
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let row = master_from_row(first)?;
+        let mut keys = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let system: Option<String> = r.try_get("system")?;
+            let local_id: Option<String> = r.try_get("local_id")?;
+            if let (Some(system), Some(local_id)) = (system, local_id) {
+                keys.push(SourceKey::new(system, local_id));
+            }
+        }
+        Ok(Some((row, keys)))
     }
 
     async fn cluster_keys(

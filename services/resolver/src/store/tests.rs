@@ -539,19 +539,33 @@ async fn cluster_and_master_keys_list_the_linked_records_keys() {
             .unwrap();
         tx.commit().await.unwrap();
         let both = vec![SourceKey::new("ehr", "A"), SourceKey::new("crm", "B")];
-        assert_eq!(store.master_keys(m1).await.unwrap(), both, "{backend}");
+        let (row, keys) = store.master_keys(m1).await.unwrap().unwrap();
+        assert_eq!((row.id, keys), (m1, both.clone()), "{backend}");
+        assert!(
+            store.master_keys(999_999).await.unwrap().is_none(),
+            "{backend}"
+        );
         assert_eq!(
-            store.cluster_keys(&SourceKey::new("crm", "B")).await.unwrap(),
+            store
+                .cluster_keys(&SourceKey::new("crm", "B"))
+                .await
+                .unwrap(),
             Some((m1, both)),
             "{backend}"
         );
         assert_eq!(
-            store.cluster_keys(&SourceKey::new("crm", "C")).await.unwrap(),
+            store
+                .cluster_keys(&SourceKey::new("crm", "C"))
+                .await
+                .unwrap(),
             Some((m3, vec![SourceKey::new("crm", "C")])),
             "{backend}"
         );
         assert_eq!(
-            store.cluster_keys(&SourceKey::new("crm", "Z")).await.unwrap(),
+            store
+                .cluster_keys(&SourceKey::new("crm", "Z"))
+                .await
+                .unwrap(),
             None,
             "{backend}"
         );

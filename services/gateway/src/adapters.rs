@@ -21,6 +21,7 @@ pub fn registry() -> Registry {
     Registry::new()
         .with(FakeKind)
         .with(tessera_adapter_grpc::GrpcKind)
+        .with(tessera_adapter_rest::RestKind)
         .with(tessera_adapter_sql::SqlKind)
 }
 

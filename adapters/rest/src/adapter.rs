@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use futures_util::future::join_all;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -13,9 +14,11 @@ use reqwest::{StatusCode, Url};
 use serde_json::Value;
 use serde_json_path::JsonPath;
 use tessera_adapter_core::{
-    Adapter, AdapterKind, BuildContext, BuildError, BuiltAdapter, Capabilities, Description,
-    FetchError, FetchRequest, FetchResult, Health, HealthCheck, Record, SectionDescriptor,
+    Adapter, AdapterKind, BoxFeed, BuildContext, BuildError, BuiltAdapter, Capabilities,
+    Description, FeedRecord, FetchError, FetchRequest, FetchResult, Health, HealthCheck, Record,
+    SectionDescriptor,
 };
+use tessera_matching::{Address, Demographics, Sex};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -30,6 +33,8 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 /// How much sooner than the deadline the API is told it passes.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(20);
+/// How long one page of the identity feed may take.
+const FEED_PAGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the health check may take.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 /// An OAuth token is renewed this long before it expires.
@@ -119,6 +124,14 @@ enum Paging {
     },
 }
 
+/// The identity feed, compiled: a listing request and the demographics' paths.
+#[derive(Debug)]
+struct Feed {
+    listing: Section,
+    fields: BTreeMap<String, JsonPath>,
+    since_param: Option<String>,
+}
+
 /// An adapter over one HTTP API.
 #[derive(Debug)]
 pub struct RestAdapter {
@@ -133,6 +146,7 @@ pub struct RestAdapter {
     health_url: Url,
     health_strict: bool,
     deadline_header: Option<HeaderName>,
+    feed: Option<Feed>,
 }
 
 fn read_secret(secret: &Secret, base_dir: &Path, field: &str) -> Result<String, BuildError> {
@@ -229,25 +243,11 @@ impl RestAdapter {
                         .collect::<Result<Vec<_>, BuildError>>()?,
                 ),
             };
-            let pagination = match &s.pagination {
-                None => None,
-                Some(Pagination::Cursor { cursor, param }) => Some(Paging::Cursor {
-                    cursor: json_path(cursor, &at("pagination.cursor"))?,
-                    param: param.clone(),
-                }),
-                Some(Pagination::LinkHeader) => Some(Paging::LinkHeader),
-                Some(Pagination::PageNumber {
-                    param,
-                    first,
-                    size_param,
-                    page_size,
-                }) => Some(Paging::PageNumber {
-                    param: param.clone(),
-                    first: *first,
-                    size_param: size_param.clone(),
-                    page_size: *page_size,
-                }),
-            };
+            let pagination = s
+                .pagination
+                .as_ref()
+                .map(|p| paging(p, &at("pagination")))
+                .transpose()?;
             let section = Section {
                 method: match s.method {
                     Method::Get => reqwest::Method::GET,
@@ -277,6 +277,37 @@ impl RestAdapter {
             };
             sections.insert(name.clone(), section);
         }
+        let feed = match &config.identity_feed {
+            None => None,
+            Some(f) => Some(Feed {
+                listing: Section {
+                    method: reqwest::Method::GET,
+                    path: f.path.clone(),
+                    query: f
+                        .query
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    headers: HeaderMap::new(),
+                    body: None,
+                    records: json_path(&f.records, "identity_feed.records")?,
+                    fields: None,
+                    record_id: None,
+                    update_time: None,
+                    pagination: f
+                        .pagination
+                        .as_ref()
+                        .map(|p| paging(p, "identity_feed.pagination"))
+                        .transpose()?,
+                },
+                fields: f
+                    .fields
+                    .iter()
+                    .map(|(k, e)| Ok((k.clone(), json_path(e, "identity_feed.fields")?)))
+                    .collect::<Result<_, BuildError>>()?,
+                since_param: f.updated_since_param.clone(),
+            }),
+        };
         let health_url = match &config.health_path {
             Some(path) => base
                 .join(path)
@@ -301,7 +332,14 @@ impl RestAdapter {
                     ..SectionDescriptor::json(name, &s.description)
                 })
                 .collect(),
-            capabilities: Capabilities::default(),
+            capabilities: Capabilities {
+                identity_feed: config.identity_feed.is_some(),
+                incremental_identity_feed: config
+                    .identity_feed
+                    .as_ref()
+                    .is_some_and(|f| f.updated_since_param.is_some()),
+                ..Capabilities::default()
+            },
             version: concat!("rest/", env!("CARGO_PKG_VERSION")).to_owned(),
         };
         Ok(Self {
@@ -321,6 +359,7 @@ impl RestAdapter {
                 .map(HeaderName::try_from)
                 .transpose()
                 .map_err(|_| BuildError::config("deadline_header", "is not a header name"))?,
+            feed,
         })
     }
 
@@ -530,33 +569,7 @@ impl RestAdapter {
                 records.truncate(self.max_records);
                 break;
             }
-            let next = match &section.pagination {
-                None => None,
-                Some(Paging::LinkHeader) => link,
-                Some(Paging::Cursor { cursor, param }) => {
-                    match cursor.query(&json).at_most_one().ok().flatten() {
-                        Some(Value::String(c)) if !c.is_empty() => {
-                            let mut next = url.clone();
-                            set_param(&mut next, param, c);
-                            Some(next)
-                        }
-                        Some(Value::Number(n)) => {
-                            let mut next = url.clone();
-                            set_param(&mut next, param, &n.to_string());
-                            Some(next)
-                        }
-                        _ => None,
-                    }
-                }
-                Some(Paging::PageNumber {
-                    param, page_size, ..
-                }) => (count >= *page_size as usize).then(|| {
-                    page_number += 1;
-                    let mut next = url.clone();
-                    set_param(&mut next, param, &page_number.to_string());
-                    next
-                }),
-            };
+            let next = next_page(section, &json, link, &url, count, &mut page_number);
             match next {
                 Some(next) if pages < self.max_pages => url = next,
                 Some(_) => {
@@ -592,6 +605,61 @@ impl RestAdapter {
             Err(_) => result.records = Err(FetchError::DeadlineExceeded),
         }
         result
+    }
+}
+
+/// Pagination, compiled.
+fn paging(p: &Pagination, at: &str) -> Result<Paging, BuildError> {
+    Ok(match p {
+        Pagination::Cursor { cursor, param } => Paging::Cursor {
+            cursor: json_path(cursor, &format!("{at}.cursor"))?,
+            param: param.clone(),
+        },
+        Pagination::LinkHeader => Paging::LinkHeader,
+        Pagination::PageNumber {
+            param,
+            first,
+            size_param,
+            page_size,
+        } => Paging::PageNumber {
+            param: param.clone(),
+            first: *first,
+            size_param: size_param.clone(),
+            page_size: *page_size,
+        },
+    })
+}
+
+/// The next page's URL, if the pagination says there is one.
+fn next_page(
+    section: &Section,
+    json: &Value,
+    link: Option<Url>,
+    url: &Url,
+    count: usize,
+    page_number: &mut u32,
+) -> Option<Url> {
+    match &section.pagination {
+        None => None,
+        Some(Paging::LinkHeader) => link,
+        Some(Paging::Cursor { cursor, param }) => {
+            let cursor = match cursor.query(json).at_most_one().ok().flatten() {
+                Some(Value::String(c)) if !c.is_empty() => c.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                _ => return None,
+            };
+            let mut next = url.clone();
+            set_param(&mut next, param, &cursor);
+            Some(next)
+        }
+        Some(Paging::PageNumber {
+            param, page_size, ..
+        }) => (count >= *page_size as usize).then(|| {
+            *page_number += 1;
+            let mut next = url.clone();
+            set_param(&mut next, param, &page_number.to_string());
+            next
+        }),
     }
 }
 
@@ -766,6 +834,165 @@ impl Adapter for RestAdapter {
             .iter()
             .flat_map(|id| request.sections.iter().map(move |s| (id, s)));
         Ok(join_all(pairs.map(|(id, s)| self.pair(id, s, request.deadline))).await)
+    }
+
+    fn identity_feed(&self, updated_since: Option<SystemTime>) -> BoxFeed<'_> {
+        let Some(feed) = &self.feed else {
+            return Box::pin(futures_util::stream::once(async {
+                Err(FetchError::FeedUnsupported)
+            }));
+        };
+        let mut url = match self.first_url(&feed.listing, "") {
+            Ok(url) => url,
+            Err(e) => return Box::pin(futures_util::stream::once(async { Err(e) })),
+        };
+        if let (Some(param), Some(since)) = (&feed.since_param, updated_since)
+            && let Ok(since) = jiff::Timestamp::try_from(since)
+        {
+            set_param(&mut url, param, &since.to_string());
+        }
+        let mut page_number = 0;
+        if let Some(Paging::PageNumber {
+            param,
+            first,
+            size_param,
+            page_size,
+        }) = &feed.listing.pagination
+        {
+            page_number = *first;
+            set_param(&mut url, param, &first.to_string());
+            if let Some(size) = size_param {
+                set_param(&mut url, size, &page_size.to_string());
+            }
+        }
+        let pages = futures_util::stream::unfold(
+            (Some(url), 0u32, page_number),
+            move |(url, pages, mut page_number)| async move {
+                let url = url?;
+                if pages >= self.max_pages {
+                    tracing::warn!(system = %self.description.system, max_pages = self.max_pages, "identity feed page limit reached");
+                    return None;
+                }
+                let deadline = Instant::now() + FEED_PAGE_TIMEOUT;
+                match self.page(&feed.listing, url.clone(), "", deadline).await {
+                    Err(e) => Some((vec![Err(e)], (None, pages + 1, page_number))),
+                    Ok((json, link)) => {
+                        let items = feed.listing.records.query(&json).all();
+                        let count = items.len();
+                        let records: Vec<_> = items
+                            .into_iter()
+                            .filter_map(|item| match feed_record(&feed.fields, item) {
+                                Ok(record) => Some(Ok(record)),
+                                Err(problem) => {
+                                    tracing::warn!(system = %self.description.system, problem, "skipped a malformed feed record");
+                                    None
+                                }
+                            })
+                            .collect();
+                        let next =
+                            next_page(&feed.listing, &json, link, &url, count, &mut page_number);
+                        Some((records, (next, pages + 1, page_number)))
+                    }
+                }
+            },
+        );
+        Box::pin(pages.flat_map(futures_util::stream::iter))
+    }
+}
+
+/// A feed entry from one person, or why it is malformed (a field, never a value).
+fn feed_record(
+    fields: &BTreeMap<String, JsonPath>,
+    item: &Value,
+) -> Result<FeedRecord, &'static str> {
+    let all = |name: &str| -> Vec<String> {
+        fields
+            .get(name)
+            .map(|p| {
+                p.query(item)
+                    .all()
+                    .into_iter()
+                    .flat_map(|v| match v {
+                        Value::Array(items) => items.iter().filter_map(text).collect(),
+                        other => text(other).into_iter().collect::<Vec<String>>(),
+                    })
+                    .filter(|s: &String| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let one = |name: &str| all(name).into_iter().next().unwrap_or_default();
+    let local_id = one("local_id");
+    if local_id.is_empty() {
+        return Err("a person has no local ID");
+    }
+    let mut given_names = all("given_names");
+    if given_names.len() == 1 {
+        given_names = given_names[0]
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+    }
+    let update_time = match fields
+        .get("update_time")
+        .and_then(|p| p.query(item).first().cloned())
+    {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(parse_time(&v).ok_or("the update time does not parse")?),
+    };
+    let (lines, city, state, postal_code, country) = (
+        all("address_lines"),
+        one("city"),
+        one("state"),
+        one("postal_code"),
+        one("country"),
+    );
+    let addresses = if lines.is_empty()
+        && city.is_empty()
+        && state.is_empty()
+        && postal_code.is_empty()
+        && country.is_empty()
+    {
+        Vec::new()
+    } else {
+        vec![Address {
+            lines,
+            city,
+            state,
+            postal_code,
+            country,
+        }]
+    };
+    let sex = match one("sex").to_ascii_lowercase().as_str() {
+        "male" | "m" => Sex::Male,
+        "female" | "f" => Sex::Female,
+        "other" | "o" => Sex::Other,
+        "unknown" | "u" => Sex::Unknown,
+        _ => Sex::Unspecified,
+    };
+    Ok(FeedRecord {
+        local_id,
+        demographics: Demographics {
+            given_names,
+            family_name: one("family_name"),
+            name_suffix: one("name_suffix"),
+            previous_family_names: all("previous_family_names"),
+            birth_date: one("birth_date"),
+            sex,
+            addresses,
+            phones: all("phones"),
+            emails: all("emails"),
+            national_id: one("national_id"),
+        },
+        update_time,
+    })
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.trim().to_owned()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
     }
 }
 

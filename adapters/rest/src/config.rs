@@ -47,7 +47,56 @@ pub struct RestConfig {
     pub deadline_header: Option<String>,
     /// The sections, by name (lowercase letters, digits and `_`).
     pub sections: BTreeMap<String, SectionConfig>,
+    /// A paged listing of the API's people, streamed to load the resolver.
+    #[serde(default)]
+    pub identity_feed: Option<FeedConfig>,
 }
+
+/// The identity feed: a paged listing of people and where their demographics are.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FeedConfig {
+    /// The listing's path, relative to `base_url` (`contacts`).
+    pub path: String,
+    /// Query parameters.
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    /// JSONPath selecting the people in a page (`$.items[*]`).
+    pub records: String,
+    /// Demographic field to JSONPath within a person: `local_id` (required),
+    /// `given_names`, `family_name`, `name_suffix`, `previous_family_names`,
+    /// `birth_date`, `sex`, `phones`, `emails`, `address_lines`, `city`, `state`,
+    /// `postal_code`, `country`, `national_id`, `update_time`. Multi-valued fields
+    /// take every value the path selects (`$.emails[*]`).
+    pub fields: BTreeMap<String, String>,
+    /// The query parameter that takes `updated_since` (RFC 3339), when the API
+    /// filters by it; unset, the feed is not incremental.
+    #[serde(default)]
+    pub updated_since_param: Option<String>,
+    /// How the listing pages; unset, one request.
+    #[serde(default)]
+    pub pagination: Option<Pagination>,
+}
+
+/// The demographic fields a feed can map.
+pub(crate) const FEED_FIELDS: &[&str] = &[
+    "local_id",
+    "given_names",
+    "family_name",
+    "name_suffix",
+    "previous_family_names",
+    "birth_date",
+    "sex",
+    "phones",
+    "emails",
+    "address_lines",
+    "city",
+    "state",
+    "postal_code",
+    "country",
+    "national_id",
+    "update_time",
+];
 
 /// A secret, read when the adapter is built: from an environment variable or
 /// a file (a mounted Kubernetes secret; relative to the config's directory).
@@ -224,6 +273,30 @@ impl RestConfig {
                 "sections",
                 "must name at least one section",
             ));
+        }
+        if let Some(feed) = &self.identity_feed {
+            json_path(&feed.records, "identity_feed.records")?;
+            if !feed.fields.contains_key("local_id") {
+                return Err(BuildError::config(
+                    "identity_feed.fields",
+                    "must map local_id",
+                ));
+            }
+            for (field, expr) in &feed.fields {
+                if !FEED_FIELDS.contains(&field.as_str()) {
+                    return Err(BuildError::config(
+                        "identity_feed.fields",
+                        format!(
+                            "{field:?} is not a demographic field; known: {}",
+                            FEED_FIELDS.join(", ")
+                        ),
+                    ));
+                }
+                json_path(expr, &format!("identity_feed.fields.{field}"))?;
+            }
+            if let Some(Pagination::Cursor { cursor, .. }) = &feed.pagination {
+                json_path(cursor, "identity_feed.pagination.cursor")?;
+            }
         }
         for (name, s) in &self.sections {
             let at = |field: &str| format!("sections.{name}.{field}");

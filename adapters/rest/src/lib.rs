@@ -11,6 +11,9 @@
 //! (RFC 9535, `serde_json_path`): which values are records, and optionally their
 //! fields, record ID and update time.
 //!
+//! An optional identity feed pages through a listing of people, mapping their
+//! demographics with JSONPath, incrementally when the API filters by update time.
+//!
 //! A request runs under the fetch's deadline. 404 is not found; 401 and 403
 //! denied; 429 rate limited with its `Retry-After`; 5xx unavailable (with
 //! `Retry-After` when sent); a body that is not JSON malformed; a record whose ID

@@ -179,6 +179,27 @@ impl Api {
         if path == "/health" {
             return ok(json!({"status": "ok"}));
         }
+        if path == "/contacts" {
+            let people = [
+                json!({"id": "C-1", "name": {"given": "Adaeze", "family": "Okonkwo"}, "born": "1971-04-05",
+                       "sex": "female", "emails": ["adaeze@example.org"], "updated": "2026-01-10T09:00:00Z"}),
+                json!({"id": "C-2", "name": {"given": "Tom Henry", "family": "Baker"}, "emails": [],
+                       "address": {"city": "London"}, "updated": "2026-03-01T12:00:00Z"}),
+                json!({"name": {"family": "No Id"}, "updated": "2026-03-02T12:00:00Z"}),
+            ];
+            let since = query.get("since").map(|s| s.replace("%3A", ":"));
+            let matching: Vec<&Value> = people
+                .iter()
+                .filter(|p| {
+                    since
+                        .as_deref()
+                        .is_none_or(|s| p["updated"].as_str().is_some_and(|u| u >= s))
+                })
+                .collect();
+            let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+            let items: Vec<&Value> = matching.into_iter().skip((page - 1) * 2).take(2).collect();
+            return ok(json!({"items": items}));
+        }
         let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let ["contacts", id, section] = parts.as_slice() else {
             return respond(404, &[], "{}".to_owned());
@@ -557,6 +578,54 @@ async fn oauth2_client_credentials_fetch_one_token_and_bearer_tokens_work() -> a
         Err(FetchError::Denied {
             message: "HTTP 401 from the token endpoint".to_owned()
         })
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_identity_feed_pages_through_people_incrementally() -> anyhow::Result<()> {
+    use futures_util::StreamExt;
+    let api = Api::start().await?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("api-key"), "k-1")?;
+    let config: RestConfig = serde_json::from_value(json!({
+        "system": "crm",
+        "base_url": format!("{}/", api.base),
+        "auth": api_key(),
+        "sections": sections(),
+        "identity_feed": {
+            "path": "contacts",
+            "records": "$.items[*]",
+            "fields": {
+                "local_id": "$.id", "given_names": "$.name.given", "family_name": "$.name.family",
+                "birth_date": "$.born", "sex": "$.sex", "emails": "$.emails[*]",
+                "city": "$.address.city", "update_time": "$.updated"
+            },
+            "updated_since_param": "since",
+            "pagination": {"type": "page_number", "param": "page", "page_size": 2}
+        }
+    }))?;
+    let adapter = RestAdapter::new(config, dir.path())?;
+    assert!(adapter.describe().capabilities.incremental_identity_feed);
+    let all: Vec<_> = adapter.identity_feed(None).collect().await;
+    // The third person has no ID: skipped.
+    let people: Vec<_> = all.iter().map(|r| r.as_ref().expect("a record")).collect();
+    assert_eq!(people.len(), 2);
+    assert_eq!(people[0].local_id, "C-1");
+    assert_eq!(people[0].demographics.family_name, "Okonkwo");
+    assert_eq!(people[0].demographics.emails, ["adaeze@example.org"]);
+    assert_eq!(people[1].demographics.given_names, ["Tom", "Henry"]);
+    assert_eq!(people[1].demographics.addresses[0].city, "London");
+    let since = UNIX_EPOCH + Duration::from_secs(1_769_904_000); // 2026-02-01
+    let recent: Vec<_> = adapter.identity_feed(Some(since)).collect().await;
+    assert_eq!(recent.len(), 1);
+    assert_eq!(recent[0].as_ref().expect("a record").local_id, "C-2");
+    assert!(
+        api.targets()
+            .iter()
+            .any(|t| t.starts_with("/contacts?since=2026-02-01T00%3A00%3A00Z&page=1")),
+        "{:?}",
+        api.targets()
     );
     Ok(())
 }

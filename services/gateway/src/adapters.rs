@@ -22,6 +22,7 @@ pub fn registry() -> Registry {
         .with(FakeKind)
         .with(tessera_adapter_fhir_ndjson::NdjsonKind)
         .with(tessera_adapter_grpc::GrpcKind)
+        .with(tessera_adapter_rest::RestKind)
         .with(tessera_adapter_sql::SqlKind)
 }
 

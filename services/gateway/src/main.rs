@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tessera_aggregator::PatientViewGrpc;
 use tessera_gateway::commands;
+use tessera_gateway::commands::adapter::AdapterCommand;
 use tessera_gateway::commands::bench::BenchCommand;
 use tessera_gateway::commands::resolver::ResolverCommand;
 use tessera_gateway::commands::synth::SynthArgs;
@@ -52,6 +53,9 @@ enum Command {
     /// Prints one person's view across every source from a running gateway
     /// (PatientViewService): a table per section and the source statuses, or JSON.
     View(ViewArgs),
+    /// Checks a configured source's adapter against its running silo.
+    #[command(subcommand)]
+    Adapter(AdapterCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,6 +82,7 @@ fn main() -> ExitCode {
         Command::Synth(args) => commands::synth::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Bench(command) => commands::bench::run(command).map(|()| ExitCode::SUCCESS),
         Command::View(args) => commands::view::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Adapter(command) => commands::adapter::run(command),
     };
     result.unwrap_or_else(|err| {
         let _ = writeln!(std::io::stderr(), "error: {err:#}");

@@ -3,6 +3,7 @@
 //! names while the libraries they drive do no I/O of their own, and `tessera view`,
 //! a client of a running gateway.
 
+pub mod adapter;
 pub mod bench;
 pub mod load;
 pub mod resolver;

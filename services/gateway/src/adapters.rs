@@ -18,7 +18,9 @@ use crate::config::Config;
 /// Every adapter kind of this build. Fakes are ordinary kinds: for tests, the
 /// load harness and trying a config without silos.
 pub fn registry() -> Registry {
-    Registry::new().with(FakeKind)
+    Registry::new()
+        .with(FakeKind)
+        .with(tessera_adapter_fhir::FhirKind)
 }
 
 /// Why the sources could not be built.

@@ -17,6 +17,31 @@
 //! `auth` (none, bearer, SMART Backend Services with a cached token), `mapping`
 //! (Bundles, OperationOutcomes and Patients to the SDK's types) and `adapter`.
 //!
+//! A source in Tessera's config:
+//!
+//! ```yaml
+//! sources:
+//!   - name: ehr
+//!     kind: fhir
+//!     config:
+//!       system: ehr
+//!       base_url: https://ehr.example.org/fhir/R4
+//!       patient_id: {type: identifier, system: "urn:oid:1.2.36.146.595.217.0.1"}
+//!       sections: [demographics, encounters, observations, medications]
+//!       section_options:
+//!         observations: {last_updated_within: 730d}
+//!         medications: {include: ["MedicationRequest:medication"]}
+//!       search_via_post: true
+//!       auth:
+//!         type: smart_backend
+//!         token_url: https://ehr.example.org/oauth2/token
+//!         client_id: tessera
+//!         private_key_file: secrets/tessera-es384.pem
+//!         algorithm: ES384
+//!         key_id: tessera-2026
+//!         scope: system/Patient.rs system/Observation.rs system/Encounter.rs system/MedicationRequest.rs
+//! ```
+//!
 //! Nothing here logs or returns patient data: spans carry the section, resource
 //! type and counts, never a URL, id, identifier or name; fhir-sdk's own logging
 //! (which prints full URLs) is silenced around each request; errors name an HTTP

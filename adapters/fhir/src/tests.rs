@@ -48,6 +48,20 @@ fn config_errors_name_the_field() {
 }
 
 #[test]
+fn the_documented_config_example_is_valid() {
+    let yaml: Vec<&str> = include_str!("lib.rs")
+        .lines()
+        .skip_while(|l| !l.contains("```yaml"))
+        .skip(1)
+        .take_while(|l| !l.contains("```"))
+        .map(|l| l.trim_start_matches("//!").strip_prefix(' ').unwrap_or(""))
+        .collect();
+    let value: serde_json::Value = serde_yaml_ng::from_str(&yaml.join("\n")).unwrap_or_default();
+    assert_eq!(value["sources"][0]["kind"], "fhir");
+    assert_eq!(check(value["sources"][0]["config"].clone()), "ok");
+}
+
+#[test]
 fn the_config_schema_documents_every_field() {
     let schema = schemars::schema_for!(FhirConfig);
     let text = serde_json::to_string(&schema).unwrap_or_default();

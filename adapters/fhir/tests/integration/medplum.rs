@@ -89,6 +89,32 @@ pub(crate) async fn stalled() -> Stalled {
     Stalled { url, open }
 }
 
+/// The stalled-silo adapter, returning only once the silo has seen the connection
+/// its deadline dropped (hyper closes it on its connection task, a few ms later;
+/// at most 50ms is waited). The kit runs its cancellation check right after the
+/// stalled-silo check and snapshots the silo's count first: without this, that
+/// snapshot can still count the previous check's closing connection.
+struct Settled {
+    inner: Arc<dyn Adapter>,
+    open: Arc<AtomicU64>,
+}
+
+#[async_trait::async_trait]
+impl Adapter for Settled {
+    fn describe(&self) -> &tessera_adapter_core::Description {
+        self.inner.describe()
+    }
+
+    async fn fetch(&self, request: FetchRequest) -> Result<Vec<FetchResult>, FetchError> {
+        let result = self.inner.fetch(request).await;
+        let give_up = Instant::now() + Duration::from_millis(50);
+        while self.open.load(Ordering::SeqCst) > 0 && Instant::now() < give_up {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        result
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passes_the_conformance_kit_against_medplum() {
     logs::init();
@@ -102,7 +128,10 @@ async fn passes_the_conformance_kit_against_medplum() {
         unknown_local_id: "no-such-patient-4711".to_owned(),
         sensitive: SENSITIVE.iter().map(|s| (*s).to_owned()).collect(),
         slow: Some(SlowUpstream {
-            adapter: build(&stall.url, |_| {}),
+            adapter: Arc::new(Settled {
+                inner: build(&stall.url, |_| {}),
+                open: stall.open.clone(),
+            }),
             local_id: seeded.patient_ids[2].clone(),
             section: "observations".to_owned(),
             upstream_in_flight: Arc::new(move || open.load(Ordering::SeqCst)),

@@ -228,7 +228,7 @@ async fn a_smart_token_is_refreshed_before_it_expires() {
     .expect("server");
     let seeded = seed(&server).await;
     let (_endpoint, issued, token_url) =
-        token_endpoint(Algorithm::RS384, "rs384-public.pem", 2).await;
+        token_endpoint(Algorithm::RS384, "rs384-public.pem", 3).await;
     let adapter = build(&server.base_url(), |c| {
         c.auth = smart(&token_url, SigningAlgorithm::Rs384, "rs384-private.pem")
     });
@@ -236,8 +236,8 @@ async fn a_smart_token_is_refreshed_before_it_expires() {
     fetch(&*adapter, id, &["demographics"], Duration::from_secs(10)).await;
     fetch(&*adapter, id, &["demographics"], Duration::from_secs(10)).await;
     assert_eq!(issued.load(Ordering::SeqCst), 1);
-    // Two-second tokens are refreshed a second before they expire.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Three-second tokens are refreshed a second before they expire.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let results = fetch(&*adapter, id, &["demographics"], Duration::from_secs(10)).await;
     assert_eq!(records(&results, "demographics").len(), 1);
     assert_eq!(issued.load(Ordering::SeqCst), 2);

@@ -278,3 +278,68 @@ fn link_batch_names_the_line_of_a_malformed_csv() {
         "{stderr}"
     );
 }
+
+#[test]
+fn resolver_load_reads_a_sources_identity_feed_into_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let silos = dir.path().join("silos");
+    let (code, _, stderr) = run(&[
+        "synth",
+        "--people",
+        "40",
+        "--silos",
+        silos.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let patients = std::fs::read_to_string(silos.join("ehr/Patient.ndjson"))
+        .unwrap()
+        .lines()
+        .count() as u64;
+    let config = dir.path().join("tessera.yaml");
+    std::fs::write(
+        &config,
+        "server:\n  listen: 127.0.0.1:0\nidentity:\n  store: sqlite://identity.db\nsources:\n  - name: ehr\n    kind: fhir-ndjson\n    config: {dir: silos/ehr, system: ehr}\n",
+    )
+    .unwrap();
+    let load = || {
+        let (code, stdout, stderr) = run(&[
+            "resolver",
+            "load",
+            "--config",
+            config.to_str().unwrap(),
+            "--adapter",
+            "ehr",
+        ]);
+        assert_eq!(code, Some(0), "{stderr}");
+        serde_json::from_str::<serde_json::Value>(&stdout).unwrap()
+    };
+    let first = load();
+    assert_eq!(first["read"], patients);
+    assert_eq!(first["rejected"], 0);
+    assert_eq!(first["store_records"], patients);
+    let masters = first["store_masters"].as_u64().unwrap();
+    assert!(
+        masters < patients,
+        "the EHR's duplicate registrations were linked"
+    );
+    let again = load();
+    assert_eq!(
+        again["store_records"], patients,
+        "a second load adds nothing"
+    );
+    assert_eq!(again["store_masters"], masters);
+
+    let (code, _, stderr) = run(&[
+        "resolver",
+        "load",
+        "--config",
+        config.to_str().unwrap(),
+        "--adapter",
+        "billing",
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("no source named \"billing\"; sources: ehr"),
+        "{stderr}"
+    );
+}

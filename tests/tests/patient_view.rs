@@ -344,3 +344,65 @@ async fn a_batch_returns_each_subjects_view_or_its_own_error() {
         other => panic!("expected NOT_FOUND, got {other:?}"),
     }
 }
+
+/// Runs `tessera view` against the server and returns (exit code, stdout).
+async fn tessera_view(args: &[&str]) -> (i32, String, String) {
+    let output = tokio::process::Command::new(tessera_e2e::tessera_bin())
+        .arg("view")
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn tessera_view_prints_a_table_per_section_and_the_source_statuses() {
+    let (tessera, _views, master) = start().await;
+    let url = tessera.url();
+    let (code, out, err) = tessera_view(&[
+        "--addr",
+        &url,
+        "--ref",
+        "billing/ACCT-88",
+        "--sections",
+        "encounters,consents",
+        "--timeout",
+        "1s",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&master), "{out}");
+    assert!(out.contains("encounters (2 records)"), "{out}");
+    let marketing = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("marketing") && l.contains("consents"))
+        .unwrap_or_else(|| panic!("no status line for marketing:\n{out}"));
+    assert!(marketing.contains("TIMEOUT"), "{marketing}");
+
+    let (code, out, err) = tessera_view(&[
+        "--addr",
+        &url,
+        "--master",
+        &master,
+        "--json",
+        "--sections",
+        "invoices",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["name"], format!("{master}/view"));
+    assert_eq!(
+        json["sections"]["invoices"]["records"][0]["json"]["section"],
+        "invoices"
+    );
+
+    let (code, _, err) = tessera_view(&["--addr", &url, "--master", "masters/999999"]).await;
+    assert_eq!(code, 1);
+    assert!(err.starts_with("error: NOT_FOUND"), "{err}");
+}

@@ -8,12 +8,12 @@
 //! its provenance and age, each (source, section) with a status, and the
 //! sources that could not be reached named in `unreachable`.
 //!
-//! Around every source call ([`source`]): a timeout cap, a concurrency limit,
+//! Around every source call ([`Source`]): a timeout cap, a concurrency limit,
 //! retries of unavailable calls within a budget, hedging past the live p95
 //! within a budget, and a circuit breaker. In front of the calls, the section
-//! cache ([`cache`]): moka bounded in bytes, a TTL per source and section,
+//! cache: moka bounded in bytes, a TTL per source and section,
 //! `max_staleness`, stale-if-error, and one adapter call per key however many
-//! requests miss at once. [`grpc`] is PatientViewService, where the contract's
+//! requests miss at once. [`PatientViewGrpc`] is PatientViewService, where the contract's
 //! types are converted and errors become statuses.
 
 mod authz;

@@ -175,6 +175,12 @@ impl Source {
         &self.stats
     }
 
+    /// A quantile of the source's recent call latency (successful calls, after
+    /// the concurrency slot was acquired), once it has any samples.
+    pub fn latency_quantile(&self, q: f64) -> Option<Duration> {
+        self.latency.quantile(q, 1)
+    }
+
     /// The circuit breaker's state.
     pub fn breaker_state(&self) -> BreakerState {
         self.breaker.state()

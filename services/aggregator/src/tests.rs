@@ -571,3 +571,108 @@ async fn subjects_and_sections_that_do_not_exist_are_errors() {
     let systems: BTreeSet<&str> = view.statuses.iter().map(|s| s.source.as_str()).collect();
     assert_eq!(systems, BTreeSet::from(["ehr"]));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_going_away_cancels_its_calls() {
+    let (sources, stats) = four_silos();
+    let agg = aggregator(sources, table(FOUR));
+    let view = tokio::spawn({
+        let agg = agg.clone();
+        async move { agg.view(request(&agg, Duration::from_secs(10))).await }
+    });
+    tokio::time::sleep(30 * MS).await;
+    assert_eq!(stats[3].in_flight(), 1, "the hung call is running");
+    view.abort();
+    let _ = view.await;
+    tokio::task::yield_now().await;
+    assert_eq!(
+        (stats[3].in_flight(), stats[3].cancelled()),
+        (0, 1),
+        "dropping the request dropped the hung call"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_beyond_a_sources_concurrency_limit_wait_for_a_slot() {
+    let adapter = Arc::new(
+        FakeAdapter::new(FakeConfig::new("ehr", &["encounters"], 10 * MS)).expect("valid"),
+    );
+    let policy = SourcePolicy {
+        max_concurrency: 2,
+        ..SourcePolicy::default()
+    };
+    let built = BuiltAdapter {
+        health: adapter.clone(),
+        adapter: adapter.clone(),
+    };
+    let records: Vec<(String, String)> = (0..10)
+        .map(|i| ("ehr".to_owned(), format!("E{i}")))
+        .collect();
+    let pairs: Vec<(&str, &str)> = records
+        .iter()
+        .map(|(s, l)| (s.as_str(), l.as_str()))
+        .collect();
+    let agg = aggregator(vec![Source::new("ehr", built, policy)], table(&pairs));
+    let start = Instant::now();
+    let view = agg
+        .view(request(&agg, Duration::from_secs(1)))
+        .await
+        .expect("view");
+    assert_eq!(view.sections["encounters"].len(), 20);
+    assert_eq!(start.elapsed(), 50 * MS, "ten 10 ms calls, two at a time");
+
+    let tight = ViewRequest {
+        deadline: agg.deadline(Some(30 * MS)),
+        max_staleness: Some(Duration::from_nanos(1)),
+        ..request(&agg, Duration::from_secs(1))
+    };
+    let view = agg.view(tight).await.expect("a partial view");
+    assert_eq!(
+        view.statuses[0].state,
+        SourceState::Stale,
+        "no slot in time for some"
+    );
+    assert!(
+        view.statuses[0].message.contains("deadline"),
+        "{}",
+        view.statuses[0].message
+    );
+    assert_eq!(
+        view.sections["encounters"].len(),
+        20,
+        "the rest served stale from the cache"
+    );
+}
+
+#[tokio::test]
+async fn the_cache_stays_within_its_byte_bound() {
+    let (source, _) = fake(FakeConfig {
+        records: 4,
+        record_bytes: 10_000,
+        ..FakeConfig::new("ehr", &["encounters"], Duration::ZERO)
+    });
+    let records: Vec<(String, String)> = (0..300)
+        .map(|i| ("ehr".to_owned(), format!("E{i}")))
+        .collect();
+    let pairs: Vec<(&str, &str)> = records
+        .iter()
+        .map(|(s, l)| (s.as_str(), l.as_str()))
+        .collect();
+    let agg = Aggregator::new(
+        vec![source],
+        table(&pairs),
+        Arc::new(PurposePolicy::default()),
+        ViewPolicy {
+            cache_max_bytes: 1 << 20,
+            ..ViewPolicy::default()
+        },
+    )
+    .expect("one source");
+    // 300 keys of ~40 KB: 12 MB asked of a 1 MiB cache.
+    agg.view(request(&agg, Duration::from_secs(5)))
+        .await
+        .expect("view");
+    let bytes = agg.cache_bytes().await;
+    assert!(bytes <= 1 << 20, "{bytes} bytes cached");
+    assert!(bytes >= 1 << 19, "the cache is used: {bytes} bytes");
+}

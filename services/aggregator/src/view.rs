@@ -17,7 +17,7 @@ use crate::policy::ViewPolicy;
 use crate::source::{Failure, Source};
 
 /// Whose view.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Subject {
     /// A master, by ID.
     Master(String),

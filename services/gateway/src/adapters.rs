@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tessera_adapter_core::fake::FakeKind;
-use tessera_adapter_core::{BuildContext, BuildError, Registry};
+use tessera_adapter_core::{BuildContext, BuildError, BuiltAdapter, Registry};
 use tessera_aggregator::{
     Aggregator, Identities, IdentityLookup, LookupError, Source, SourceRef, Subject,
 };
@@ -21,6 +21,9 @@ pub fn registry() -> Registry {
     Registry::new()
         .with(FakeKind)
         .with(tessera_adapter_fhir::FhirKind)
+        .with(tessera_adapter_fhir_ndjson::NdjsonKind)
+        .with(tessera_adapter_grpc::GrpcKind)
+        .with(tessera_adapter_sql::SqlKind)
 }
 
 /// Why the sources could not be built.
@@ -44,15 +47,14 @@ pub enum SourcesError {
     Purpose(String),
 }
 
-/// Builds every configured source and the aggregator over `resolver`.
-pub async fn build_aggregator(
+/// Builds every configured source's adapter, in config order.
+pub async fn build_sources(
     config: &Config,
     config_path: &Path,
-    resolver: Arc<Resolver>,
-) -> Result<Aggregator, SourcesError> {
+) -> Result<Vec<BuiltAdapter>, SourcesError> {
     let registry = registry();
     let base_dir = config_path.parent().unwrap_or(Path::new(".")).to_owned();
-    let mut sources = Vec::with_capacity(config.sources.len());
+    let mut built = Vec::with_capacity(config.sources.len());
     for (index, source) in config.sources.iter().enumerate() {
         let context = BuildContext {
             name: source.name.clone(),
@@ -63,7 +65,7 @@ pub async fn build_aggregator(
         } else {
             source.config.clone()
         };
-        let built = registry
+        let adapter = registry
             .build(&source.kind, &context, adapter_config)
             .await
             .map_err(|e| SourcesError::Build {
@@ -72,20 +74,98 @@ pub async fn build_aggregator(
                 source: e,
             })?;
         tracing::info!(source = %source.name, kind = %source.kind, "source ready");
-        sources.push(Source::new(source.name.clone(), built, source.policy()));
+        built.push(adapter);
     }
+    Ok(built)
+}
+
+/// The aggregator over built sources (in config order) and `resolver`.
+pub fn aggregator(
+    config: &Config,
+    built: Vec<BuiltAdapter>,
+    resolver: Arc<Resolver>,
+) -> Result<Aggregator, SourcesError> {
+    let sources = config
+        .sources
+        .iter()
+        .zip(built)
+        .map(|(source, adapter)| Source::new(source.name.clone(), adapter, source.policy()))
+        .collect();
     let access = config.view.access_policy().map_err(SourcesError::Purpose)?;
     Ok(Aggregator::new(
         sources,
-        Arc::new(ResolverLookup(resolver)),
+        Arc::new(ResolverLookup::new(resolver)),
         Arc::new(access),
         config.view.policy(),
     )?)
 }
 
-/// The aggregator's view of the resolver.
-#[derive(Debug)]
-pub struct ResolverLookup(pub Arc<Resolver>);
+/// The aggregator's view of the resolver, with a cache of recent lookups.
+///
+/// An entry is used only while the resolver's generation has not moved since
+/// it was read, so a link change in this process is seen at once; the TTL bounds
+/// how long a change made by another process (replicas sharing PostgreSQL) can
+/// go unseen.
+pub struct ResolverLookup {
+    resolver: Arc<Resolver>,
+    cache: moka::future::Cache<Subject, (u64, Identities)>,
+}
+
+impl std::fmt::Debug for ResolverLookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResolverLookup").finish_non_exhaustive()
+    }
+}
+
+/// Cached lookups.
+const LOOKUP_CACHE_ENTRIES: u64 = 100_000;
+/// How long a cached lookup may miss another process's link change.
+const LOOKUP_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl ResolverLookup {
+    /// Lookups over `resolver`.
+    pub fn new(resolver: Arc<Resolver>) -> Self {
+        Self {
+            resolver,
+            cache: moka::future::Cache::builder()
+                .max_capacity(LOOKUP_CACHE_ENTRIES)
+                .time_to_live(LOOKUP_CACHE_TTL)
+                .build(),
+        }
+    }
+
+    async fn lookup(&self, subject: &Subject) -> Result<Identities, LookupError> {
+        let (master, keys) = match subject {
+            Subject::Master(id) => {
+                let id: u64 = id.parse().map_err(|_| LookupError::Invalid {
+                    field: "subject.master".to_owned(),
+                    description: "must be `masters/{id}` with a numeric id".to_owned(),
+                })?;
+                self.resolver
+                    .master_records(id)
+                    .await
+                    .map_err(lookup_error)?
+            }
+            Subject::SourceRecord(r) => {
+                let key = SourceKey::new(r.system.clone(), r.local_id.clone());
+                self.resolver
+                    .cluster_keys(&key)
+                    .await
+                    .map_err(lookup_error)?
+            }
+        };
+        Ok(Identities {
+            master: master.to_string(),
+            records: keys
+                .into_iter()
+                .map(|k| SourceRef {
+                    system: k.system,
+                    local_id: k.local_id,
+                })
+                .collect(),
+        })
+    }
+}
 
 fn lookup_error(e: ResolverError) -> LookupError {
     match e {
@@ -109,30 +189,88 @@ fn lookup_error(e: ResolverError) -> LookupError {
 #[async_trait]
 impl IdentityLookup for ResolverLookup {
     async fn identities(&self, subject: &Subject) -> Result<Identities, LookupError> {
-        let (master, keys) = match subject {
-            Subject::Master(id) => {
-                let id: u64 = id.parse().map_err(|_| LookupError::Invalid {
-                    field: "subject.master".to_owned(),
-                    description: "must be `masters/{id}` with a numeric id".to_owned(),
-                })?;
-                self.0.master_records(id).await.map_err(lookup_error)?
-            }
-            Subject::SourceRecord(r) => {
-                let key = SourceKey::new(r.system.clone(), r.local_id.clone());
-                let resolution = self.0.resolve(&key).await.map_err(lookup_error)?;
-                let keys = resolution.records.into_iter().map(|r| r.key).collect();
-                (resolution.master, keys)
-            }
+        // Read the generation first: a change committed after this read makes
+        // the entry stale, whichever data the lookup saw.
+        let generation = self.resolver.generation();
+        if let Some((cached_at, identities)) = self.cache.get(subject).await
+            && cached_at == generation
+        {
+            return Ok(identities);
+        }
+        let identities = self.lookup(subject).await?;
+        self.cache
+            .insert(subject.clone(), (generation, identities.clone()))
+            .await;
+        Ok(identities)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tessera_matching::{Demographics, Model};
+    use tessera_resolver::ResolverConfig;
+    use tessera_resolver::resolver::{Mutation, UpsertInput};
+    use tessera_resolver::store::SqlStore;
+
+    use super::*;
+
+    fn person(given: &str, family: &str, birth: &str) -> Demographics {
+        Demographics {
+            given_names: vec![given.to_owned()],
+            family_name: family.to_owned(),
+            birth_date: birth.to_owned(),
+            ..Demographics::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn cached_lookups_see_a_link_change_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("identity.db").display());
+        let store = Arc::new(SqlStore::open(&url).await.unwrap());
+        let resolver = Arc::new(
+            Resolver::open(store, Arc::new(Model::builtin()), ResolverConfig::default())
+                .await
+                .unwrap(),
+        );
+        let upsert = |system: &str, id: &str, d: Demographics| UpsertInput {
+            key: SourceKey::new(system, id),
+            demographics: d,
+            source_updated_at: None,
+            validate_only: false,
         };
-        Ok(Identities {
-            master: master.to_string(),
-            records: keys
-                .into_iter()
-                .map(|k| SourceRef {
-                    system: k.system,
-                    local_id: k.local_id,
-                })
-                .collect(),
-        })
+        let mutation = Mutation::default();
+        let a = resolver
+            .upsert(
+                upsert("ehr", "E1", person("Ottoline", "Barrow", "1950-03-04")),
+                &mutation,
+            )
+            .await
+            .unwrap()
+            .master
+            .unwrap();
+        resolver
+            .upsert(
+                upsert("crm", "C9", person("Kwame", "Asante", "1988-11-30")),
+                &mutation,
+            )
+            .await
+            .unwrap();
+        let lookup = ResolverLookup::new(resolver.clone());
+        let subject = Subject::Master(a.to_string());
+        assert_eq!(lookup.identities(&subject).await.unwrap().records.len(), 1);
+        assert_eq!(
+            lookup.identities(&subject).await.unwrap().records.len(),
+            1,
+            "cached"
+        );
+
+        resolver
+            .link_record(&SourceKey::new("crm", "C9"), a, &mutation)
+            .await
+            .unwrap();
+        let after = lookup.identities(&subject).await.unwrap();
+        let systems: Vec<&str> = after.records.iter().map(|r| r.system.as_str()).collect();
+        assert_eq!(systems, ["ehr", "crm"], "the manual link is seen at once");
     }
 }

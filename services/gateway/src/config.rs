@@ -46,6 +46,45 @@ pub struct Config {
     /// PatientViewService answers UNIMPLEMENTED.
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
+
+    /// Demo conveniences for the embedded quickstart; leave out in production.
+    #[serde(default)]
+    pub quickstart: QuickstartConfig,
+}
+
+/// Demo conveniences for the embedded quickstart.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuickstartConfig {
+    /// Generate a synthetic population's four silos (`tessera synth --silos`)
+    /// on start when the directory holds none yet.
+    #[serde(default)]
+    pub generate_silos: Option<GenerateSilos>,
+}
+
+/// Where and how big the generated silos are.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateSilos {
+    /// The directory (relative to this config file): `ehr/` NDJSON files and
+    /// `billing.db`, `crm.db`, `marketing.db`.
+    pub dir: PathBuf,
+    /// How many people.
+    #[serde(default = "GenerateSilos::default_people")]
+    pub people: usize,
+    /// The population's seed.
+    #[serde(default = "GenerateSilos::default_seed")]
+    pub seed: u64,
+}
+
+impl GenerateSilos {
+    fn default_people() -> usize {
+        2_000
+    }
+
+    fn default_seed() -> u64 {
+        1
+    }
 }
 
 /// The identity resolver: its store, its model and its decision thresholds.
@@ -79,6 +118,12 @@ pub struct IdentityConfig {
     /// systems rank last; ties go to the most recently updated value.
     #[serde(default)]
     pub source_priority: Vec<String>,
+
+    /// When the store holds no records yet, load it at start from every source
+    /// that has an identity feed (batch-linked, as `tessera resolver
+    /// link-batch` does); a store that holds records is never reloaded.
+    #[serde(default)]
+    pub load_from_sources: bool,
 }
 
 /// A database URL. It may hold a password, so `Debug` shows only its scheme.

@@ -10,7 +10,9 @@
 //! kinds and builds the configured sources into the patient-view aggregator;
 //! [`commands`] holds the batch commands (`tessera resolver ...`, `tessera
 //! synth`, `tessera bench`) and `tessera view`, the PatientViewService client.
-//! The `tessera` binary (`main.rs`) is the command line over these parts.
+//! [`startup`] brings the resolver and the sources up before the server
+//! reports SERVING. The `tessera` binary (`main.rs`) is the command line over
+//! these parts.
 
 pub mod adapters;
 pub mod commands;
@@ -19,5 +21,6 @@ pub mod health;
 pub mod identity;
 pub mod pending;
 pub mod server;
+pub mod startup;
 pub mod status;
 pub mod telemetry;

@@ -15,7 +15,7 @@ use tessera_gateway::commands::synth::SynthArgs;
 use tessera_gateway::commands::view::ViewArgs;
 use tessera_gateway::config::Config;
 use tessera_gateway::server::{self, ServeOptions, Services, Shutdown};
-use tessera_gateway::{adapters, identity, telemetry};
+use tessera_gateway::{startup, telemetry};
 use tessera_resolver::IdentityGrpc;
 
 /// Tessera: a gRPC federation layer for patient data across siloed systems.
@@ -114,19 +114,18 @@ fn serve(config_path: &std::path::Path, listen: Option<SocketAddr>) -> anyhow::R
             identity: identity_service.clone(),
             patient_view: view_service.clone(),
         };
+        let example_slot = std::sync::OnceLock::new();
         // Runs while the server already answers health checks with NOT_SERVING.
         let startup = async {
             if let (Some(identity), Some(service)) = (&config.identity, &identity_service) {
-                let resolver = identity::open_resolver(identity, config_path)
+                let started = startup::start(&config, config_path, identity)
                     .await
-                    .map_err(|e| e.to_string())?;
-                let (records, bytes) = resolver.index_stats();
-                tracing::info!(records, index_bytes = bytes, "identity resolver ready");
-                service.set_ready(resolver.clone());
-                if let Some(view) = &view_service {
-                    let aggregator = adapters::build_aggregator(&config, config_path, resolver)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    .map_err(|e| format!("{e:#}"))?;
+                service.set_ready(started.resolver);
+                if let Some(example) = started.example {
+                    let _ = example_slot.set(example);
+                }
+                if let (Some(view), Some(aggregator)) = (&view_service, started.aggregator) {
                     view.set_ready(aggregator);
                 }
             }
@@ -143,7 +142,17 @@ fn serve(config_path: &std::path::Path, listen: Option<SocketAddr>) -> anyhow::R
         };
         // Printed once health is SERVING, so whoever reads it may call at once.
         let on_ready = || {
-            if let Err(err) = print_line(&format!("tessera listening on {bound}")) {
+            let mut text = format!("tessera listening on {bound}");
+            if let Some((master, key)) = example_slot.get() {
+                let exe = std::env::current_exe()
+                    .map_or_else(|_| "tessera".to_owned(), |p| p.display().to_string());
+                text.push_str(&format!(
+                    "\ntry:\n  {exe} view --addr {bound} --master masters/{master}\n  \
+                     {exe} view --addr {bound} --ref {}/{} --sections demographics,encounters",
+                    key.system, key.local_id
+                ));
+            }
+            if let Err(err) = print_line(&text) {
                 tracing::warn!(error = %err, "cannot print the bound address");
             }
         };

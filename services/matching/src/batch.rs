@@ -8,11 +8,12 @@ use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use crate::blocking::keys;
+use crate::compare::f;
 use crate::model::Model;
 use crate::normalize::{Prepared, prepare};
 use crate::record::Demographics;
 use crate::score::{
-    AMBIGUITY_MARGIN, MatchConfig, TermFreq, incompatible, score_pair, score_pair_above,
+    AMBIGUITY_MARGIN, Conflict, MatchConfig, TermFreq, incompatible, score_pair, score_pair_above,
 };
 
 /// Most cross-cluster pairs checked before a merge.
@@ -159,8 +160,12 @@ fn match_edges(
 
 /// Records whose best link is not clearly better than a link to someone else:
 /// a rival within [`AMBIGUITY_MARGIN`] bits of the best that is a different
-/// person from the best (a guard conflict or a score below review). A name-and-address row of a household, or a name-and-email
-/// row of a common name, fits several people equally and joins none of them.
+/// person from the best (a guard conflict other than a placeholder name, which
+/// says nothing either way, or a score below the conflict
+/// threshold: fields that weigh against one person, not merely two sparse rows
+/// of one person sharing little). A name-and-address row of a household, or a
+/// name-and-email row of a common name, fits several people equally and joins
+/// none of them.
 fn ambiguous_records(
     prepared: &[Prepared],
     edges: &[(f64, u32, u32)],
@@ -191,7 +196,8 @@ fn ambiguous_records(
                 .any(|(_, rival)| {
                     let (x, y) = (&prepared[top as usize], &prepared[*rival as usize]);
                     let s = score_pair(model, x, y, tf);
-                    s.conflict.is_some() || s.score < config.review_threshold
+                    let other_person = s.conflict.is_some_and(|c| c != Conflict::Placeholder);
+                    other_person || s.score < config.conflict_threshold
                 })
         })
         .collect()
@@ -248,6 +254,7 @@ fn cluster(
         // A single incompatible pair (two national IDs, two birth dates, JR and
         // SR) vetoes the merge outright.
         let (mut support, mut against) = (0usize, 0usize);
+        let mut best_support = f64::NEG_INFINITY;
         let mut vetoed = false;
         for (x, y) in ma
             .iter()
@@ -264,9 +271,17 @@ fn cluster(
                 against += 1;
             } else if s.score >= config.match_threshold {
                 support += 1;
+                if s.cmp.levels[f::GIVEN] <= 1 && s.cmp.levels[f::FAMILY] <= 1 {
+                    best_support = best_support.max(s.score);
+                }
             }
         }
-        let conflicting = vetoed || (against > 0 && support <= against);
+        // A tie is broken by a certain link with the same name (exact or a
+        // nickname): one record mistyped or truncated (SA for SAMUEL) in a
+        // cluster its national ID vouches for does not keep out a record that
+        // agrees with the rest beyond doubt.
+        let tie_broken = support == against && best_support >= config.certain_threshold;
+        let conflicting = vetoed || (against > 0 && support <= against && !tie_broken);
         if conflicting {
             continue;
         }

@@ -5,6 +5,7 @@
 use rustc_hash::FxHasher;
 use std::hash::{Hash, Hasher};
 
+use crate::contact::mailbox;
 use crate::normalize::{Prepared, ph};
 
 /// One blocking key of a record: its wide hash and, when it can be narrowed, the
@@ -80,17 +81,16 @@ pub(crate) fn keys(p: &Prepared) -> Vec<BlockKey> {
         push(4, &[&phone.to_le_bytes()], gi);
     }
     for email in &p.emails {
-        push(5, &[email.as_bytes()], gi);
+        push(5, &[mailbox(email).as_bytes()], gi);
     }
     if given_ok && family_ok && !p.given_code.is_empty() && !p.family_code.is_empty() {
         // Names without the birth date, for a wrong or missing date; narrowed by
-        // decade of birth when common.
+        // decade of birth when common. The two codes unordered, so given and
+        // family names swapped on one side meet too.
         let decade = dob.map(|d| (d.year / 10).to_le_bytes()).unwrap_or_default();
-        push(
-            6,
-            &[p.given_code.as_bytes(), b"|", p.family_code.as_bytes()],
-            &decade,
-        );
+        let (gc, fc) = (p.given_code.as_bytes(), p.family_code.as_bytes());
+        let (lo, hi) = if gc <= fc { (gc, fc) } else { (fc, gc) };
+        push(6, &[lo, b"|", hi], &decade);
     }
     if !p.is_placeholder(ph::ADDRESS) {
         for a in p.addresses.iter().take(3) {

@@ -203,8 +203,10 @@ fn is_placeholder_digits(d: &str) -> bool {
     same || up || down
 }
 
-/// Lowercase email (Gmail dots and `+tags` removed when asked), and whether it is
-/// a placeholder. Input without a single `@` and a dotted domain is missing.
+/// Lowercase email (Gmail `+tags` removed when asked; dots are kept, and
+/// [`same_mailbox`] tells two Gmail spellings of one mailbox apart from an exact
+/// agreement), and whether it is a placeholder. Input without a single `@` and a
+/// dotted domain is missing.
 pub(crate) fn normalize_email(raw: &str, gmail: bool) -> Option<(String, bool)> {
     let s = clip(raw).trim().to_lowercase();
     let (local, domain) = s.split_once('@')?;
@@ -217,12 +219,12 @@ pub(crate) fn normalize_email(raw: &str, gmail: bool) -> Option<(String, bool)> 
         domain
     };
     let local = if gmail && domain == "gmail.com" {
-        local.split('+').next().unwrap_or(local).replace('.', "")
+        local.split('+').next().unwrap_or(local).to_owned()
     } else {
         local.to_owned()
     };
     let placeholder = matches!(
-        local.as_str(),
+        local.replace('.', "").as_str(),
         "none"
             | "noemail"
             | "no"
@@ -239,6 +241,23 @@ pub(crate) fn normalize_email(raw: &str, gmail: bool) -> Option<(String, bool)> 
         "example.com" | "example.org" | "test.com" | "none.com" | "noemail.com"
     );
     Some((format!("{local}@{domain}"), placeholder))
+}
+
+/// The mailbox an email reaches: Gmail ignores dots in the local part, so
+/// `j.doe@gmail.com` and `jdoe@gmail.com` are one mailbox (used for blocking, and
+/// by the comparator as an alike rather than exact agreement).
+pub(crate) fn mailbox(email: &str) -> std::borrow::Cow<'_, str> {
+    match email.strip_suffix("@gmail.com") {
+        Some(local) if local.contains('.') => {
+            format!("{}@gmail.com", local.replace('.', "")).into()
+        }
+        _ => email.into(),
+    }
+}
+
+/// Two different spellings of one Gmail mailbox (dots moved or dropped).
+pub(crate) fn same_mailbox(x: &str, y: &str) -> bool {
+    x != y && x.ends_with("@gmail.com") && mailbox(x) == mailbox(y)
 }
 
 /// Digits only, and whether the ID is a placeholder (000-00-0000, 999-99-9999,
@@ -290,8 +309,11 @@ mod tests {
     fn emails_addresses_ids_normalize() {
         assert_eq!(
             normalize_email(" J.Doe+clinic@GMail.com ", true),
-            Some(("jdoe@gmail.com".to_owned(), false))
+            Some(("j.doe@gmail.com".to_owned(), false))
         );
+        assert!(same_mailbox("j.doe@gmail.com", "jdoe@gmail.com"));
+        assert!(!same_mailbox("j.doe@work.org", "jdoe@work.org"));
+        assert_eq!(mailbox("j.d.oe@gmail.com"), "jdoe@gmail.com");
         assert_eq!(
             normalize_email("J.Doe+x@work.org", true),
             Some(("j.doe+x@work.org".to_owned(), false))

@@ -21,7 +21,10 @@ use crate::record::{Demographics, Sex};
 pub struct NormalizeConfig {
     /// ISO 3166-1 alpha-2 region for phone numbers written without a country code.
     pub default_region: String,
-    /// Treat `j.doe+x@gmail.com` as `jdoe@gmail.com` (Gmail ignores dots and `+tags`).
+    /// Treat `j.doe+x@gmail.com` as the mailbox `jdoe@gmail.com` (Gmail ignores dots
+    /// and `+tags`): the tag is dropped, and spellings that differ only in dots
+    /// block together and agree at the alike level (two people of one name often
+    /// hold `first.last` and `firstlast`, so they are not an exact agreement).
     pub gmail_canonical: bool,
 }
 

@@ -6,7 +6,10 @@ use rustc_hash::{FxHashMap, FxHasher};
 use serde::{Deserialize, Serialize};
 use std::hash::{Hash, Hasher};
 
-use crate::compare::{Comparison, FIELDS, MAX_TF_BITS, NFIELDS, PLACEHOLDER, compare_bounded, f};
+use crate::compare::{
+    Comparison, FIELDS, MAX_TF_BITS, NFIELDS, PLACEHOLDER, compare_bounded, emails_name_two_people,
+    f, middle_names_differ, possible_married_name,
+};
 use crate::model::{Model, TF_FIELDS, level_name};
 use crate::normalize::{NormalizeConfig, Prepared, prepare};
 use crate::record::{Decision, Demographics, FieldWeight};
@@ -21,7 +24,9 @@ pub struct MatchConfig {
     pub review_threshold: f64,
     /// Score at or above which a MATCH is graded CERTAIN rather than PROBABLE.
     pub certain_threshold: f64,
-    /// A pair scoring below this inside a cluster vetoes linking to that cluster.
+    /// A pair scoring below this inside a cluster counts against linking to that
+    /// cluster: near the prior, where its fields all told weigh against one
+    /// person (a name-only pair with a changed family name weighs for it).
     pub conflict_threshold: f64,
     /// Largest blocking-key bucket used as is; larger ones fall back to narrower keys.
     pub max_block_size: usize,
@@ -41,7 +46,7 @@ impl Default for MatchConfig {
             match_threshold: 8.0,
             review_threshold: 0.0,
             certain_threshold: 20.0,
-            conflict_threshold: -8.0,
+            conflict_threshold: -12.0,
             max_block_size: 100,
             max_candidates: 200,
             max_cluster_members: 64,
@@ -187,6 +192,9 @@ pub(crate) struct PairScore {
     pub(crate) cmp: Comparison,
     pub(crate) tf: [f64; 2],
     pub(crate) conflict: Option<Conflict>,
+    /// The family name's disagreement was not held against the pair (see
+    /// `possible_married_name`).
+    pub(crate) married_name: bool,
 }
 
 /// Compares and scores two prepared records.
@@ -204,6 +212,7 @@ pub(crate) fn score_pair(
         },
         tf: [0.0; 2],
         conflict: None,
+        married_name: false,
     };
     score_pair_above(model, a, b, tf, f64::NEG_INFINITY).unwrap_or(fallback)
 }
@@ -225,6 +234,10 @@ pub(crate) fn score_pair_above(
     if cmp.swapped {
         score -= 1.0;
     }
+    let married_name = possible_married_name(a, b, &cmp.levels);
+    if married_name {
+        score -= model.weight(f::FAMILY, cmp.levels[f::FAMILY]);
+    }
     let mut tfs = [0.0; 2];
     if let Some(tf) = tf {
         for (i, field) in TF_FIELDS.iter().enumerate() {
@@ -239,6 +252,7 @@ pub(crate) fn score_pair_above(
         cmp,
         tf: tfs,
         conflict: conflict(a, b, &cmp),
+        married_name,
     })
 }
 
@@ -250,7 +264,13 @@ fn conflict(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> {
         return None;
     }
     if cmp.levels[f::GIVEN] == PLACEHOLDER || cmp.levels[f::FAMILY] == PLACEHOLDER {
-        return Some(Conflict::Placeholder);
+        // A placeholder name (JOHN DOE, BABY GIRL) says nothing; the record may
+        // still link on what only the person has, when the sexes do not differ
+        // and the name that is there does not disagree.
+        let named_side_disagrees = cmp.disagrees(f::GIVEN) || cmp.disagrees(f::FAMILY);
+        if cmp.disagrees(f::SEX) || named_side_disagrees || !personal_identifier_agrees(cmp) {
+            return Some(Conflict::Placeholder);
+        }
     }
     let given = cmp.levels[f::GIVEN];
     // disagree, or only alike in sound or a loose Jaro-Winkler band (LILY / LOLA),
@@ -264,19 +284,46 @@ fn conflict(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> {
     if cmp.disagrees(f::DOB) || (cmp.levels[f::DOB] == 4 && year_gap(a, b) >= 10) {
         return Some(Conflict::BirthDate);
     }
+    if let Some(c) = two_people(a, b, cmp) {
+        return Some(c);
+    }
+    None
+}
+
+/// Positive evidence of two people despite look-alike records (checked when no
+/// national ID vouches): consecutive national IDs; look-alike or
+/// nickname-related given names (KAYLA / KYLA, EMMA / EMILY) each spelled into
+/// its own record's email, or with different national IDs in one household (the
+/// same phone); different middle names (CHARLES JAMES / CHARLES KENNETH); or
+/// different sexes with not-identical given names (AARON / ERIN). Siblings, not
+/// a typo or a nickname: no cluster may hold both.
+fn two_people(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> {
+    let given = cmp.levels[f::GIVEN];
     if consecutive_ids(a, b) {
         return Some(Conflict::NationalId);
     }
-    // Look-alike or nickname-related given names (KAYLA / KYLA, EMMA / EMILY)
-    // in one household (the same phone) with different national IDs: siblings,
-    // not a typo or a nickname.
-    if cmp.disagrees(f::NATIONAL_ID) && cmp.exact(f::PHONE) && (1..=4).contains(&given) {
+    if (1..=4).contains(&given)
+        && (emails_name_two_people(a, b) || (cmp.disagrees(f::NATIONAL_ID) && cmp.exact(f::PHONE)))
+    {
         return Some(Conflict::GivenName);
     }
-    if cmp.disagrees(f::SEX) && given > 1 && given < PLACEHOLDER {
+    if !cmp.swapped && middle_names_differ(a, b) {
+        return Some(Conflict::GivenName);
+    }
+    if cmp.disagrees(f::SEX) && (1..PLACEHOLDER).contains(&given) {
         return Some(Conflict::Sex);
     }
     None
+}
+
+/// The pair agrees on something only the person has: the full birth date
+/// together with the street address, phone or national ID, or an email that is
+/// not a near miss. Twins share a birth date, address and phone; the ambiguity
+/// check keeps a record that fits both of them out of either.
+fn personal_identifier_agrees(cmp: &Comparison) -> bool {
+    let dob = cmp.exact(f::DOB)
+        && (cmp.exact(f::ADDRESS) || cmp.exact(f::PHONE) || cmp.levels[f::NATIONAL_ID] <= 1);
+    dob || cmp.exact(f::EMAIL) || cmp.exact(f::NATIONAL_ID)
 }
 
 /// A record's best link must beat any link to a different person by this many
@@ -289,8 +336,9 @@ pub(crate) const AMBIGUITY_MARGIN: f64 = 4.0;
 /// different birth dates without a shared national ID. Linked only through a
 /// third, sparser record they are two people (a household, a junior and senior,
 /// two people with a common name); reaching review despite them is a rewritten
-/// field. Different national IDs with a shared phone or email and no birth date
-/// are two members of one household however well the rest agrees.
+/// field. Positive evidence of siblings (see `two_people`) never joins one
+/// cluster. Different national IDs with a shared phone or email and no birth
+/// date are two members of one household however well the rest agrees.
 pub(crate) fn incompatible(
     a: &Prepared,
     b: &Prepared,
@@ -305,8 +353,11 @@ pub(crate) fn incompatible(
         return true;
     }
     let direct = s.conflict.is_none() && s.score >= config.review_threshold;
+    let suffixes_differ = a.suffix != 0 && b.suffix != 0 && a.suffix != b.suffix;
+    let siblings = !national_id_vouches(a, b, &s.cmp) && two_people(a, b, &s.cmp).is_some();
     !direct
-        && (s.conflict == Some(Conflict::Suffix)
+        && (suffixes_differ
+            || siblings
             || (s.cmp.disagrees(f::NATIONAL_ID)
                 && (s.cmp.levels[f::DOB] > 2
                     || (s.cmp.levels[f::ADDRESS] > 2
@@ -402,6 +453,14 @@ pub(crate) fn field_weights(model: &Model, s: &PairScore, guard: f64) -> Vec<Fie
             field: "name_order".into(),
             level: "given_family_swapped".into(),
             weight: -1.0,
+            term_frequency_adjustment: 0.0,
+        });
+    }
+    if s.married_name {
+        out.push(FieldWeight {
+            field: "family_name_change".into(),
+            level: "possible_married_name".into(),
+            weight: -model.weight(f::FAMILY, s.cmp.levels[f::FAMILY]),
             term_frequency_adjustment: 0.0,
         });
     }

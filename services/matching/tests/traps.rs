@@ -611,3 +611,405 @@ fn same_name_and_phone_with_two_ssns_and_no_birth_date_stay_apart() {
     };
     assert_linked(&demo(&father), &demo(&same), "same SSN, no birth date");
 }
+
+#[test]
+fn look_alike_twins_each_with_an_email_of_their_own_name_stay_apart() {
+    let kayla = P {
+        given: "Kayla",
+        family: "Harris",
+        dob: "",
+        email: "kayla.harris@gmail.com",
+        ..BASE
+    };
+    let kyla = P {
+        given: "Kyla",
+        email: "kyla.harris@gmail.com",
+        ..kayla
+    };
+    assert_apart(
+        &demo(&kayla),
+        &demo(&kyla),
+        "twins Kayla / Kyla, own emails",
+    );
+    let sara = P {
+        given: "Sara",
+        family: "Robinson",
+        email: "sara.robinson98@hotmail.com",
+        ..kayla
+    };
+    let sarah = P {
+        given: "Sarah",
+        email: "sarah.robinson98@hotmail.com",
+        ..sara
+    };
+    assert_apart(
+        &demo(&sara),
+        &demo(&sarah),
+        "twins Sara / Sarah, own emails",
+    );
+    // A typo in the name does not reach the email typed separately.
+    let typo = P {
+        given: "Kyla",
+        email: "kayla.harris@gmail.com",
+        ..kayla
+    };
+    assert_linked(&demo(&kayla), &demo(&typo), "Kayla / Kyla typo, one email");
+}
+
+#[test]
+fn different_middle_names_are_two_people() {
+    let a = P {
+        given: "Charles James",
+        family: "Brown",
+        sex: Sex::Male,
+        ..BASE
+    };
+    let b = P {
+        given: "Charles Kenneth",
+        ..a
+    };
+    assert_apart(&demo(&a), &demo(&b), "Charles James / Charles Kenneth");
+    let initial = P {
+        given: "Charles J.",
+        ..a
+    };
+    assert_linked(&demo(&a), &demo(&initial), "middle name and its initial");
+}
+
+#[test]
+fn nickname_related_names_of_boy_and_girl_twins_stay_apart() {
+    // The nickname table relates AARON and ERIN; different sexes tell them apart.
+    let aaron = P {
+        given: "Aaron",
+        family: "Torres",
+        sex: Sex::Male,
+        ..BASE
+    };
+    let erin = P {
+        given: "Erin",
+        sex: Sex::Female,
+        ..aaron
+    };
+    assert_apart(&demo(&aaron), &demo(&erin), "twins Aaron / Erin");
+}
+
+#[test]
+fn two_formal_names_sharing_a_longer_name_are_not_nicknames() {
+    // ROSA and LINDA are both nicknames of ROSALINDA, and names of their own.
+    let rosa = P {
+        given: "Rosa",
+        family: "Garcia",
+        ssn: "316-57-6600",
+        ..BASE
+    };
+    let linda = P {
+        given: "Linda",
+        ssn: "416-72-4165",
+        ..rosa
+    };
+    assert_apart(&demo(&rosa), &demo(&linda), "twins Rosa / Linda");
+}
+
+#[test]
+fn spanish_nicknames_and_mistyped_nicknames_link() {
+    let jose = P {
+        given: "Jose",
+        family: "Lopez",
+        sex: Sex::Male,
+        ..BASE
+    };
+    let pepe = P {
+        given: "Pepe",
+        ..jose
+    };
+    assert_linked(&demo(&jose), &demo(&pepe), "Jose / Pepe");
+    let pamela = P {
+        given: "Paamela",
+        family: "Wilson",
+        ..BASE
+    };
+    let pam = P {
+        given: "Pam",
+        ..pamela
+    };
+    assert_linked(&demo(&pamela), &demo(&pam), "Paamela (typo) / Pam");
+}
+
+#[test]
+fn a_sparse_record_never_bridges_twins_with_their_own_emails() {
+    let kayla = P {
+        given: "Kayla",
+        family: "Harris",
+        dob: "1941-08-19",
+        phone: "623-683-8516",
+        email: "kayla.harris@gmail.com",
+        ..BASE
+    };
+    let kyla = P {
+        given: "Kyla",
+        email: "kyla.harris@gmail.com",
+        ..kayla
+    };
+    // Sparse rows of each twin: the household's address and phone, no email.
+    let kayla_sparse = P {
+        dob: "",
+        email: "",
+        ..kayla
+    };
+    let kyla_sparse = P {
+        dob: "",
+        email: "",
+        ..kyla
+    };
+    let rows = [
+        demo(&kayla),
+        demo(&kyla),
+        demo(&kayla_sparse),
+        demo(&kyla_sparse),
+    ];
+    let clusters = link_batch(&rows, &Model::builtin(), &MatchConfig::default());
+    assert_ne!(
+        clusters[0], clusters[1],
+        "twins with their own emails stay apart: {clusters:?}"
+    );
+}
+
+#[test]
+fn a_name_only_pair_with_a_changed_family_name_does_not_block_a_cluster() {
+    // The married name with the household's details; the same person with a
+    // middle name and no address; and a sparse row under the maiden name that
+    // shares only the street with the first.
+    let married = P {
+        given: "Brenda",
+        family: "Miller",
+        dob: "1975-01-25",
+        street: "656 Spring Ct Apt 23A",
+        phone: "504-630-4209",
+        ssn: "007-77-6000",
+        ..BASE
+    };
+    let mut middle = demo(&P {
+        given: "Brenda Margaret",
+        phone: "",
+        ..married
+    });
+    middle.addresses.clear();
+    let maiden = demo(&P {
+        family: "Mitchell",
+        dob: "",
+        phone: "",
+        ssn: "",
+        email: "brenda.mitchell@outlook.com",
+        ..married
+    });
+    let rows = [demo(&married), middle, maiden];
+    let clusters = link_batch(&rows, &Model::builtin(), &MatchConfig::default());
+    assert_eq!(clusters[0], clusters[1]);
+    assert_eq!(
+        clusters[0], clusters[2],
+        "maiden-name row joins despite the name-only pair: {clusters:?}"
+    );
+}
+
+#[test]
+fn a_record_whose_two_best_links_are_sparse_rows_of_one_person_links() {
+    // Two rows of one person that share nothing but the name (a second phone);
+    // a third row carries the first's phone and the second's email. Its two
+    // links are equally good and are one person, so it is no ambiguity.
+    let with_phone = P {
+        given: "Sarah",
+        family: "Ramos",
+        dob: "",
+        street: "",
+        zip: "",
+        phone: "210-295-0054",
+        ..BASE
+    };
+    let with_email = P {
+        sex: Sex::Unspecified,
+        phone: "726-442-0792",
+        email: "sramos1969@aol.com",
+        ..with_phone
+    };
+    let both = P {
+        email: "sramos1969@aol.com",
+        ..with_phone
+    };
+    let rows: Vec<Demographics> = [with_phone, with_email, both]
+        .iter()
+        .map(|p| {
+            let mut d = demo(p);
+            d.addresses.clear();
+            d
+        })
+        .collect();
+    let clusters = link_batch(&rows, &Model::builtin(), &MatchConfig::default());
+    assert!(
+        clusters[0] == clusters[2] && clusters[1] == clusters[2],
+        "one person: {clusters:?}"
+    );
+}
+
+#[test]
+fn a_placeholder_name_links_on_what_only_the_person_has() {
+    let amy = P {
+        given: "Amy",
+        family: "Gonzalez",
+        dob: "1955-07-04",
+        phone: "646-262-6460",
+        ssn: "155-55-0034",
+        ..BASE
+    };
+    let doe = P {
+        given: "Jane",
+        family: "Doe",
+        ..amy
+    };
+    assert_linked(
+        &demo(&amy),
+        &demo(&doe),
+        "JANE DOE with the birth date, address, phone and SSN",
+    );
+    // Only the household's address and phone: anyone living there.
+    let household_only = P {
+        dob: "",
+        ssn: "",
+        ..doe
+    };
+    assert_apart(
+        &demo(&amy),
+        &demo(&household_only),
+        "JANE DOE at the address",
+    );
+    // Twins share a birth date, address and phone: a BABY GIRL row that fits
+    // both joins neither.
+    let twin_a = P {
+        given: "Olivia",
+        family: "Kowalski",
+        dob: "2024-03-14",
+        ssn: "",
+        ..BASE
+    };
+    let twin_b = P {
+        given: "Emma",
+        ..twin_a
+    };
+    let baby = P {
+        given: "Baby Girl",
+        ..twin_a
+    };
+    let rows = [
+        demo(&twin_a),
+        demo(&twin_a),
+        demo(&twin_b),
+        demo(&twin_b),
+        demo(&baby),
+    ];
+    let clusters = link_batch(&rows, &Model::builtin(), &MatchConfig::default());
+    assert_ne!(clusters[0], clusters[2], "twins stay apart");
+    assert!(
+        clusters[..4].iter().all(|c| *c != clusters[4]),
+        "the BABY GIRL row joins neither twin: {clusters:?}"
+    );
+}
+
+#[test]
+fn a_truncated_name_vouched_by_its_ssn_does_not_keep_out_a_certain_link() {
+    let full = P {
+        given: "Samuel",
+        family: "White",
+        dob: "1952-09-17",
+        sex: Sex::Male,
+        street: "25585 Elm Dr",
+        phone: "916-486-9952",
+        email: "samuel1952@hotmail.com",
+        ssn: "664-60-2172",
+        ..BASE
+    };
+    // SA for SAMUEL: the shared SSN vouches for it inside its cluster.
+    let truncated = P {
+        given: "Sa",
+        email: "",
+        ..full
+    };
+    let sparse = P {
+        dob: "",
+        sex: Sex::Unspecified,
+        phone: "",
+        ssn: "",
+        ..full
+    };
+    let rows = [demo(&full), demo(&truncated), demo(&sparse)];
+    let clusters = link_batch(&rows, &Model::builtin(), &MatchConfig::default());
+    assert!(
+        clusters[0] == clusters[1] && clusters[0] == clusters[2],
+        "one person: {clusters:?}"
+    );
+}
+
+#[test]
+fn a_married_name_does_not_count_against_a_shared_identifier() {
+    let maiden = P {
+        given: "Helen",
+        family: "Hughes",
+        dob: "1980-11-07",
+        street: "94 2nd Street",
+        phone: "",
+        email: "helen1980@yahoo.com",
+        ssn: "113-39-9457",
+        ..BASE
+    };
+    let mut married = demo(&P {
+        family: "Kim",
+        dob: "",
+        phone: "216-668-2358",
+        ssn: "",
+        ..maiden
+    });
+    married.addresses.clear();
+    assert_linked(&demo(&maiden), &married, "married name, same email");
+    let e = explain(&Model::builtin(), &demo(&maiden), &married);
+    assert!(
+        e.field_weights
+            .iter()
+            .any(|w| w.field == "family_name_change" && w.weight > 0.0),
+        "{e:?}"
+    );
+    // Two women of one given name sharing nothing else stay apart, and a man
+    // with another family name is not given the benefit.
+    let other = P {
+        family: "Kim",
+        dob: "1980-11-07",
+        street: "7 Oak Ave",
+        zip: "62711",
+        phone: "",
+        email: "",
+        ssn: "",
+        ..maiden
+    };
+    assert_apart(
+        &demo(&maiden),
+        &demo(&other),
+        "same given name and date only",
+    );
+    let he = P {
+        given: "Paul",
+        sex: Sex::Male,
+        ..maiden
+    };
+    let he_other = P {
+        family: "Kim",
+        dob: "",
+        ssn: "",
+        street: "",
+        zip: "",
+        ..he
+    };
+    let e = explain(&Model::builtin(), &demo(&he), &demo(&he_other));
+    assert!(
+        e.field_weights
+            .iter()
+            .all(|w| w.field != "family_name_change"),
+        "{e:?}"
+    );
+}

@@ -5,6 +5,7 @@
 //! of the store. At start the index is rebuilt from the store.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use serde::de::DeserializeOwned;
@@ -107,6 +108,9 @@ pub struct Resolver {
     index: RwLock<Index>,
     writer: Mutex<()>,
     config: ResolverConfig,
+    /// Bumped after every committed change to links, so readers can tell
+    /// whether what they cached is still current.
+    generation: AtomicU64,
 }
 
 impl std::fmt::Debug for Resolver {
@@ -133,6 +137,7 @@ impl Resolver {
             index: RwLock::new(index),
             writer: Mutex::new(()),
             config,
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -151,12 +156,21 @@ impl Resolver {
         f(&guard)
     }
 
+    /// Applies a committed change to the index, and bumps the generation.
     fn update_index(&self, f: impl FnOnce(&mut Index)) {
         let mut guard = self
             .index
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut guard);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// A counter bumped after every committed change to records and links in
+    /// this process. Read it before reading identities to cache them; the cache
+    /// entry is current while the counter has not moved.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Resolves a source record to its master and every record linked to it.
@@ -216,8 +230,22 @@ impl Resolver {
         id: MasterId,
     ) -> Result<(MasterId, Vec<SourceKey>), ResolverError> {
         let row = self.active_master(id).await?;
-        let records = self.store.master_records(row.id).await?;
-        Ok((row.id, records.into_iter().map(|r| r.key).collect()))
+        Ok((row.id, self.store.master_keys(row.id).await?))
+    }
+
+    /// The master of a source record and the keys of every record linked to
+    /// it, in one query.
+    pub async fn cluster_keys(
+        &self,
+        key: &SourceKey,
+    ) -> Result<(MasterId, Vec<SourceKey>), ResolverError> {
+        invalid_if(key.validate("source_record"))?;
+        self.store
+            .cluster_keys(key)
+            .await?
+            .ok_or(ResolverError::NotFound {
+                what: "source record",
+            })
     }
 
     /// The active master `id` is or was merged into.

@@ -41,6 +41,7 @@ mod noise;
 pub mod person;
 pub mod population;
 mod render;
+pub mod silos;
 mod tables;
 
 use std::io::Write;

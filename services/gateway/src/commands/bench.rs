@@ -23,11 +23,18 @@ use tokio::sync::oneshot;
 
 use crate::server::{self, ServeOptions, Services};
 
+mod view;
+
+pub use view::ViewBenchArgs;
+
 /// Benchmarks.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// IdentityService latency over loopback gRPC with a large index.
     Resolver(ResolverBenchArgs),
+    /// PatientViewService over loopback gRPC with fake silos, against a bare
+    /// tonic server: cold and cached latency, throughput, coalescing.
+    View(ViewBenchArgs),
 }
 
 /// `tessera bench resolver`.
@@ -49,17 +56,16 @@ pub struct ResolverBenchArgs {
 
 /// Runs a benchmark.
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
-    match command {
-        BenchCommand::Resolver(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            let report = runtime.block_on(resolver(&args))?;
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{report}")?;
-            Ok(())
-        }
-    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = match command {
+        BenchCommand::Resolver(args) => runtime.block_on(resolver(&args))?,
+        BenchCommand::View(args) => runtime.block_on(view::run(&args))?,
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{report}")?;
+    Ok(())
 }
 
 /// splitmix64: a small, seeded generator for picking keys.

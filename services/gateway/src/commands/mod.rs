@@ -4,6 +4,7 @@
 //! a client of a running gateway.
 
 pub mod bench;
+pub mod load;
 pub mod resolver;
 pub mod synth;
 pub mod view;

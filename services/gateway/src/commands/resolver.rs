@@ -23,6 +23,9 @@ pub enum ResolverCommand {
     Train(TrainArgs),
     /// Prints the per-field match weights between two records of a CSV file.
     Explain(ExplainArgs),
+    /// Loads the identity store from a configured source's identity feed,
+    /// matching every record as it arrives.
+    Load(super::load::LoadArgs),
 }
 
 /// `tessera resolver link-batch`.
@@ -91,6 +94,7 @@ pub fn run(command: ResolverCommand) -> anyhow::Result<()> {
         ResolverCommand::LinkBatch(args) => link_batch(&args),
         ResolverCommand::Train(args) => train(&args),
         ResolverCommand::Explain(args) => explain(&args),
+        ResolverCommand::Load(args) => super::load::run(&args),
     }
 }
 

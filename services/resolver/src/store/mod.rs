@@ -311,6 +311,17 @@ pub trait IdentityStore: Send + Sync + 'static {
     /// Every record linked to a master, with its link, in record order.
     async fn master_records(&self, id: MasterId) -> Result<Vec<StoredRecord>, StoreError>;
 
+    /// The keys of a master's records, in record order: what a patient view
+    /// needs, without demographics or link details.
+    async fn master_keys(&self, id: MasterId) -> Result<Vec<SourceKey>, StoreError>;
+
+    /// The master of `key` and the keys of every record linked to it (itself
+    /// included), in one query; `None` if `key` is not stored or not linked.
+    async fn cluster_keys(
+        &self,
+        key: &SourceKey,
+    ) -> Result<Option<(MasterId, Vec<SourceKey>)>, StoreError>;
+
     /// The records linked to the same master as `key` (itself included), in one
     /// query; empty if `key` is not stored.
     async fn cluster_of(&self, key: &SourceKey) -> Result<Vec<StoredRecord>, StoreError>;

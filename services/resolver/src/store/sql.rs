@@ -402,6 +402,55 @@ impl IdentityStore for SqlStore {
         rows.iter().map(record_from_row).collect()
     }
 
+    async fn master_keys(&self, master: MasterId) -> Result<Vec<SourceKey>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.system, r.local_id FROM links l JOIN source_records r ON r.id = l.record_id \
+             WHERE l.master_id = $1 ORDER BY r.id",
+        )
+        .bind(id(master))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SourceKey::new(
+                    row.try_get::<String, _>("system")?,
+                    row.try_get::<String, _>("local_id")?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn cluster_keys(
+        &self,
+        key: &SourceKey,
+    ) -> Result<Option<(MasterId, Vec<SourceKey>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT l.master_id, r.system, r.local_id FROM links l \
+             JOIN source_records r ON r.id = l.record_id \
+             WHERE l.master_id = (SELECT l2.master_id FROM source_records r2 \
+             JOIN links l2 ON l2.record_id = r2.id WHERE r2.system = $1 AND r2.local_id = $2) \
+             ORDER BY r.id",
+        )
+        .bind(&key.system)
+        .bind(&key.local_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let master = uid(first.try_get("master_id")?);
+        let keys = rows
+            .iter()
+            .map(|row| {
+                Ok(SourceKey::new(
+                    row.try_get::<String, _>("system")?,
+                    row.try_get::<String, _>("local_id")?,
+                ))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Some((master, keys)))
+    }
+
     async fn cluster_of(&self, key: &SourceKey) -> Result<Vec<StoredRecord>, StoreError> {
         let sql = format!(
             "SELECT {RECORD_COLUMNS} FROM links l JOIN source_records r ON r.id = l.record_id \

@@ -526,3 +526,34 @@ async fn cluster_of_returns_the_whole_cluster_in_one_query() {
         );
     }
 }
+
+#[tokio::test]
+async fn cluster_and_master_keys_list_the_linked_records_keys() {
+    for (backend, store, _dir) in backends().await {
+        let (_, m1) = seed(&store, "ehr", "A").await;
+        let (r2, _) = seed(&store, "crm", "B").await;
+        let (_, m3) = seed(&store, "crm", "C").await;
+        let mut tx = store.begin().await.unwrap();
+        tx.set_link(&link(r2, m1, LinkSource::Manual))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let both = vec![SourceKey::new("ehr", "A"), SourceKey::new("crm", "B")];
+        assert_eq!(store.master_keys(m1).await.unwrap(), both, "{backend}");
+        assert_eq!(
+            store.cluster_keys(&SourceKey::new("crm", "B")).await.unwrap(),
+            Some((m1, both)),
+            "{backend}"
+        );
+        assert_eq!(
+            store.cluster_keys(&SourceKey::new("crm", "C")).await.unwrap(),
+            Some((m3, vec![SourceKey::new("crm", "C")])),
+            "{backend}"
+        );
+        assert_eq!(
+            store.cluster_keys(&SourceKey::new("crm", "Z")).await.unwrap(),
+            None,
+            "{backend}"
+        );
+    }
+}

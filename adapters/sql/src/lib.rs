@@ -1,0 +1,38 @@
+//! The `sql` adapter kind: a silo that is a relational database (billing, CRM),
+//! reached with a configured, parameterised query per section.
+//!
+//! Each section is one query whose only parameter is the local ID, always bound
+//! (there is no templating, so a local ID can never become SQL). Its rows become
+//! records: every column a field, or the columns `fields` maps; JSON-text columns
+//! nested; a record ID and an update time from named columns. Rows past a limit
+//! are dropped. A query runs under the fetch's deadline on the server
+//! (PostgreSQL's `statement_timeout`, a SQLite progress handler), and is cancelled
+//! on the server when the caller goes away. Health is a cheap query, and an
+//! optional feed query streams the silo's demographics to the resolver.
+//!
+//! PostgreSQL and SQLite are supported; MySQL/MariaDB URLs are refused with a
+//! clear error until that dialect is tested.
+//!
+//! ```yaml
+//! kind: sql
+//! config:
+//!   system: billing
+//!   url_env: BILLING_DATABASE_URL
+//!   sections:
+//!     invoices:
+//!       description: Invoices and their balances
+//!       query: SELECT id, issued_at, amount_cents, balance_cents FROM invoices WHERE patient_ref = $1 ORDER BY issued_at DESC
+//!       record_id: id
+//!       update_time: issued_at
+//! ```
+//!
+//! Errors and logs name sections, columns and SQLSTATE codes, never a local ID or
+//! a value (a database's own message can quote a value, so it is never passed on).
+
+mod adapter;
+mod config;
+mod db;
+mod record;
+
+pub use adapter::{SqlAdapter, SqlKind};
+pub use config::{FeedConfig, SectionConfig, SqlConfig};

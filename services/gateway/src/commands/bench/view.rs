@@ -1,0 +1,499 @@
+//! `tessera bench view`: PatientViewService over real loopback gRPC, with fake
+//! silos of set latencies, against a bare tonic server returning a response of
+//! the same size — side by side in one run, on one machine.
+//!
+//! Phases: (1) cold views at a constant rate, every request for a master never
+//! asked before, latency measured from each request's scheduled send time (no
+//! coordinated omission); (2) cached views, closed loop, against (3) the bare
+//! server, closed loop, with the same client; (4) cached views at a constant
+//! half of (2)'s rate; (5) N identical concurrent cold requests for one master,
+//! counting adapter calls per key.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use hdrhistogram::Histogram;
+use tessera_adapter_core::BuiltAdapter;
+use tessera_adapter_core::fake::{FakeAdapter, FakeConfig, FakeStats};
+use tessera_aggregator::{
+    Aggregator, PatientViewGrpc, PurposePolicy, Source, SourcePolicy, ViewPolicy,
+};
+use tessera_matching::{Demographics, Model, SourceKey};
+use tessera_proto::v1::{
+    self as pb,
+    patient_view_service_client::PatientViewServiceClient,
+    patient_view_service_server::{PatientViewService, PatientViewServiceServer},
+};
+use tessera_resolver::store::SqlStore;
+use tessera_resolver::{Resolver, ResolverConfig};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+use crate::adapters::ResolverLookup;
+use crate::server::{self, ServeOptions, Services};
+
+/// `tessera bench view`.
+#[derive(Debug, Args)]
+pub struct ViewBenchArgs {
+    /// How many fake silos (adapters), one section each.
+    #[arg(long, default_value_t = 4)]
+    adapters: usize,
+    /// Each adapter's latency in milliseconds, comma-separated; cycled when
+    /// shorter than `--adapters`.
+    #[arg(long, value_delimiter = ',', default_value = "5,10,20,40")]
+    latency_ms: Vec<u64>,
+    /// Cold views per second.
+    #[arg(long, default_value_t = 2000)]
+    rate: u64,
+    /// Seconds of each timed phase.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Records per (adapter, person).
+    #[arg(long, default_value_t = 2)]
+    records: u32,
+    /// Padding bytes per record.
+    #[arg(long, default_value_t = 200)]
+    record_bytes: usize,
+    /// Concurrent callers in the closed-loop phases.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Identical concurrent cold requests in the coalescing phase.
+    #[arg(long, default_value_t = 1000)]
+    coalesce: usize,
+    /// gRPC connections the client spreads calls over.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+}
+
+const DEADLINE: Duration = Duration::from_secs(2);
+/// Masters for the cached phases.
+const WARM_MASTERS: usize = 100;
+
+/// A PatientViewService that returns one fixed view: the floor of what any
+/// view server can do over the same transport.
+struct BareView(pb::PatientView);
+
+#[tonic::async_trait]
+impl PatientViewService for BareView {
+    async fn get_patient_view(
+        &self,
+        _request: tonic::Request<pb::GetPatientViewRequest>,
+    ) -> Result<tonic::Response<pb::PatientView>, tonic::Status> {
+        Ok(tonic::Response::new(self.0.clone()))
+    }
+
+    type StreamPatientViewStream =
+        futures_util::stream::Empty<Result<pb::StreamPatientViewResponse, tonic::Status>>;
+
+    async fn stream_patient_view(
+        &self,
+        _request: tonic::Request<pb::StreamPatientViewRequest>,
+    ) -> Result<tonic::Response<Self::StreamPatientViewStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("bare server"))
+    }
+
+    async fn batch_get_patient_views(
+        &self,
+        _request: tonic::Request<pb::BatchGetPatientViewsRequest>,
+    ) -> Result<tonic::Response<pb::BatchGetPatientViewsResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("bare server"))
+    }
+}
+
+fn histogram() -> anyhow::Result<Histogram<u64>> {
+    Ok(Histogram::new_with_bounds(1, 60_000_000, 3)?)
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
+}
+
+fn ms(v: u64) -> f64 {
+    v as f64 / 1000.0
+}
+
+/// Persons, each with one record in every silo, bulk-loaded as masters.
+async fn seed_identities(
+    store: &SqlStore,
+    persons: usize,
+    adapters: usize,
+) -> anyhow::Result<Vec<String>> {
+    let mut records = Vec::with_capacity(persons * adapters);
+    let mut clusters = Vec::with_capacity(persons * adapters);
+    for p in 0..persons {
+        for a in 0..adapters {
+            let demographics = Demographics {
+                given_names: vec![format!("P{p}")],
+                family_name: format!("F{p}"),
+                ..Demographics::default()
+            };
+            records.push((
+                SourceKey::new(format!("silo{a}"), format!("L{a}-{p}")),
+                demographics,
+            ));
+            clusters.push(u32::try_from(p)?);
+        }
+    }
+    let masters = tessera_resolver::store::bulk_load(store, &records, &clusters).await?;
+    Ok(masters
+        .chunks(adapters)
+        .map(|m| format!("masters/{}", m[0]))
+        .collect())
+}
+
+fn request(
+    master: &str,
+    max_staleness: Option<Duration>,
+) -> tonic::Request<pb::GetPatientViewRequest> {
+    let mut request = tonic::Request::new(pb::GetPatientViewRequest {
+        subject: Some(pb::PatientSubject {
+            subject: Some(pb::patient_subject::Subject::Master(master.to_owned())),
+        }),
+        purpose: pb::PurposeOfUse::Treatment.into(),
+        max_staleness: max_staleness.and_then(|d| prost_types::Duration::try_from(d).ok()),
+        ..pb::GetPatientViewRequest::default()
+    });
+    request.set_timeout(DEADLINE);
+    request
+}
+
+/// Clients over several connections, handed out round-robin.
+#[derive(Clone)]
+struct Clients {
+    clients: Arc<Vec<PatientViewServiceClient<Channel>>>,
+    next: Arc<AtomicU64>,
+}
+
+impl Clients {
+    async fn connect(addr: std::net::SocketAddr, connections: usize) -> anyhow::Result<Self> {
+        let mut clients = Vec::new();
+        for _ in 0..connections.max(1) {
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+                .tcp_nodelay(true)
+                .connect()
+                .await
+                .context("cannot connect to the in-process server")?;
+            clients.push(PatientViewServiceClient::new(channel));
+        }
+        Ok(Self {
+            clients: Arc::new(clients),
+            next: Arc::default(),
+        })
+    }
+
+    fn get(&self) -> PatientViewServiceClient<Channel> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) as usize % self.clients.len();
+        self.clients[i].clone()
+    }
+}
+
+/// Results of an open-loop phase.
+struct OpenLoop {
+    latency: Histogram<u64>,
+    completed: u64,
+    errors: u64,
+    partial: u64,
+    elapsed: Duration,
+}
+
+/// Sends `total` requests at `rate` per second, each at its scheduled time
+/// whatever the previous ones did, timing each from that scheduled time.
+async fn open_loop(
+    clients: &Clients,
+    rate: u64,
+    total: usize,
+    master: impl Fn(usize) -> String,
+    max_staleness: Option<Duration>,
+) -> anyhow::Result<OpenLoop> {
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let start = Instant::now();
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..total {
+        let scheduled = start + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(scheduled).await;
+        let mut client = clients.get();
+        let request = request(&master(i), max_staleness);
+        calls.spawn(async move {
+            let result = client.get_patient_view(request).await;
+            let latency = scheduled.elapsed();
+            let partial = result
+                .as_ref()
+                .is_ok_and(|v| !v.get_ref().unreachable.is_empty());
+            (result.is_ok(), partial, latency)
+        });
+    }
+    let mut out = OpenLoop {
+        latency: histogram()?,
+        completed: 0,
+        errors: 0,
+        partial: 0,
+        elapsed: Duration::ZERO,
+    };
+    while let Some(joined) = calls.join_next().await {
+        let (ok, partial, latency) = joined?;
+        out.latency.record(micros(latency))?;
+        out.completed += u64::from(ok);
+        out.errors += u64::from(!ok);
+        out.partial += u64::from(partial);
+    }
+    out.elapsed = start.elapsed();
+    Ok(out)
+}
+
+/// Calls per second with `concurrency` callers in a closed loop for `duration`.
+async fn closed_loop(
+    clients: &Clients,
+    concurrency: usize,
+    duration: Duration,
+    masters: Arc<Vec<String>>,
+) -> anyhow::Result<(f64, u64)> {
+    let stop = Instant::now() + duration;
+    let mut workers = tokio::task::JoinSet::new();
+    for w in 0..concurrency {
+        let mut client = clients.get();
+        let masters = masters.clone();
+        workers.spawn(async move {
+            let (mut done, mut errors, mut i) = (0u64, 0u64, w);
+            while Instant::now() < stop {
+                match client
+                    .get_patient_view(request(&masters[i % masters.len()], None))
+                    .await
+                {
+                    Ok(_) => done += 1,
+                    Err(_) => errors += 1,
+                }
+                i += concurrency;
+            }
+            (done, errors)
+        });
+    }
+    let start = Instant::now();
+    let (mut done, mut errors) = (0, 0);
+    while let Some(joined) = workers.join_next().await {
+        let (d, e) = joined?;
+        done += d;
+        errors += e;
+    }
+    Ok((done as f64 / start.elapsed().as_secs_f64(), errors))
+}
+
+/// Serves `service` on 127.0.0.1:0 until `stop` fires.
+async fn serve_bare(
+    view: pb::PatientView,
+) -> anyhow::Result<(std::net::SocketAddr, oneshot::Sender<()>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(PatientViewServiceServer::new(BareView(view)))
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stopped.await;
+            }),
+    );
+    Ok((addr, stop))
+}
+
+/// Runs the benchmark and returns its report.
+pub(super) async fn run(args: &ViewBenchArgs) -> anyhow::Result<serde_json::Value> {
+    anyhow::ensure!(
+        args.adapters > 0 && !args.latency_ms.is_empty(),
+        "need adapters and latencies"
+    );
+    let cold_total = usize::try_from(args.rate * args.duration)?;
+    let persons = cold_total + WARM_MASTERS + 1;
+
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}", dir.path().join("identity.db").display());
+    let store = SqlStore::open(&url).await?;
+    let masters = seed_identities(&store, persons, args.adapters).await?;
+    let resolver = Arc::new(
+        Resolver::open(
+            Arc::new(store),
+            Arc::new(Model::builtin()),
+            ResolverConfig::default(),
+        )
+        .await?,
+    );
+
+    let latencies: Vec<u64> = (0..args.adapters)
+        .map(|i| args.latency_ms[i % args.latency_ms.len()])
+        .collect();
+    let mut stats: Vec<Arc<FakeStats>> = Vec::new();
+    let mut sources = Vec::new();
+    for (i, latency) in latencies.iter().enumerate() {
+        let section = format!("section{i}");
+        let fake = Arc::new(FakeAdapter::new(FakeConfig {
+            records: args.records,
+            record_bytes: args.record_bytes,
+            ..FakeConfig::new(
+                &format!("silo{i}"),
+                &[section.as_str()],
+                Duration::from_millis(*latency),
+            )
+        })?);
+        stats.push(fake.stats());
+        let built = BuiltAdapter {
+            health: fake.clone(),
+            adapter: fake,
+        };
+        sources.push(Source::new(
+            format!("silo{i}"),
+            built,
+            SourcePolicy::default(),
+        ));
+    }
+    let aggregator = Aggregator::new(
+        sources,
+        Arc::new(ResolverLookup::new(resolver)),
+        Arc::new(PurposePolicy::default()),
+        ViewPolicy::default(),
+    )?;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let services = Services {
+        identity: None,
+        patient_view: Some(PatientViewGrpc::new(aggregator.clone())),
+    };
+    let options = ServeOptions {
+        grace_period: Duration::from_secs(5),
+    };
+    let server = tokio::spawn(server::serve(
+        listener,
+        services,
+        options,
+        async { Ok(()) },
+        async {
+            let _ = stopped.await;
+        },
+        || {},
+    ));
+    let clients = Clients::connect(addr, args.connections).await?;
+
+    // Cached masters: the tail of the population.
+    let warm: Arc<Vec<String>> = Arc::new(masters[cold_total..cold_total + WARM_MASTERS].to_vec());
+    let mut sample = None;
+    for master in warm.iter() {
+        let view = clients
+            .get()
+            .get_patient_view(request(master, None))
+            .await?;
+        sample = Some(view.into_inner());
+    }
+    let sample = sample.context("no warm-up view")?;
+    let response_bytes = prost::Message::encoded_len(&sample);
+
+    // (1) Cold views at a constant rate.
+    let cold = open_loop(
+        &clients,
+        args.rate,
+        cold_total,
+        |i| masters[i].clone(),
+        None,
+    )
+    .await?;
+    let slowest = *latencies.iter().max().unwrap_or(&0);
+    // The slowest source's own p99, timed around the adapter call: what the
+    // view cannot beat. tokio's timer wheel rounds the fakes' sleeps up to the
+    // next millisecond, so this sits a little above the nominal latency.
+    let slowest_measured_p99 = aggregator
+        .sources()
+        .iter()
+        .filter_map(|s| s.latency_quantile(0.99))
+        .max()
+        .unwrap_or_default();
+
+    // (2) and (3): cached vs bare, closed loop, same client shape.
+    let phase = Duration::from_secs(args.duration.clamp(1, 5));
+    let (cached_rps, cached_errors) =
+        closed_loop(&clients, args.concurrency, phase, warm.clone()).await?;
+    let (bare_addr, bare_stop) = serve_bare(sample.clone()).await?;
+    let bare_clients = Clients::connect(bare_addr, args.connections).await?;
+    let (bare_rps, _) = closed_loop(&bare_clients, args.concurrency, phase, warm.clone()).await?;
+    let _ = bare_stop.send(());
+
+    // (4) Cached views at half the maximum rate.
+    let half = ((cached_rps / 2.0) as u64).max(1);
+    let half_total = usize::try_from(half * args.duration)?;
+    let cached = open_loop(
+        &clients,
+        half,
+        half_total,
+        |i| warm[i % warm.len()].clone(),
+        None,
+    )
+    .await?;
+
+    // (5) Identical concurrent cold requests for one master.
+    let fresh = masters[persons - 1].clone();
+    let pairs_before: u64 = stats.iter().map(|s| s.pairs()).sum();
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..args.coalesce {
+        let mut client = clients.get();
+        let request = request(&fresh, None);
+        calls.spawn(async move { client.get_patient_view(request).await.is_ok() });
+    }
+    let mut coalesce_ok = 0;
+    while let Some(ok) = calls.join_next().await {
+        coalesce_ok += usize::from(ok?);
+    }
+    let pairs_after: u64 = stats.iter().map(|s| s.pairs()).sum();
+    let keys = args.adapters as f64;
+    let coalescing_ratio = (pairs_after - pairs_before) as f64 / keys;
+
+    let hedges: u64 = aggregator
+        .sources()
+        .iter()
+        .map(|s| s.stats().hedges())
+        .sum();
+    let retries: u64 = aggregator
+        .sources()
+        .iter()
+        .map(|s| s.stats().retries())
+        .sum();
+    let cache_bytes = aggregator.cache_bytes().await;
+    let _ = stop.send(());
+    let _ = server.await;
+
+    let c = &cold.latency;
+    let w = &cached.latency;
+    Ok(serde_json::json!({
+        "adapters": args.adapters,
+        "latency_ms": latencies,
+        "rate": args.rate,
+        "duration_s": args.duration,
+        "response_bytes": response_bytes,
+        "achieved_rate": cold.completed as f64 / cold.elapsed.as_secs_f64(),
+        "errors": cold.errors,
+        "partial_views": cold.partial,
+        "p50_ms": ms(c.value_at_quantile(0.50)),
+        "p99_ms": ms(c.value_at_quantile(0.99)),
+        "p999_ms": ms(c.value_at_quantile(0.999)),
+        "max_ms": ms(c.max()),
+        "overhead_p99_ms": ms(c.value_at_quantile(0.99)) - ms(micros(slowest_measured_p99)),
+        "slowest_adapter_p99_ms": ms(micros(slowest_measured_p99)),
+        "overhead_p99_over_nominal_ms": ms(c.value_at_quantile(0.99)) - slowest as f64,
+        "cached_rps": cached_rps,
+        "cached_errors": cached_errors,
+        "bare_rps": bare_rps,
+        "cached_ratio": cached_rps / bare_rps.max(f64::MIN_POSITIVE),
+        "cached_half_rate": half,
+        "cached_achieved_rate": cached.completed as f64 / cached.elapsed.as_secs_f64(),
+        "cached_p50_ms": ms(w.value_at_quantile(0.50)),
+        "cached_p99_ms": ms(w.value_at_quantile(0.99)),
+        "cached_p999_ms": ms(w.value_at_quantile(0.999)),
+        "coalesce_requests": args.coalesce,
+        "coalesce_ok": coalesce_ok,
+        "coalescing_ratio": coalescing_ratio,
+        "hedges_sent": hedges,
+        "retries_sent": retries,
+        "cache_bytes": cache_bytes,
+    }))
+}

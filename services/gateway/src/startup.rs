@@ -1,0 +1,172 @@
+//! What `tessera serve` does before it reports SERVING: generate the demo
+//! silos if the config asks and they are absent, build the sources' adapters,
+//! load an empty identity store from the sources' identity feeds if the config
+//! asks, open the resolver (rebuilding its index) and assemble the aggregator.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use futures_util::StreamExt;
+use tessera_adapter_core::BuiltAdapter;
+use tessera_aggregator::Aggregator;
+use tessera_matching::{Demographics, SourceKey};
+use tessera_resolver::store::{IdentityStore, SqlStore};
+use tessera_resolver::{Resolver, ResolverConfig};
+
+use crate::config::{Config, IdentityConfig};
+use crate::{adapters, identity};
+
+/// The started services.
+#[derive(Debug)]
+pub struct Started {
+    /// The resolver, its index loaded.
+    pub resolver: Arc<Resolver>,
+    /// The aggregator, when sources are configured.
+    pub aggregator: Option<Aggregator>,
+    /// For the quickstart: a master known in the most systems, and one of its
+    /// records (the EHR's when it has one), to suggest `tessera view` commands.
+    pub example: Option<(u64, SourceKey)>,
+}
+
+/// Starts the identity resolver and the configured sources.
+pub async fn start(
+    config: &Config,
+    config_path: &Path,
+    identity_config: &IdentityConfig,
+) -> anyhow::Result<Started> {
+    if let Some(generate) = &config.quickstart.generate_silos {
+        let dir = Config::resolve_path(config_path, &generate.dir);
+        if !dir.join("ehr").join("Patient.ndjson").exists() {
+            tracing::info!(people = generate.people, "generating the quickstart silos");
+            let started = Instant::now();
+            let synth = tessera_synth::SynthConfig {
+                people: generate.people,
+                seed: generate.seed,
+                ..tessera_synth::SynthConfig::default()
+            };
+            crate::commands::synth::write_silos_async(&synth, &dir)
+                .await
+                .context("cannot generate the quickstart silos")?;
+            tracing::info!(
+                seconds = started.elapsed().as_secs_f64(),
+                "quickstart silos generated"
+            );
+        }
+    }
+    let built = adapters::build_sources(config, config_path).await?;
+    let store = SqlStore::open(&identity::store_url(identity_config, config_path)?).await?;
+    if identity_config.load_from_sources {
+        load_if_empty(&store, config, &built, identity_config, config_path).await?;
+    }
+    let model = Arc::new(identity::load_model(identity_config, config_path)?);
+    let resolver_config = ResolverConfig {
+        matching: identity::match_config(identity_config),
+        source_priority: identity_config.source_priority.clone(),
+    };
+    let resolver = Arc::new(Resolver::open(Arc::new(store), model, resolver_config).await?);
+    let (records, bytes) = resolver.index_stats();
+    tracing::info!(records, index_bytes = bytes, "identity resolver ready");
+    let aggregator = if config.sources.is_empty() {
+        None
+    } else {
+        Some(adapters::aggregator(config, built, resolver.clone())?)
+    };
+    let example = if config.quickstart.generate_silos.is_some() {
+        example_master(&resolver).await
+    } else {
+        None
+    };
+    Ok(Started {
+        resolver,
+        aggregator,
+        example,
+    })
+}
+
+/// A master with records in the most systems (the first found), by paging
+/// through the links: fine at quickstart scale.
+async fn example_master(resolver: &Resolver) -> Option<(u64, SourceKey)> {
+    use std::collections::{BTreeMap, BTreeSet};
+    use tessera_resolver::store::{LinkFilter, Page};
+    let mut systems: BTreeMap<u64, (BTreeSet<String>, Option<SourceKey>)> = BTreeMap::new();
+    let mut after = None;
+    loop {
+        let page = Page { after, limit: 1000 };
+        let links = resolver
+            .list_links(&LinkFilter::default(), page)
+            .await
+            .ok()?;
+        let Some(last) = links.last() else { break };
+        after = Some(last.link.record);
+        for l in &links {
+            let entry = systems.entry(l.link.master).or_default();
+            entry.0.insert(l.key.system.clone());
+            if entry.1.as_ref().is_none_or(|k| k.system != "ehr") {
+                entry.1 = Some(l.key.clone());
+            }
+        }
+    }
+    systems
+        .into_iter()
+        .max_by_key(|(master, (s, _))| (s.len(), std::cmp::Reverse(*master)))
+        .and_then(|(master, (_, key))| Some((master, key?)))
+}
+
+/// Loads an empty store from the sources' identity feeds: every record read,
+/// linked in one batch, stored. A store that holds records is left alone.
+async fn load_if_empty(
+    store: &SqlStore,
+    config: &Config,
+    built: &[BuiltAdapter],
+    identity_config: &IdentityConfig,
+    config_path: &Path,
+) -> anyhow::Result<()> {
+    let (records, _) = store.counts().await?;
+    if records > 0 {
+        tracing::info!(records, "identity store already loaded");
+        return Ok(());
+    }
+    let started = Instant::now();
+    let mut all: Vec<(SourceKey, Demographics)> = Vec::new();
+    for (source, adapter) in config.sources.iter().zip(built) {
+        let description = adapter.adapter.describe();
+        if !description.capabilities.identity_feed {
+            continue;
+        }
+        let system = description.system.clone();
+        let mut feed = adapter.adapter.identity_feed(None);
+        let mut count = 0usize;
+        while let Some(record) = feed.next().await {
+            let record =
+                record.with_context(|| format!("identity feed of source {}", source.name))?;
+            all.push((
+                SourceKey::new(system.clone(), record.local_id),
+                record.demographics,
+            ));
+            count += 1;
+        }
+        tracing::info!(source = %source.name, records = count, "identity feed read");
+    }
+    // Two sources can serve one system: keep each key once.
+    let mut seen = std::collections::HashSet::new();
+    all.retain(|(key, _)| seen.insert(key.clone()));
+    let model = identity::load_model(identity_config, config_path)?;
+    let match_config = identity::match_config(identity_config);
+    let (all, clusters) = tokio::task::spawn_blocking(move || {
+        let demographics: Vec<Demographics> = all.iter().map(|(_, d)| d.clone()).collect();
+        let clusters = tessera_matching::link_batch(&demographics, &model, &match_config);
+        (all, clusters)
+    })
+    .await?;
+    let masters = tessera_resolver::store::bulk_load(store, &all, &clusters).await?;
+    let distinct: std::collections::HashSet<_> = masters.iter().collect();
+    tracing::info!(
+        records = all.len(),
+        masters = distinct.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        "identity store loaded from the sources"
+    );
+    Ok(())
+}

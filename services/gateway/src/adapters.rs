@@ -20,6 +20,7 @@ use crate::config::Config;
 pub fn registry() -> Registry {
     Registry::new()
         .with(FakeKind)
+        .with(tessera_adapter_fhir::FhirKind)
         .with(tessera_adapter_fhir_ndjson::NdjsonKind)
         .with(tessera_adapter_grpc::GrpcKind)
         .with(tessera_adapter_rest::RestKind)

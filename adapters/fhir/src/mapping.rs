@@ -1,0 +1,302 @@
+//! From FHIR JSON to the SDK's types: search Bundles to records (each resource
+//! checked against fhir-sdk's R4B model; a malformed one is skipped and counted, its
+//! JSON kept out of every log), a Patient to the resolver's demographics, and an
+//! error answer (status and OperationOutcome) to a typed [`FetchError`] whose
+//! message names the HTTP status and issue code only — never the server's
+//! diagnostics, which may quote patient data.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use fhir_sdk::r4b::codes::{AdministrativeGender, ContactPointSystem, NameUse};
+use fhir_sdk::r4b::resources::{Patient, Resource};
+use reqwest::StatusCode;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tessera_adapter_core::{FetchError, Record};
+use tessera_matching::{Address, Demographics, Sex};
+
+/// The identifier system of US social security numbers.
+const US_SSN: &str = "http://hl7.org/fhir/sid/us-ssn";
+
+/// One page of a search, its resources checked.
+#[derive(Debug, Default)]
+pub(crate) struct Page {
+    /// The well-formed resources of the page, as served.
+    pub(crate) resources: Vec<Checked>,
+    /// Resources skipped because they did not parse as their type.
+    pub(crate) skipped: u32,
+    /// The `next` link, if any.
+    pub(crate) next: Option<String>,
+}
+
+/// A resource that parsed as its type, with its JSON as served.
+#[derive(Debug)]
+pub(crate) struct Checked {
+    /// The parsed resource.
+    pub(crate) resource: Resource,
+    /// Its JSON as the server sent it.
+    pub(crate) json: Box<RawValue>,
+}
+
+impl Checked {
+    /// The resource type's name (`Observation`).
+    pub(crate) fn resource_type(&self) -> String {
+        self.resource.resource_type().to_string()
+    }
+
+    /// The record of this resource.
+    pub(crate) fn record(&self) -> Record {
+        let base = self.resource.as_base_resource();
+        Record {
+            record_id: base.id().clone(),
+            json: Arc::from(self.json.get()),
+            update_time: base
+                .meta()
+                .as_ref()
+                .and_then(|m| m.last_updated.as_ref())
+                .map(|instant| SystemTime::from(instant.0)),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawBundle {
+    #[serde(rename = "resourceType")]
+    resource_type: String,
+    #[serde(default)]
+    link: Vec<RawLink>,
+    #[serde(default)]
+    entry: Vec<RawEntry>,
+}
+
+#[derive(Deserialize)]
+struct RawLink {
+    relation: String,
+    url: String,
+}
+
+#[derive(Deserialize)]
+struct RawEntry {
+    #[serde(default)]
+    resource: Option<Box<RawValue>>,
+}
+
+/// Parses a search Bundle. A Bundle that does not parse fails the page; a resource
+/// that does not parse is skipped and counted.
+pub(crate) fn parse_bundle(body: &[u8]) -> Result<Page, FetchError> {
+    let bundle: RawBundle = serde_json::from_slice(body).map_err(|_| FetchError::Malformed {
+        message: "a search answer is not a FHIR Bundle".to_owned(),
+    })?;
+    if bundle.resource_type != "Bundle" {
+        return Err(FetchError::Malformed {
+            message: "a search answer is not a FHIR Bundle".to_owned(),
+        });
+    }
+    let mut page = Page {
+        next: bundle
+            .link
+            .into_iter()
+            .find(|l| l.relation == "next")
+            .map(|l| l.url),
+        ..Page::default()
+    };
+    for entry in bundle.entry {
+        let Some(json) = entry.resource else { continue };
+        match check_resource(json) {
+            Some(checked) => page.resources.push(checked),
+            None => page.skipped += 1,
+        }
+    }
+    Ok(page)
+}
+
+/// Parses one resource as its type; `None` (and a warning naming only the type,
+/// when known) if it is malformed.
+pub(crate) fn check_resource(json: Box<RawValue>) -> Option<Checked> {
+    match serde_json::from_str::<Resource>(json.get()) {
+        Ok(resource) => Some(Checked { resource, json }),
+        Err(_) => {
+            #[derive(Deserialize)]
+            struct TypeOnly {
+                #[serde(rename = "resourceType")]
+                resource_type: String,
+            }
+            let resource_type = serde_json::from_str::<TypeOnly>(json.get())
+                .ok()
+                .map(|t| t.resource_type)
+                .filter(|t| t.len() <= 64 && t.chars().all(|c| c.is_ascii_alphabetic()))
+                .unwrap_or_else(|| "unknown".to_owned());
+            tracing::warn!(
+                fhir.resource_type = %resource_type,
+                "skipped a malformed resource"
+            );
+            None
+        }
+    }
+}
+
+/// A resource with its attachments' inline data removed (documents are served as
+/// metadata only).
+pub(crate) fn without_attachment_data(json: &RawValue) -> Option<Box<RawValue>> {
+    let mut value: serde_json::Value = serde_json::from_str(json.get()).ok()?;
+    if let Some(content) = value.get_mut("content").and_then(|c| c.as_array_mut()) {
+        for item in content {
+            if let Some(attachment) = item.get_mut("attachment").and_then(|a| a.as_object_mut()) {
+                attachment.remove("data");
+            }
+        }
+    }
+    serde_json::value::to_raw_value(&value).ok()
+}
+
+#[derive(Deserialize)]
+struct RawOutcome {
+    #[serde(rename = "resourceType")]
+    resource_type: String,
+    #[serde(default)]
+    issue: Vec<RawIssue>,
+}
+
+#[derive(Deserialize)]
+struct RawIssue {
+    #[serde(default)]
+    code: String,
+}
+
+/// The first issue code of an OperationOutcome body, if it is one (codes are a
+/// fixed FHIR value set; anything else is dropped).
+pub(crate) fn issue_code(body: &[u8]) -> Option<String> {
+    let outcome: RawOutcome = serde_json::from_slice(body).ok()?;
+    if outcome.resource_type != "OperationOutcome" {
+        return None;
+    }
+    outcome.issue.into_iter().map(|i| i.code).find(|c| {
+        !c.is_empty() && c.len() <= 32 && c.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+    })
+}
+
+/// The typed error of a non-2xx answer.
+pub(crate) fn status_error(
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> FetchError {
+    let code = issue_code(body);
+    let described = |what: &str| match &code {
+        Some(code) => format!("{what} (HTTP {}, issue {code})", status.as_u16()),
+        None => format!("{what} (HTTP {})", status.as_u16()),
+    };
+    match (status, code.as_deref()) {
+        (StatusCode::TOO_MANY_REQUESTS, _) | (_, Some("throttled")) => {
+            FetchError::RateLimited { retry_after }
+        }
+        (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, _)
+        | (_, Some("security" | "login" | "forbidden" | "suppressed")) => FetchError::Denied {
+            message: described("upstream refused the adapter's credentials"),
+        },
+        (StatusCode::NOT_FOUND | StatusCode::GONE, _) | (_, Some("not-found" | "deleted")) => {
+            FetchError::NotFound
+        }
+        _ if status.is_server_error() => FetchError::Unavailable {
+            message: described("upstream failed"),
+            retry_after,
+        },
+        _ => FetchError::Malformed {
+            message: described("upstream rejected the request"),
+        },
+    }
+}
+
+/// A Patient's demographics, as the resolver reads them.
+pub(crate) fn demographics(patient: &Patient) -> Demographics {
+    let names: Vec<_> = patient.name.iter().flatten().collect();
+    let current = names
+        .iter()
+        .find(|n| n.r#use == Some(NameUse::Official))
+        .or_else(|| names.iter().find(|n| n.r#use == Some(NameUse::Usual)))
+        .or_else(|| {
+            names
+                .iter()
+                .find(|n| !matches!(n.r#use, Some(NameUse::Maiden | NameUse::Old)))
+        })
+        .or(names.first());
+    let mut d = Demographics::default();
+    if let Some(name) = current {
+        d.given_names = name.given.iter().flatten().cloned().collect();
+        d.family_name = name.family.clone().unwrap_or_default();
+        d.name_suffix = name
+            .suffix
+            .iter()
+            .flatten()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
+    d.previous_family_names = names
+        .iter()
+        .filter(|n| matches!(n.r#use, Some(NameUse::Maiden | NameUse::Old)))
+        .filter_map(|n| n.family.clone())
+        .collect();
+    d.birth_date = patient
+        .birth_date
+        .as_ref()
+        .and_then(|b| serde_json::to_value(b).ok())
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    d.sex = match patient.gender {
+        Some(AdministrativeGender::Male) => Sex::Male,
+        Some(AdministrativeGender::Female) => Sex::Female,
+        Some(AdministrativeGender::Other) => Sex::Other,
+        Some(AdministrativeGender::Unknown) => Sex::Unknown,
+        None => Sex::Unspecified,
+    };
+    d.addresses = patient
+        .address
+        .iter()
+        .flatten()
+        .map(|a| Address {
+            lines: a.line.iter().flatten().cloned().collect(),
+            city: a.city.clone().unwrap_or_default(),
+            state: a.state.clone().unwrap_or_default(),
+            postal_code: a.postal_code.clone().unwrap_or_default(),
+            country: a.country.clone().unwrap_or_default(),
+        })
+        .collect();
+    for telecom in patient.telecom.iter().flatten() {
+        let Some(value) = telecom.value.clone() else {
+            continue;
+        };
+        match telecom.system {
+            Some(ContactPointSystem::Phone | ContactPointSystem::Sms) => d.phones.push(value),
+            Some(ContactPointSystem::Email) => d.emails.push(value),
+            _ => {}
+        }
+    }
+    d.national_id = patient
+        .identifier
+        .iter()
+        .flatten()
+        .find(|i| i.system.as_deref() == Some(US_SSN))
+        .and_then(|i| i.value.clone())
+        .unwrap_or_default();
+    d
+}
+
+/// The value of `patient`'s identifier in `system`.
+pub(crate) fn identifier_value(patient: &Patient, system: &str) -> Option<String> {
+    patient
+        .identifier
+        .iter()
+        .flatten()
+        .find(|i| i.system.as_deref() == Some(system))
+        .and_then(|i| i.value.clone())
+}
+
+/// Whether `id` is a FHIR logical id (`[A-Za-z0-9\-\.]{1,64}`).
+pub(crate) fn is_logical_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+}

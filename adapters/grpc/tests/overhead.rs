@@ -1,5 +1,5 @@
-//! Benchmark: what the out-of-process hop costs. The same zero-latency fake
-//! adapter is called in process, then through the `grpc` adapter to a
+//! Benchmark: what the out-of-process hop costs. The same instant adapter is
+//! called in process, then through the `grpc` adapter to a
 //! SourceAdapterService server (in this process, so only the hop is measured)
 //! over TCP and over a Unix socket. Prints one JSON object with p50 and p99 per
 //! path and the overhead over in-process.
@@ -16,8 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
-use tessera_adapter_core::fake::{FakeAdapter, FakeConfig};
-use tessera_adapter_core::{Adapter, FetchRequest};
+use tessera_adapter_core::{
+    Adapter, Capabilities, Description, FetchError, FetchRequest, FetchResult, Record,
+    SectionDescriptor,
+};
 use tessera_adapter_grpc::{GrpcAdapter, GrpcConfig};
 use tessera_proto::v1 as pb;
 use tessera_proto::v1::source_adapter_service_server::{
@@ -27,7 +29,7 @@ use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
 /// Serves a fake adapter over the contract.
-struct Served(Arc<FakeAdapter>);
+struct Served(Arc<Instant0>);
 
 #[tonic::async_trait]
 impl SourceAdapterService for Served {
@@ -117,14 +119,48 @@ impl SourceAdapterService for Served {
     }
 }
 
-fn fake() -> Arc<FakeAdapter> {
-    Arc::new(
-        FakeAdapter::new(FakeConfig {
-            record_bytes: 200,
-            ..FakeConfig::new("marketing", &["consents"], Duration::ZERO)
-        })
-        .expect("valid"),
-    )
+/// The silo: answers at once with two small records (the fake kind sleeps on
+/// the timer wheel even for zero latency, which would swamp the hop).
+struct Instant0(Description);
+
+#[async_trait::async_trait]
+impl Adapter for Instant0 {
+    fn describe(&self) -> &Description {
+        &self.0
+    }
+
+    async fn fetch(&self, request: FetchRequest) -> Result<Vec<FetchResult>, FetchError> {
+        let record = |n: u32| Record {
+            record_id: Some(format!("C-{n}")),
+            json: format!(
+                "{{\"purpose\":\"newsletters\",\"status\":\"granted\",\"n\":{n},\"pad\":\"{}\"}}",
+                "x".repeat(200)
+            )
+            .into(),
+            update_time: None,
+        };
+        Ok(request
+            .local_ids
+            .iter()
+            .flat_map(|id| {
+                request.sections.iter().map(move |s| FetchResult {
+                    local_id: id.clone(),
+                    section: s.clone(),
+                    records: Ok(vec![record(1), record(2)]),
+                    skipped_malformed: 0,
+                })
+            })
+            .collect())
+    }
+}
+
+fn fake() -> Arc<Instant0> {
+    Arc::new(Instant0(Description {
+        system: "marketing".to_owned(),
+        sections: vec![SectionDescriptor::json("consents", "consents")],
+        capabilities: Capabilities::default(),
+        version: "instant".to_owned(),
+    }))
 }
 
 /// Per-call latencies in microseconds, sorted.

@@ -334,6 +334,10 @@ impl Kit {
                 .push(NAME, Outcome::Skipped("no stalled-silo fixture".to_owned()));
             return;
         };
+        // The stalled-silo check's request may still be winding down upstream
+        // (a connection closes a few milliseconds after the deadline): let the
+        // count settle before taking it as the baseline.
+        wait_until(|| (slow.upstream_in_flight)() == 0).await;
         let before = (slow.upstream_in_flight)();
         let adapter = slow.adapter.clone();
         let request = FetchRequest::one(&slow.local_id, &slow.section, Instant::now() + GENEROUS);

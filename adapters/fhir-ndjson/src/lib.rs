@@ -11,7 +11,7 @@
 //! are counted and skipped (without their content in any log). The identity
 //! feed streams every Patient's demographics for loading the resolver.
 //!
-//! [`config`] holds the kind's configuration, [`index`] the file index,
+//! [`config`] holds the kind's configuration, `index` the file index,
 //! [`mapping`] FHIR Patient to demographics.
 
 pub mod config;

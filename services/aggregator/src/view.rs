@@ -242,6 +242,8 @@ pub struct Aggregator {
 
 struct Inner {
     sources: Vec<Arc<Source>>,
+    /// Every section some source serves.
+    known_sections: BTreeSet<String>,
     cache: Arc<SectionCache>,
     identity: Arc<dyn IdentityLookup>,
     authorizer: Arc<dyn Authorizer>,
@@ -282,9 +284,14 @@ impl Aggregator {
         if let Some(dup) = sources.iter().find(|s| !names.insert(s.name().to_owned())) {
             return Err(DuplicateSource(dup.name().to_owned()));
         }
+        let known_sections = sources
+            .iter()
+            .flat_map(|s| s.sections().map(str::to_owned))
+            .collect();
         Ok(Self {
             inner: Arc::new(Inner {
                 sources: sources.into_iter().map(Arc::new).collect(),
+                known_sections,
                 cache: Arc::new(SectionCache::new(policy.cache_max_bytes)),
                 identity,
                 authorizer,
@@ -366,9 +373,8 @@ impl Aggregator {
         identities: &Identities,
         request: &ViewRequest,
     ) -> Result<(Vec<Task>, Vec<SourceOutcome>), ViewError> {
-        let known = self.known_sections();
         for (index, section) in request.sections.iter().enumerate() {
-            if !known.contains(section.as_str()) {
+            if !self.inner.known_sections.contains(section) {
                 return Err(ViewError::UnknownSection {
                     section: section.clone(),
                     index,

@@ -94,17 +94,26 @@ pub fn match_config(identity: &IdentityConfig) -> MatchConfig {
     config
 }
 
-/// Opens the store and loads the resolver's index from it.
+/// Opens the configured identity store.
+pub async fn open_store(
+    identity: &IdentityConfig,
+    config_path: &Path,
+) -> Result<SqlStore, IdentitySetupError> {
+    Ok(SqlStore::open(&store_url(identity, config_path)?).await?)
+}
+
+/// Opens the resolver over `store`: the configured model and thresholds, the
+/// index rebuilt from the store.
 pub async fn open_resolver(
     identity: &IdentityConfig,
     config_path: &Path,
+    store: SqlStore,
 ) -> Result<Arc<Resolver>, IdentitySetupError> {
     let model = Arc::new(load_model(identity, config_path)?);
-    let store: Arc<dyn IdentityStore> =
-        Arc::new(SqlStore::open(&store_url(identity, config_path)?).await?);
     let config = ResolverConfig {
         matching: match_config(identity),
         source_priority: identity.source_priority.clone(),
     };
+    let store: Arc<dyn IdentityStore> = Arc::new(store);
     Ok(Arc::new(Resolver::open(store, model, config).await?))
 }

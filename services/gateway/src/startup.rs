@@ -12,8 +12,8 @@ use futures_util::StreamExt;
 use tessera_adapter_core::BuiltAdapter;
 use tessera_aggregator::Aggregator;
 use tessera_matching::{Demographics, SourceKey};
+use tessera_resolver::Resolver;
 use tessera_resolver::store::{IdentityStore, SqlStore};
-use tessera_resolver::{Resolver, ResolverConfig};
 
 use crate::config::{Config, IdentityConfig};
 use crate::{adapters, identity};
@@ -56,16 +56,11 @@ pub async fn start(
         }
     }
     let built = adapters::build_sources(config, config_path).await?;
-    let store = SqlStore::open(&identity::store_url(identity_config, config_path)?).await?;
+    let store = identity::open_store(identity_config, config_path).await?;
     if identity_config.load_from_sources {
         load_if_empty(&store, config, &built, identity_config, config_path).await?;
     }
-    let model = Arc::new(identity::load_model(identity_config, config_path)?);
-    let resolver_config = ResolverConfig {
-        matching: identity::match_config(identity_config),
-        source_priority: identity_config.source_priority.clone(),
-    };
-    let resolver = Arc::new(Resolver::open(Arc::new(store), model, resolver_config).await?);
+    let resolver = identity::open_resolver(identity_config, config_path, store).await?;
     let (records, bytes) = resolver.index_stats();
     tracing::info!(records, index_bytes = bytes, "identity resolver ready");
     let aggregator = if config.sources.is_empty() {

@@ -4,16 +4,14 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use anyhow::Context;
 use clap::Args;
 use futures_util::StreamExt;
 use tessera_matching::{Decision, SourceKey};
+use tessera_resolver::ResolverError;
 use tessera_resolver::resolver::{Mutation, UpsertInput};
-use tessera_resolver::store::SqlStore;
-use tessera_resolver::{Resolver, ResolverConfig, ResolverError};
 
 use crate::config::Config;
 use crate::{adapters, identity};
@@ -75,13 +73,8 @@ async fn load(args: &LoadArgs) -> anyhow::Result<serde_json::Value> {
     );
     let system = description.system.clone();
 
-    let store = SqlStore::open(&identity::store_url(identity_config, &args.config)?).await?;
-    let model = Arc::new(identity::load_model(identity_config, &args.config)?);
-    let resolver_config = ResolverConfig {
-        matching: identity::match_config(identity_config),
-        source_priority: identity_config.source_priority.clone(),
-    };
-    let resolver = Resolver::open(Arc::new(store), model, resolver_config).await?;
+    let store = identity::open_store(identity_config, &args.config).await?;
+    let resolver = identity::open_resolver(identity_config, &args.config, store).await?;
     let mutation = Mutation {
         actor: format!("tessera resolver load --adapter {}", args.adapter),
         request_id: String::new(),

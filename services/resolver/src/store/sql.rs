@@ -217,6 +217,14 @@ fn from_json<T: serde::de::DeserializeOwned>(
     serde_json::from_str(text).map_err(|_| StoreError::Corrupt { what })
 }
 
+/// A row's `system` and `local_id` columns as a key.
+fn key_from_row(row: &AnyRow) -> Result<SourceKey, StoreError> {
+    Ok(SourceKey::new(
+        row.try_get::<String, _>("system")?,
+        row.try_get::<String, _>("local_id")?,
+    ))
+}
+
 fn record_from_row(row: &AnyRow) -> Result<StoredRecord, StoreError> {
     let id = uid(row.try_get("id")?);
     let master: Option<i64> = row.try_get("master_id")?;
@@ -241,10 +249,7 @@ fn record_from_row(row: &AnyRow) -> Result<StoredRecord, StoreError> {
     let demographics: String = row.try_get("demographics")?;
     Ok(StoredRecord {
         id,
-        key: SourceKey::new(
-            row.try_get::<String, _>("system")?,
-            row.try_get::<String, _>("local_id")?,
-        ),
+        key: key_from_row(row)?,
         demographics: from_json(&demographics, "demographics")?,
         source_updated_at: row.try_get("source_updated_at")?,
         created_at: row.try_get("created_at")?,
@@ -279,10 +284,7 @@ fn review_from_row(row: &AnyRow) -> Result<ReviewItem, StoreError> {
     Ok(ReviewItem {
         id: uid(row.try_get("id")?),
         record: uid(row.try_get("record_id")?),
-        key: SourceKey::new(
-            row.try_get::<String, _>("system")?,
-            row.try_get::<String, _>("local_id")?,
-        ),
+        key: key_from_row(row)?,
         master: uid(row.try_get("master_id")?),
         candidates: from_json::<Vec<ReviewCandidate>>(&candidates, "review candidates")?,
         state: match state.as_str() {
@@ -451,12 +453,7 @@ impl IdentityStore for SqlStore {
         let master = uid(first.try_get("master_id")?);
         let keys = rows
             .iter()
-            .map(|row| {
-                Ok(SourceKey::new(
-                    row.try_get::<String, _>("system")?,
-                    row.try_get::<String, _>("local_id")?,
-                ))
-            })
+            .map(key_from_row)
             .collect::<Result<_, StoreError>>()?;
         Ok(Some((master, keys)))
     }

@@ -3,6 +3,8 @@
 //! signals. Tests live in `tests/tests/`; the Python client check in
 //! `tests/python/`.
 
+pub mod otlp;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -60,6 +62,7 @@ pub struct Tessera {
     child: Child,
     /// The address the server bound.
     pub addr: SocketAddr,
+    stdout: Arc<Mutex<String>>,
     logs: Arc<Mutex<String>>,
     /// The task copying standard error into `logs`; it ends at EOF.
     log_reader: Option<tokio::task::JoinHandle<()>>,
@@ -77,9 +80,20 @@ impl Tessera {
     /// relative path, such as an embedded store) in `dir`, which the process keeps
     /// alive. Pass the same directory again to restart over the same state.
     pub async fn start_in(dir: tempfile::TempDir, config_yaml: &str) -> anyhow::Result<Self> {
+        Self::start_with_env(dir, config_yaml, &[]).await
+    }
+
+    /// Like [`Tessera::start_in`], with extra environment variables (such as
+    /// `OTEL_*`) for the process.
+    pub async fn start_with_env(
+        dir: tempfile::TempDir,
+        config_yaml: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let config = dir.path().join("tessera.yaml");
         std::fs::write(&config, config_yaml)?;
         let mut child = Command::new(tessera_bin())
+            .envs(env.iter().copied())
             .arg("serve")
             .arg("--config")
             .arg(&config)
@@ -114,12 +128,23 @@ impl Tessera {
             .strip_prefix("tessera listening on ")
             .with_context(|| format!("unexpected first line: {first:?}"))?
             .parse()?;
-        // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        // Keep reading stdout (kept for `stdout()`) so the child never blocks on
+        // a full pipe.
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&stdout);
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(mut out) = sink.lock() {
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+            }
+        });
 
         Ok(Self {
             child,
             addr,
+            stdout,
             logs,
             log_reader: Some(log_reader),
             _dir: dir,
@@ -176,6 +201,11 @@ impl Tessera {
             bail!("tessera exited with {status}");
         }
         Ok(self._dir)
+    }
+
+    /// What the process printed on standard output after its first line.
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
     /// Everything the process has logged on standard error so far.

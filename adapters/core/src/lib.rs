@@ -14,12 +14,16 @@
 //!
 //! Errors ([`FetchError`]) are typed and carry no patient data: an adapter's
 //! message names what failed (`HTTP 503 from upstream`), never whose record.
+//!
+//! [`trace`] carries the caller's trace context onto the silo calls an adapter
+//! makes, with client spans that hold no patient data.
 
 mod adapter;
 pub mod conformance;
 mod error;
 pub mod fake;
 mod registry;
+pub mod trace;
 mod types;
 
 pub use adapter::{Adapter, BoxFeed, FeedRecord, Health, HealthCheck, HealthState};

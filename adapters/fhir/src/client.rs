@@ -13,6 +13,7 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use tessera_adapter_core::FetchError;
 use tokio::time::Instant;
+use tracing::Instrument;
 use tracing::instrument::WithSubscriber;
 use tracing::subscriber::NoSubscriber;
 use url::Url;
@@ -138,16 +139,26 @@ impl FhirHttp {
         loop {
             let own_limit = Instant::now() + self.request_timeout;
             let limit = deadline.min(own_limit);
-            let outcome = tokio::time::timeout_at(limit, self.attempt(call, trace, limit))
-                .await
-                .map_err(|_| {
-                    if own_limit < deadline {
-                        FetchError::unavailable("upstream timed out")
-                    } else {
-                        FetchError::DeadlineExceeded
-                    }
-                })?;
-            let (status, headers, body) = outcome?;
+            let span = self.client_span(call);
+            let outcome = tokio::time::timeout_at(
+                limit,
+                self.attempt(call, trace, limit, &span)
+                    .instrument(span.clone()),
+            )
+            .await
+            .map_err(|_| {
+                tessera_adapter_core::trace::record_error(&span, "timeout");
+                if own_limit < deadline {
+                    FetchError::unavailable("upstream timed out")
+                } else {
+                    FetchError::DeadlineExceeded
+                }
+            })?;
+            let (status, headers, body) = outcome.inspect_err(|_| {
+                tessera_adapter_core::trace::record_error(&span, "transport");
+            })?;
+            tessera_adapter_core::trace::record_http_status(&span, status.as_u16());
+            drop(span);
             if status.is_success() {
                 return Ok(body);
             }
@@ -176,23 +187,55 @@ impl FhirHttp {
         }
     }
 
+    /// The client span of one request: the URL's path with every patient segment
+    /// replaced (`/fhir/Patient/{id}`), no query, no search form.
+    fn client_span(&self, call: &Call) -> tracing::Span {
+        let method = match call {
+            Call::Get(_) => "GET",
+            Call::SearchPost { .. } => "POST",
+        };
+        // After the base path come resource types (capitalised), operations
+        // (`$everything`), `_search`/`_history`, and ids: only ids are replaced.
+        let mut base = self.base.path_segments().map_or(0, |s| s.count()).saturating_sub(1);
+        let keep = |segment: &str| {
+            if base > 0 {
+                base -= 1;
+                return true;
+            }
+            segment.starts_with(['_', '$'])
+                || segment.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+                    && segment.chars().all(|c| c.is_ascii_alphabetic())
+        };
+        let template = tessera_adapter_core::trace::redact_path(call.url(), keep);
+        tessera_adapter_core::trace::http_client_span(method, call.url(), &template)
+    }
+
     async fn attempt(
         &self,
         call: &Call,
         trace: Trace,
         deadline: Instant,
+        span: &tracing::Span,
     ) -> Result<(StatusCode, HeaderMap, Vec<u8>), FetchError> {
         let authorization = self.auth.header(deadline).await?;
-        let traceparent = trace.traceparent();
+        // The caller's trace when there is one; otherwise a trace of this fetch
+        // alone, so the server's logs still group its requests.
+        let (traceparent, tracestate) = match tessera_adapter_core::trace::headers(span) {
+            Some(h) => (h.traceparent, h.tracestate),
+            None => (trace.traceparent(), None),
+        };
         let call = call.clone();
         let request = self.sdk.send_custom_request(move |http| {
             let builder = match call {
                 Call::Get(url) => http.request(Method::GET, url),
                 Call::SearchPost { url, form } => http.request(Method::POST, url).form(&form),
             };
-            let builder = builder
+            let mut builder = builder
                 .header(ACCEPT, FHIR_JSON)
                 .header("traceparent", traceparent);
+            if let Some(state) = tracestate {
+                builder = builder.header("tracestate", state);
+            }
             match authorization {
                 Some(value) => builder.header(AUTHORIZATION, value),
                 None => builder,

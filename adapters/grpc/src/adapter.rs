@@ -9,6 +9,7 @@ use futures_util::StreamExt;
 use hyper_util::rt::TokioIo;
 use schemars::JsonSchema;
 use serde::Deserialize;
+use tessera_adapter_core::trace;
 use tessera_adapter_core::{
     Adapter, AdapterKind, BoxFeed, BuildContext, BuildError, BuiltAdapter, Description, FetchError,
     FetchRequest, FetchResult, Health, HealthCheck, HealthState,
@@ -16,6 +17,7 @@ use tessera_adapter_core::{
 use tessera_proto::v1 as pb;
 use tessera_proto::v1::source_adapter_service_client::SourceAdapterServiceClient;
 use tokio::time::Instant;
+use tracing::Instrument;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::convert;
@@ -206,6 +208,16 @@ fn channel(target: &Target, connect_timeout: Duration) -> Result<Channel, BuildE
     }
 }
 
+/// The method every fetch calls, as its client span names it.
+const FETCH_RECORDS: &str = "tessera.v1.SourceAdapterService/FetchRecords";
+
+/// Adds an ASCII header to a call's metadata (trace headers always are).
+fn insert_metadata(metadata: &mut tonic::metadata::MetadataMap, key: &'static str, value: String) {
+    if let Ok(value) = value.parse() {
+        metadata.insert(key, value);
+    }
+}
+
 #[async_trait]
 impl Adapter for GrpcAdapter {
     fn describe(&self) -> &Description {
@@ -234,13 +246,30 @@ impl Adapter for GrpcAdapter {
             // the caller's deadline.
             let left = request.deadline - now;
             call.set_timeout(left.saturating_sub(DEADLINE_MARGIN.min(left / 5)));
+            let span = trace::grpc_client_span(FETCH_RECORDS);
+            if let Some(headers) = trace::headers(&span) {
+                insert_metadata(call.metadata_mut(), "traceparent", headers.traceparent);
+                if let Some(state) = headers.tracestate {
+                    insert_metadata(call.metadata_mut(), "tracestate", state);
+                }
+            }
             let mut client = self.client.clone();
-            let response =
-                tokio::time::timeout_at(request.deadline, client.fetch_records(call)).await;
+            let response = tokio::time::timeout_at(
+                request.deadline,
+                client.fetch_records(call).instrument(span.clone()),
+            )
+            .await;
             match response {
-                Err(_) => return Err(FetchError::DeadlineExceeded),
-                Ok(Err(status)) => return Err(convert::status_error(&status)),
+                Err(_) => {
+                    trace::record_grpc_status(&span, "DEADLINE_EXCEEDED");
+                    return Err(FetchError::DeadlineExceeded);
+                }
+                Ok(Err(status)) => {
+                    trace::record_grpc_status(&span, trace::grpc_code_name(status.code() as i32));
+                    return Err(convert::status_error(&status));
+                }
                 Ok(Ok(response)) => {
+                    trace::record_grpc_status(&span, "OK");
                     results = convert::results(&request.local_ids, &known, response.into_inner());
                 }
             }

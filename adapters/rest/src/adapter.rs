@@ -13,6 +13,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 use serde_json_path::JsonPath;
+use tessera_adapter_core::trace;
 use tessera_adapter_core::{
     Adapter, AdapterKind, BoxFeed, BuildContext, BuildError, BuiltAdapter, Capabilities,
     Description, FeedRecord, FetchError, FetchRequest, FetchResult, Health, HealthCheck, Record,
@@ -21,6 +22,7 @@ use tessera_adapter_core::{
 use tessera_matching::{Address, Demographics, Sex};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::config::{AuthConfig, Method, Pagination, RestConfig, Secret, json_path};
 
@@ -496,9 +498,28 @@ impl RestAdapter {
             let left = left.saturating_sub(DEADLINE_MARGIN.min(left / 5));
             request = request.header(header.clone(), left.as_millis().max(1).to_string());
         }
+        // The client span's URL is the path with the local ID's segment
+        // replaced; no query (cursors and parameters may name the patient).
+        let segment = utf8_percent_encode(local_id, SEGMENT).to_string();
+        let template = trace::redact_path(&url, |s| s != segment);
+        let span = trace::http_client_span(section.method.as_str(), &url, &template);
+        if let Some(headers) = trace::headers(&span) {
+            request = request.header("traceparent", headers.traceparent);
+            if let Some(state) = headers.tracestate {
+                request = request.header("tracestate", state);
+            }
+        }
         let request = self.authorize(request, deadline).await?;
-        let response = request.send().await.map_err(|e| transport_error(&e))?;
+        let response = request
+            .send()
+            .instrument(span.clone())
+            .await
+            .map_err(|e| {
+                trace::record_error(&span, "transport");
+                transport_error(&e)
+            })?;
         let status = response.status();
+        trace::record_http_status(&span, status.as_u16());
         if !status.is_success() {
             if status == StatusCode::UNAUTHORIZED {
                 self.forget_token().await;

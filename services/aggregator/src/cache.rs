@@ -16,11 +16,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use futures_util::FutureExt;
+use opentelemetry::KeyValue;
 use futures_util::future::{BoxFuture, Shared, WeakShared};
 use tessera_adapter_core::Record;
 use tokio::time::Instant;
 
 use crate::source::{Failure, Fetched};
+use crate::telemetry::instruments;
 
 /// A cache key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -123,6 +125,17 @@ impl SectionCache {
             .max_capacity(max_bytes)
             .weigher(|_key: &Key, entry: &Arc<Entry>| entry.weight)
             .expire_after(KeepFor)
+            .eviction_listener(|_key, _entry, cause| {
+                let cause = match cause {
+                    moka::notification::RemovalCause::Size => "size",
+                    moka::notification::RemovalCause::Expired => "expired",
+                    // Invalidated or replaced: not an eviction.
+                    _ => return,
+                };
+                instruments()
+                    .cache_evictions
+                    .add(1, &[KeyValue::new("cause", cause)]);
+            })
             .build();
         Self {
             entries,
@@ -145,6 +158,16 @@ impl SectionCache {
     }
 
     /// The cached entry for `key`, fresh or not.
+    /// Bytes held, as of the cache's last housekeeping (no waiting).
+    pub(crate) fn weighted_size_now(&self) -> u64 {
+        self.entries.weighted_size()
+    }
+
+    /// Entries held, as of the cache's last housekeeping.
+    pub(crate) fn entry_count(&self) -> u64 {
+        self.entries.entry_count()
+    }
+
     pub(crate) async fn get(&self, key: &Key) -> Option<Arc<Entry>> {
         self.entries.get(key).await
     }
@@ -159,14 +182,14 @@ impl SectionCache {
         self: &Arc<Self>,
         key: &Key,
         fetch: impl FnOnce() -> BoxFuture<'static, Result<Entry, Failure>>,
-    ) -> SharedFetch {
+    ) -> (SharedFetch, bool) {
         let mut in_flight = self
             .in_flight
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(shared) = in_flight.fetches.get(key).and_then(WeakShared::upgrade) {
             self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
-            return shared;
+            return (shared, true);
         }
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
         let cache = Arc::clone(self);
@@ -194,7 +217,7 @@ impl SectionCache {
             in_flight.fetches.retain(|_, weak| weak.upgrade().is_some());
             in_flight.sweep_at = (in_flight.fetches.len() * 2).max(1024);
         }
-        shared
+        (shared, false)
     }
 
     /// Drops the given keys' entries.

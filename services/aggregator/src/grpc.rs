@@ -100,7 +100,7 @@ impl From<ViewError> for Status {
                     .map(|s| {
                         (
                             format!("sources/{}/{}", s.source, s.section),
-                            state_name(s.state).to_owned(),
+                            SourceState::name(s.state).to_owned(),
                         )
                     })
                     .collect();
@@ -257,17 +257,6 @@ impl Common {
 }
 
 // ---- responses ------------------------------------------------------------------
-
-fn state_name(state: SourceState) -> &'static str {
-    match state {
-        SourceState::Ok => "OK",
-        SourceState::Stale => "STALE",
-        SourceState::Timeout => "TIMEOUT",
-        SourceState::Unavailable => "UNAVAILABLE",
-        SourceState::CircuitOpen => "CIRCUIT_OPEN",
-        SourceState::Denied => "DENIED",
-    }
-}
 
 fn state_to(state: SourceState) -> pb::SourceState {
     match state {

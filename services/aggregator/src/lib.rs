@@ -23,6 +23,7 @@ mod grpc;
 mod latency;
 mod policy;
 mod source;
+mod telemetry;
 mod view;
 
 #[cfg(test)]
@@ -35,6 +36,7 @@ pub use grpc::PatientViewGrpc;
 
 pub use policy::{BreakerPolicy, HedgePolicy, RetryPolicy, SourcePolicy, ViewPolicy};
 pub use source::{Source, SourceStats};
+pub use telemetry::record_master_ids;
 pub use view::{
     Aggregator, ChangeEvent, DuplicateSource, Identities, IdentityLookup, LookupError,
     SectionChunk, SourceOutcome, SourceRef, SourceState, Subject, View, ViewError, ViewRecord,

@@ -12,14 +12,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use opentelemetry::KeyValue;
 use tessera_adapter_core::{Adapter, BuiltAdapter, FetchError, FetchRequest, HealthCheck, Record};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tower::retry::budget::{Budget, TpsBudget};
+use tracing::Instrument;
 
 use crate::breaker::{Breaker, BreakerState};
 use crate::latency::LatencyTracker;
 use crate::policy::SourcePolicy;
+use crate::telemetry::{instruments, span};
 
 /// Why a source gave no records for a pair.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +36,24 @@ pub(crate) enum Failure {
 }
 
 impl Failure {
+    /// The outcome's word for spans and metric labels.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::CircuitOpen => "circuit_open",
+            Self::Fetch(e) => match e {
+                FetchError::NotFound => "not_found",
+                FetchError::Unavailable { .. } => "unavailable",
+                FetchError::RateLimited { .. } => "rate_limited",
+                FetchError::Denied { .. } => "denied",
+                FetchError::Malformed { .. } => "malformed",
+                FetchError::UnknownSection { .. } => "unknown_section",
+                FetchError::DeadlineExceeded => "timeout",
+                _ => "error",
+            },
+        }
+    }
+
     fn from_fetch(e: FetchError) -> Self {
         match e {
             FetchError::DeadlineExceeded => Self::Timeout,
@@ -88,6 +109,7 @@ impl SourceStats {
 /// A configured source.
 pub struct Source {
     name: String,
+    label: opentelemetry::StringValue,
     adapter: Arc<dyn Adapter>,
     health: Arc<dyn HealthCheck>,
     policy: SourcePolicy,
@@ -112,8 +134,10 @@ impl Source {
     /// A source named `name` (its `sources/{name}`) over a built adapter.
     pub fn new(name: impl Into<String>, built: BuiltAdapter, policy: SourcePolicy) -> Self {
         let budget = |ratio: f32, min: u32| TpsBudget::new(Duration::from_secs(10), min, ratio);
+        let name = name.into();
         Self {
-            name: name.into(),
+            label: opentelemetry::StringValue::from(Arc::<str>::from(name.as_str())),
+            name,
             adapter: built.adapter,
             health: built.health,
             limit: Semaphore::new(policy.max_concurrency.max(1)),
@@ -129,6 +153,11 @@ impl Source {
     /// The source's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The `source` metric label.
+    pub(crate) fn source_label(&self) -> KeyValue {
+        KeyValue::new("source", self.label.clone())
     }
 
     /// The system whose local IDs it serves.
@@ -214,6 +243,32 @@ impl Source {
         section: &str,
         deadline: Instant,
     ) -> Result<Fetched, Failure> {
+        let call = tracing::info_span!(
+            target: "tessera::view",
+            span::ADAPTER_CALL,
+            tessera.source = %self.name,
+            tessera.section = section,
+            tessera.attempts = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let result = self
+            .call(local_id, section, deadline)
+            .instrument(call.clone())
+            .await;
+        if let Err(failure) = &result {
+            call.record("error.type", failure.kind());
+            call.record("otel.status_code", "ERROR");
+        }
+        result
+    }
+
+    async fn call(
+        &self,
+        local_id: &str,
+        section: &str,
+        deadline: Instant,
+    ) -> Result<Fetched, Failure> {
         if !self.breaker.allow() {
             return Err(Failure::CircuitOpen);
         }
@@ -221,7 +276,9 @@ impl Source {
         self.retry_budget.deposit();
         let mut attempt = 1;
         loop {
-            let result = self.hedged(local_id, section, deadline).await;
+            let kind = if attempt == 1 { "first" } else { "retry" };
+            let result = self.hedged(local_id, section, deadline, kind).await;
+            tracing::Span::current().record("tessera.attempts", attempt);
             let Err(Failure::Fetch(e)) = &result else {
                 return result;
             };
@@ -234,6 +291,7 @@ impl Source {
             }
             tokio::time::sleep(wait).await;
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            instruments().retries.add(1, &[self.source_label()]);
             attempt += 1;
         }
     }
@@ -244,6 +302,7 @@ impl Source {
         local_id: &str,
         section: &str,
         deadline: Instant,
+        kind: &'static str,
     ) -> Result<Fetched, Failure> {
         let hedge = &self.policy.hedge;
         self.hedge_budget.deposit();
@@ -252,7 +311,7 @@ impl Source {
             .then(|| self.latency.quantile(hedge.percentile, hedge.min_samples))
             .flatten()
             .map(|d| d.max(hedge.min_delay));
-        let primary = self.attempt(local_id, section, deadline);
+        let primary = self.attempt(local_id, section, deadline, kind);
         let Some(delay) = delay.filter(|d| Instant::now() + *d < deadline) else {
             return primary.await;
         };
@@ -266,7 +325,10 @@ impl Source {
             return primary.await;
         }
         self.stats.hedges.fetch_add(1, Ordering::Relaxed);
-        let mut hedge = std::pin::pin!(self.attempt(local_id, section, deadline).fuse());
+        instruments()
+            .hedges
+            .add(1, &[self.source_label(), KeyValue::new("result", "sent")]);
+        let mut hedge = std::pin::pin!(self.attempt(local_id, section, deadline, "hedge").fuse());
         // The first success wins and the other call is dropped (cancelled); a
         // failure waits for the other call.
         tokio::select! {
@@ -284,6 +346,9 @@ impl Source {
     fn won(&self, result: Result<Fetched, Failure>) -> Result<Fetched, Failure> {
         if result.is_ok() {
             self.stats.hedges_won.fetch_add(1, Ordering::Relaxed);
+            instruments()
+                .hedges
+                .add(1, &[self.source_label(), KeyValue::new("result", "won")]);
         }
         result
     }
@@ -291,6 +356,45 @@ impl Source {
     /// One call to the adapter: a concurrency slot, then the call, both within
     /// the deadline.
     async fn attempt(
+        &self,
+        local_id: &str,
+        section: &str,
+        deadline: Instant,
+        kind: &'static str,
+    ) -> Result<Fetched, Failure> {
+        let span = tracing::info_span!(
+            target: "tessera::view",
+            span::ADAPTER_ATTEMPT,
+            tessera.source = %self.name,
+            tessera.attempt.kind = kind,
+            error.type = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let start = Instant::now();
+        let result = self
+            .attempt_inner(local_id, section, deadline)
+            .instrument(span.clone())
+            .await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(failure) => {
+                span.record("error.type", failure.kind());
+                span.record("otel.status_code", "ERROR");
+                failure.kind()
+            }
+        };
+        instruments().attempt_duration.record(
+            start.elapsed().as_secs_f64(),
+            &[
+                self.source_label(),
+                KeyValue::new("section", section.to_owned()),
+                KeyValue::new("outcome", outcome),
+            ],
+        );
+        result
+    }
+
+    async fn attempt_inner(
         &self,
         local_id: &str,
         section: &str,

@@ -5,16 +5,19 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use opentelemetry::KeyValue;
 use futures_util::stream::{BoxStream, FuturesUnordered};
 use futures_util::{FutureExt, StreamExt};
 use tessera_adapter_core::{FetchError, Record};
 use thiserror::Error;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::authz::{Authorizer, Caller, Purpose};
 use crate::cache::{CacheStats, Entry, Key, SectionCache};
 use crate::policy::ViewPolicy;
 use crate::source::{Failure, Source};
+use crate::telemetry::{instruments, section_label, span};
 
 /// Whose view.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -108,6 +111,18 @@ pub enum SourceState {
 }
 
 impl SourceState {
+    /// The state's name, as the contract spells it (`TIMEOUT`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ok => "OK",
+            Self::Stale => "STALE",
+            Self::Timeout => "TIMEOUT",
+            Self::Unavailable => "UNAVAILABLE",
+            Self::CircuitOpen => "CIRCUIT_OPEN",
+            Self::Denied => "DENIED",
+        }
+    }
+
     /// Whether the source is listed in `unreachable`.
     pub fn is_unreachable(self) -> bool {
         matches!(
@@ -288,16 +303,16 @@ impl Aggregator {
             .iter()
             .flat_map(|s| s.sections().map(str::to_owned))
             .collect();
-        Ok(Self {
-            inner: Arc::new(Inner {
-                sources: sources.into_iter().map(Arc::new).collect(),
-                known_sections,
-                cache: Arc::new(SectionCache::new(policy.cache_max_bytes)),
-                identity,
-                authorizer,
-                policy,
-            }),
-        })
+        let inner = Arc::new(Inner {
+            sources: sources.into_iter().map(Arc::new).collect(),
+            known_sections,
+            cache: Arc::new(SectionCache::new(policy.cache_max_bytes)),
+            identity,
+            authorizer,
+            policy,
+        });
+        crate::telemetry::observe(Arc::downgrade(&inner.cache), &inner.sources);
+        Ok(Self { inner })
     }
 
     /// The configured sources.
@@ -339,6 +354,7 @@ impl Aggregator {
     pub async fn view(&self, request: ViewRequest) -> Result<View, ViewError> {
         let stream = self.stream(request).await?;
         let chunks: Vec<SectionChunk> = stream.chunks.collect().await;
+        let _assemble = tracing::info_span!(target: "tessera::view", span::ASSEMBLE).entered();
         assemble(
             stream.identities,
             stream.denied,
@@ -350,13 +366,39 @@ impl Aggregator {
     /// Starts a view: identities and denied sections now, each source's chunk
     /// as it completes. Dropping the stream cancels the calls still running.
     pub async fn stream(&self, request: ViewRequest) -> Result<ViewStream, ViewError> {
-        let identities = self.inner.identity.identities(&request.subject).await?;
+        let resolve = tracing::info_span!(
+            target: "tessera::view",
+            span::RESOLVE,
+            tessera.identity.records = tracing::field::Empty,
+            tessera.master_id = tracing::field::Empty,
+        );
+        let identities = self
+            .inner
+            .identity
+            .identities(&request.subject)
+            .instrument(resolve.clone())
+            .await?;
+        resolve.record("tessera.identity.records", identities.records.len());
+        if crate::telemetry::recording_master_ids() {
+            resolve.record("tessera.master_id", identities.master.as_str());
+        }
+        drop(resolve);
         let (tasks, denied) = self.plan(&identities, &request)?;
         let chunks: FuturesUnordered<_> = tasks
             .into_iter()
             .map(|task| {
                 let inner = self.inner.clone();
-                run(inner, task, request.deadline, request.max_staleness).boxed()
+                let section = tracing::info_span!(
+                    target: "tessera::view",
+                    span::SECTION,
+                    tessera.source = inner.sources[task.source].name(),
+                    tessera.section = &*task.section,
+                    tessera.state = tracing::field::Empty,
+                    tessera.records = tracing::field::Empty,
+                );
+                run(inner, task, request.deadline, request.max_staleness)
+                    .instrument(section)
+                    .boxed()
             })
             .collect();
         Ok(ViewStream {
@@ -506,6 +548,18 @@ async fn run(
         .map(|o| (o.state, o.message.clone()))
         .unwrap_or((SourceState::Ok, String::new()));
     let records: Vec<ViewRecord> = outcomes.into_iter().flat_map(|o| o.records).collect();
+    let current = tracing::Span::current();
+    current.record("tessera.state", worst.0.name());
+    current.record("tessera.records", records.len());
+    if worst.0.is_unreachable() {
+        instruments().unreachable.add(
+            1,
+            &[
+                source.source_label(),
+                KeyValue::new("status", worst.0.name()),
+            ],
+        );
+    }
     SectionChunk {
         section: task.section.to_string(),
         source: source.name().to_owned(),
@@ -529,16 +583,47 @@ async fn pair(
     max_staleness: Option<Duration>,
 ) -> PairOutcome {
     let source = &inner.sources[key.source];
+    let lookup = tracing::info_span!(
+        target: "tessera::view",
+        span::CACHE_LOOKUP,
+        tessera.source = source.name(),
+        tessera.section = &*key.section,
+        tessera.cache.result = tracing::field::Empty,
+    );
+    let labels = [source.source_label(), section_label(&key.section)];
+    let (outcome, result) = lookup_or_fetch(inner, key, deadline, max_staleness)
+        .instrument(lookup.clone())
+        .await;
+    lookup.record("tessera.cache.result", result);
+    let [source_label, section_label] = labels;
+    instruments().cache_lookups.add(
+        1,
+        &[source_label, section_label, KeyValue::new("result", result)],
+    );
+    outcome
+}
+
+/// The cache, or a fetch (started or joined); the outcome and the lookup's
+/// result word (`hit`, `miss`, `coalesced`, `stale`).
+async fn lookup_or_fetch(
+    inner: &Arc<Inner>,
+    key: Key,
+    deadline: Instant,
+    max_staleness: Option<Duration>,
+) -> (PairOutcome, &'static str) {
+    let source = &inner.sources[key.source];
     let ttl = source.ttl(&key.section);
     let fresh_for = max_staleness.filter(|d| !d.is_zero()).unwrap_or(ttl);
     let cached = inner.cache.get(&key).await;
     if let Some(entry) = cached.as_ref().filter(|e| e.age() <= fresh_for) {
         inner.cache.hit();
-        return served(source, &key, entry, true, SourceState::Ok, String::new());
+        let outcome = served(source, &key, entry, true, SourceState::Ok, String::new());
+        return (outcome, "hit");
     }
     let keep_for = ttl + source.stale_if_error();
+    let mut result = "miss";
     let failure = loop {
-        let shared = inner.cache.fetch(&key, || {
+        let (shared, joined) = inner.cache.fetch(&key, || {
             let (source, key) = (source.clone(), key.clone());
             async move {
                 let fetched = source.fetch(&key.local_id, &key.section, deadline).await?;
@@ -546,9 +631,13 @@ async fn pair(
             }
             .boxed()
         });
+        if joined {
+            result = "coalesced";
+        }
         match tokio::time::timeout_at(deadline, shared).await {
             Ok(Ok(entry)) => {
-                return served(source, &key, &entry, false, SourceState::Ok, String::new());
+                let outcome = served(source, &key, &entry, false, SourceState::Ok, String::new());
+                return (outcome, result);
             }
             // A fetch joined from a caller with an earlier deadline timed out:
             // start one with ours if there is time left.
@@ -559,7 +648,7 @@ async fn pair(
     };
     let message = describe(&failure);
     if let Some(entry) = &cached {
-        return served(
+        let outcome = served(
             source,
             &key,
             entry,
@@ -567,6 +656,7 @@ async fn pair(
             SourceState::Stale,
             format!("served from cache: {message}"),
         );
+        return (outcome, "stale");
     }
     let state = match failure {
         Failure::Timeout => SourceState::Timeout,
@@ -574,11 +664,12 @@ async fn pair(
         Failure::Fetch(FetchError::NotFound) => SourceState::Ok,
         Failure::Fetch(_) => SourceState::Unavailable,
     };
-    PairOutcome {
+    let outcome = PairOutcome {
         records: Vec::new(),
         state,
         message,
-    }
+    };
+    (outcome, result)
 }
 
 fn describe(failure: &Failure) -> String {

@@ -31,6 +31,11 @@ pub struct Config {
     #[serde(default)]
     pub logging: LoggingConfig,
 
+    /// Traces and metrics: OTLP export, sampling, the Prometheus endpoint. The
+    /// standard `OTEL_*` environment variables, when set, take precedence.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+
     /// The identity resolver behind IdentityService. Without this section,
     /// IdentityService answers UNIMPLEMENTED.
     #[serde(default)]
@@ -206,6 +211,68 @@ impl Default for LoggingConfig {
     }
 }
 
+/// Traces and metrics. Telemetry carries no patient data: span names are
+/// fixed, attributes name sources, sections and outcomes, URLs lose their query
+/// and patient path segments, and metric labels come from small fixed sets.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// `service.name` of the traces and metrics (`OTEL_SERVICE_NAME` wins).
+    pub service_name: String,
+
+    /// Where traces and metrics are sent over OTLP/gRPC, such as
+    /// `http://otel-collector:4317`. `OTEL_EXPORTER_OTLP_ENDPOINT` (or the
+    /// per-signal `..._TRACES_ENDPOINT` / `..._METRICS_ENDPOINT`) wins. Without
+    /// either, nothing is exported over OTLP and no spans are recorded.
+    pub otlp_endpoint: Option<String>,
+
+    /// How long one OTLP export may take (`OTEL_EXPORTER_OTLP_TIMEOUT`, in
+    /// milliseconds, wins).
+    #[schemars(with = "String", example = &"10s")]
+    pub otlp_timeout: Span,
+
+    /// How often metrics are pushed over OTLP (`OTEL_METRIC_EXPORT_INTERVAL`,
+    /// in milliseconds, wins).
+    #[schemars(with = "String", example = &"60s")]
+    pub metrics_interval: Span,
+
+    /// The share of new traces kept, 0.0 to 1.0, parent-based: a call whose
+    /// caller sampled it (its `traceparent`) is kept, one whose caller did not is
+    /// not. `OTEL_TRACES_SAMPLER_ARG` wins.
+    pub sampling_ratio: f64,
+
+    /// Views that fail or take at least this long are kept even when the ratio
+    /// drops their trace: their server span is exported (tail decision
+    /// in-process; the child spans of an unsampled trace are not recorded — a
+    /// collector's tail sampling keeps whole traces).
+    #[schemars(with = "String", example = &"500ms")]
+    pub keep_slower_than: Span,
+
+    /// Record master IDs as span attributes (`tessera.master_id`). Only when
+    /// master IDs are opaque and not identifying in your organisation.
+    pub record_master_ids: bool,
+
+    /// Serve Prometheus metrics over HTTP at `/metrics` on this address, such as
+    /// `0.0.0.0:9464`. Without it there is no scrape endpoint.
+    #[schemars(with = "Option<String>", example = &"0.0.0.0:9464")]
+    pub prometheus_listen: Option<SocketAddr>,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            service_name: "tessera".to_owned(),
+            otlp_endpoint: None,
+            otlp_timeout: Span(Duration::from_secs(10)),
+            metrics_interval: Span(Duration::from_secs(60)),
+            sampling_ratio: 0.1,
+            keep_slower_than: Span(Duration::from_millis(500)),
+            record_master_ids: false,
+            prometheus_listen: None,
+        }
+    }
+}
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -373,6 +440,20 @@ impl Config {
             if !identity.source_priority.iter().all(|s| seen.insert(s)) {
                 return Err(rule("identity.source_priority", "lists a system twice"));
             }
+        }
+        if !(0.0..=1.0).contains(&self.telemetry.sampling_ratio) {
+            return Err(rule(
+                "telemetry.sampling_ratio",
+                "must be between 0.0 and 1.0",
+            ));
+        }
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(rule(
+                "telemetry.otlp_endpoint",
+                "must be an http:// or https:// URL",
+            ));
         }
         self.check_view(&rule)
     }

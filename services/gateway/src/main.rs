@@ -105,13 +105,49 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<ExitCode> {
 
 fn serve(config_path: &std::path::Path, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
-    telemetry::init_logging(&config.logging);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    let telemetry = {
+        let _runtime = runtime.enter();
+        telemetry::Telemetry::init(
+            &config.telemetry,
+            &config.logging,
+            &telemetry::Env::from_process(),
+        )?
+    };
+    tessera_aggregator::record_master_ids(config.telemetry.record_master_ids);
+    let code = runtime.block_on(serve_with(&config, config_path, listen, &telemetry));
+    telemetry.shutdown();
+    code
+}
+
+async fn serve_with(
+    config: &Config,
+    config_path: &std::path::Path,
+    listen: Option<SocketAddr>,
+    telemetry: &telemetry::Telemetry,
+) -> anyhow::Result<ExitCode> {
+    {
         let shutdown = shutdown_signal()?;
+        let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics_addr = std::sync::OnceLock::new();
+        if let (Some(addr), Some(registry)) = (
+            config.telemetry.prometheus_listen,
+            telemetry.prometheus_registry(),
+        ) {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for metrics"))?;
+            let bound = listener.local_addr()?;
+            tracing::info!(listen = %bound, "serving prometheus metrics");
+            let _ = metrics_addr.set(bound);
+            tokio::spawn(telemetry::prometheus::serve(listener, registry, async {
+                let _ = metrics_stopped.await;
+            }));
+        }
+        let _stop_metrics = stop_metrics;
         let identity_service = config.identity.as_ref().map(|_| IdentityGrpc::pending());
         let view_service = (config.identity.is_some() && !config.sources.is_empty())
             .then(PatientViewGrpc::pending);
@@ -123,7 +159,7 @@ fn serve(config_path: &std::path::Path, listen: Option<SocketAddr>) -> anyhow::R
         // Runs while the server already answers health checks with NOT_SERVING.
         let startup = async {
             if let (Some(identity), Some(service)) = (&config.identity, &identity_service) {
-                let started = startup::start(&config, config_path, identity)
+                let started = startup::start(config, config_path, identity)
                     .await
                     .map_err(|e| format!("{e:#}"))?;
                 service.set_ready(started.resolver);
@@ -148,6 +184,9 @@ fn serve(config_path: &std::path::Path, listen: Option<SocketAddr>) -> anyhow::R
         // Printed once health is SERVING, so whoever reads it may call at once.
         let on_ready = || {
             let mut text = format!("tessera listening on {bound}");
+            if let Some(addr) = metrics_addr.get() {
+                text.push_str(&format!("\nmetrics on http://{addr}/metrics"));
+            }
             if let Some((master, key)) = example_slot.get() {
                 let exe = std::env::current_exe()
                     .map_or_else(|_| "tessera".to_owned(), |p| p.display().to_string());
@@ -166,7 +205,7 @@ fn serve(config_path: &std::path::Path, listen: Option<SocketAddr>) -> anyhow::R
             Shutdown::GraceExpired => tracing::warn!("stopped after the grace period expired"),
         }
         Ok(ExitCode::SUCCESS)
-    })
+    }
 }
 
 /// Installs the SIGTERM (Kubernetes' stop signal) and Ctrl-C handlers at once, so a

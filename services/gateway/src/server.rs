@@ -116,7 +116,9 @@ pub async fn serve(
     };
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let router = tonic::transport::Server::builder().add_routes(routes.routes());
+    let router = tonic::transport::Server::builder()
+        .layer(crate::telemetry::rpc::RpcLayer)
+        .add_routes(routes.routes());
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
         let _ = stop_rx.await;

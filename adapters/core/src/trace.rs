@@ -1,0 +1,191 @@
+//! Trace context for the calls an adapter makes to its silo.
+//!
+//! The aggregator runs every adapter call inside its `adapter.attempt` span; an
+//! adapter opens a client span per upstream request inside it (with
+//! [`http_client_span`], or its own for SQL and gRPC) and puts [`headers`] on the
+//! request, so the silo continues the caller's trace (W3C Trace Context:
+//! `traceparent`, `tracestate`). Without a tracing pipeline (no OpenTelemetry
+//! layer installed) there is no context and [`headers`] is `None`.
+//!
+//! Attribute names follow OpenTelemetry semantic conventions 1.42.0 (the version
+//! the gateway pins). Nothing here records a URL's query or a patient's path
+//! segment: [`redact_path`] replaces them before a URL reaches a span.
+
+use opentelemetry::trace::{TraceContextExt, TraceFlags};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// The name of every HTTP client span (its `otel.name` is the method).
+pub const HTTP_CLIENT_SPAN: &str = "http.client";
+
+/// The name of every gRPC client span (its `otel.name` is the method).
+pub const GRPC_CLIENT_SPAN: &str = "grpc.client";
+
+/// The W3C headers that carry a span's context to a silo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceHeaders {
+    /// `traceparent`: version 00, trace ID, the client span's ID, flags.
+    pub traceparent: String,
+    /// `tracestate`, when the trace carries vendor state.
+    pub tracestate: Option<String>,
+}
+
+/// The headers for a request made inside `span`, or `None` when the span has no
+/// OpenTelemetry context (tracing is off, or the span is disabled).
+pub fn headers(span: &tracing::Span) -> Option<TraceHeaders> {
+    if span.is_disabled() {
+        return None;
+    }
+    let context = span.context();
+    let span_ref = context.span();
+    let span_context = span_ref.span_context();
+    if !span_context.is_valid() {
+        return None;
+    }
+    let flags = span_context.trace_flags() & TraceFlags::SAMPLED;
+    let traceparent = format!(
+        "00-{}-{}-{:02x}",
+        span_context.trace_id(),
+        span_context.span_id(),
+        flags.to_u8()
+    );
+    let state = span_context.trace_state().header();
+    Some(TraceHeaders {
+        traceparent,
+        tracestate: (!state.is_empty()).then_some(state),
+    })
+}
+
+/// A client span for one HTTP request: `otel.name` is the method, and the URL is
+/// recorded as `url.template` (path only, patient segments replaced by the
+/// caller with [`redact_path`]) with the server's address and port. Record
+/// `http.response.status_code` and `error.type` on it when the answer comes.
+pub fn http_client_span(method: &str, url: &url::Url, template: &str) -> tracing::Span {
+    tracing::info_span!(
+        target: "tessera::adapter",
+        HTTP_CLIENT_SPAN,
+        otel.name = method,
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = method,
+        server.address = url.host_str().unwrap_or_default(),
+        server.port = url.port_or_known_default().unwrap_or_default(),
+        url.template = template,
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    )
+}
+
+/// A client span for one gRPC call to an out-of-process adapter: `rpc.method` is
+/// the fully-qualified method (`tessera.v1.SourceAdapterService/FetchRecords`).
+/// Record the answer with [`record_grpc_status`].
+pub fn grpc_client_span(method: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        target: "tessera::adapter",
+        GRPC_CLIENT_SPAN,
+        otel.name = method,
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        rpc.system.name = "grpc",
+        rpc.method = method,
+        rpc.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    )
+}
+
+/// Records a gRPC call's status code name (`OK`, `UNAVAILABLE`, ...) on its
+/// client span; anything but OK is an error.
+pub fn record_grpc_status(span: &tracing::Span, code: &'static str) {
+    span.record("rpc.response.status_code", code);
+    if code != "OK" {
+        span.record("error.type", code);
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
+/// A gRPC status code's name (`UNAVAILABLE`), as `rpc.response.status_code`
+/// records it; unknown numbers are `UNKNOWN`.
+pub fn grpc_code_name(code: i32) -> &'static str {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    usize::try_from(code)
+        .ok()
+        .and_then(|i| NAMES.get(i))
+        .copied()
+        .unwrap_or("UNKNOWN")
+}
+
+/// Records the outcome of an HTTP request on its client span: the status code,
+/// and for 4xx/5xx the status as `error.type` with the span's status set to
+/// error.
+pub fn record_http_status(span: &tracing::Span, status: u16) {
+    span.record("http.response.status_code", status);
+    if status >= 400 {
+        span.record("error.type", status);
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
+/// Records a request that got no answer (connection refused, timeout): a fixed
+/// `error.type` word, never the transport's message (it may hold the URL).
+pub fn record_error(span: &tracing::Span, error_type: &'static str) {
+    span.record("error.type", error_type);
+    span.record("otel.status_code", "ERROR");
+}
+
+/// A URL path with every segment `keep` refuses replaced by `{id}`, without the
+/// query: `/fhir/Patient/123/_history/2` with FHIR's rule gives
+/// `/fhir/Patient/{id}/_history/{id}`.
+pub fn redact_path(url: &url::Url, mut keep: impl FnMut(&str) -> bool) -> String {
+    let mut out = String::new();
+    for segment in url.path().split('/').skip(1) {
+        out.push('/');
+        if segment.is_empty() || keep(segment) {
+            out.push_str(segment);
+        } else {
+            out.push_str("{id}");
+        }
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_keeps_only_what_the_rule_allows_and_never_the_query() {
+        let url = url::Url::parse("http://h/fhir/Patient/123/_history/2?name=SMITH").unwrap();
+        let fhir = |s: &str| {
+            s == "fhir" || s.starts_with('_') || s.chars().next().is_some_and(char::is_uppercase)
+        };
+        assert_eq!(redact_path(&url, fhir), "/fhir/Patient/{id}/_history/{id}");
+        let root = url::Url::parse("http://h").unwrap();
+        assert_eq!(redact_path(&root, |_| true), "/");
+    }
+
+    #[test]
+    fn without_a_tracing_pipeline_there_are_no_headers() {
+        let span = tracing::info_span!("test");
+        assert_eq!(headers(&span), None);
+    }
+}

@@ -1,0 +1,286 @@
+//! Logs, traces and metrics for the whole process.
+//!
+//! - **Logs**: `tracing` events to standard error, as text or JSON (one object a
+//!   line, with the trace and span IDs of the span it happened in). Messages are
+//!   fixed strings; fields never hold patient data.
+//! - **Traces**: `tracing` spans of Tessera's own crates (targets `tessera*`)
+//!   become OpenTelemetry spans through `tracing-opentelemetry`, exported over
+//!   OTLP/gRPC. [`rpc::RpcLayer`] opens the server span of every call, continuing
+//!   the caller's W3C trace context; adapters pass it on to the silos
+//!   (`tessera_adapter_core::trace`). Sampling is parent-based with a ratio, and
+//!   failed or slow calls are kept regardless ([`sampling`]).
+//! - **Metrics**: the global meter provider, read by an OTLP push exporter and
+//!   by the Prometheus scrape endpoint ([`prometheus`]).
+//!
+//! Semantic conventions: attribute and metric names follow OpenTelemetry
+//! semantic conventions **1.42.0** ([`SEMCONV_SCHEMA_URL`], the version of
+//! `opentelemetry-semantic-conventions` 0.33 this build pins) for RPC
+//! (`rpc.system.name`, `rpc.method`, `rpc.response.status_code`,
+//! `rpc.server.call.duration` in seconds), HTTP clients (`http.request.method`,
+//! `url.template`, `server.address`, `http.response.status_code`), databases
+//! (`db.system.name`) and errors (`error.type`); Tessera's own are `tessera.*`.
+
+pub mod json;
+pub mod prometheus;
+pub mod rpc;
+pub mod sampling;
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::filter::{EnvFilter, FilterFn};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, Registry};
+
+use crate::config::{LogFormat, LoggingConfig, TelemetryConfig};
+
+/// The semantic-conventions schema the telemetry follows.
+pub const SEMCONV_SCHEMA_URL: &str = opentelemetry_semantic_conventions::SCHEMA_URL;
+
+/// The running telemetry pipelines; [`Telemetry::shutdown`] flushes them.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    tracer: Option<SdkTracerProvider>,
+    meter: Option<SdkMeterProvider>,
+    prometheus: Option<::prometheus::Registry>,
+}
+
+/// What the environment says, read once (tests pass their own).
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    /// `OTEL_SDK_DISABLED=true`.
+    pub disabled: bool,
+    /// `OTEL_SERVICE_NAME`.
+    pub service_name: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub endpoint: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`.
+    pub traces_endpoint: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`.
+    pub metrics_endpoint: Option<String>,
+    /// `OTEL_TRACES_EXPORTER` / `OTEL_METRICS_EXPORTER` = `none`.
+    pub traces_off: bool,
+    /// See `traces_off`.
+    pub metrics_off: bool,
+    /// `OTEL_TRACES_SAMPLER_ARG`.
+    pub sampler_arg: Option<f64>,
+    /// `OTEL_EXPORTER_OTLP_TIMEOUT` (ms).
+    pub timeout: Option<Duration>,
+    /// `OTEL_METRIC_EXPORT_INTERVAL` (ms).
+    pub metric_interval: Option<Duration>,
+}
+
+impl Env {
+    /// Reads the standard `OTEL_*` variables.
+    pub fn from_process() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let millis = |name: &str| var(name).and_then(|v| v.trim().parse::<u64>().ok());
+        Self {
+            disabled: var("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")),
+            service_name: var("OTEL_SERVICE_NAME"),
+            endpoint: var("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            traces_endpoint: var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+            metrics_endpoint: var("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"),
+            traces_off: var("OTEL_TRACES_EXPORTER").is_some_and(|v| v == "none"),
+            metrics_off: var("OTEL_METRICS_EXPORTER").is_some_and(|v| v == "none"),
+            sampler_arg: var("OTEL_TRACES_SAMPLER_ARG").and_then(|v| v.trim().parse().ok()),
+            timeout: millis("OTEL_EXPORTER_OTLP_TIMEOUT").map(Duration::from_millis),
+            metric_interval: millis("OTEL_METRIC_EXPORT_INTERVAL").map(Duration::from_millis),
+        }
+    }
+}
+
+impl Telemetry {
+    /// Installs logging, and the trace and metric pipelines the config and the
+    /// environment ask for, as the process's global subscriber and meter
+    /// provider. Must run inside a Tokio runtime (the OTLP exporters' channels
+    /// live on it), before anything makes instruments.
+    pub fn init(
+        config: &TelemetryConfig,
+        logging: &LoggingConfig,
+        env: &Env,
+    ) -> anyhow::Result<Self> {
+        let resource = resource(config, env);
+        let mut telemetry = Self::default();
+        if !env.disabled {
+            telemetry.meter = meter_provider(config, env, resource.clone(), &mut telemetry)?;
+            telemetry.tracer = tracer_provider(config, env, resource)?;
+        }
+        if let Some(meter) = &telemetry.meter {
+            opentelemetry::global::set_meter_provider(meter.clone());
+        }
+        let otel = telemetry.tracer.as_ref().map(|provider| {
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("tessera"))
+                .with_location(false)
+                .with_threads(false)
+                .with_target(false)
+                .with_level(false)
+                .with_tracked_inactivity(false)
+                .with_filter(own_spans())
+        });
+        let _ = Registry::default()
+            .with(log_layer(logging))
+            .with(otel)
+            .try_init();
+        Ok(telemetry)
+    }
+
+    /// The registry the Prometheus endpoint serves, when configured.
+    pub fn prometheus_registry(&self) -> Option<::prometheus::Registry> {
+        self.prometheus.clone()
+    }
+
+    /// Whether spans are recorded and exported.
+    pub fn tracing(&self) -> bool {
+        self.tracer.is_some()
+    }
+
+    /// Exports what is buffered and stops the pipelines.
+    pub fn shutdown(self) {
+        if let Some(tracer) = self.tracer
+            && let Err(err) = tracer.shutdown()
+        {
+            tracing::warn!(error = %err, "trace export did not finish");
+        }
+        if let Some(meter) = self.meter
+            && let Err(err) = meter.shutdown()
+        {
+            tracing::warn!(error = %err, "metric export did not finish");
+        }
+    }
+}
+
+/// Installs logging alone (CLI commands that do not serve). `RUST_LOG`, when
+/// set, overrides the config's level. Calling it twice keeps the first.
+pub fn init_logging(config: &LoggingConfig) {
+    let _ = Registry::default().with(log_layer(config)).try_init();
+}
+
+/// Spans that become OpenTelemetry spans: Tessera's own, at info or above.
+/// Events are logs, not span events; other crates' spans (h2, hyper) stay out.
+fn own_spans() -> FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool + Clone> {
+    FilterFn::new(|meta: &tracing::Metadata<'_>| {
+        meta.is_span() && meta.target().starts_with("tessera") && *meta.level() <= tracing::Level::INFO
+    })
+}
+
+/// The log layer: events only (spans are for traces), filtered by `RUST_LOG` or
+/// the config's level.
+fn log_layer<S>(config: &LoggingConfig) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a> + Send + Sync,
+{
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::builder().parse(&config.level.0))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let events = FilterFn::new(|meta: &tracing::Metadata<'_>| meta.is_event());
+    match config.format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_target(true)
+            .with_filter(events)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .event_format(json::JsonLines)
+            .with_filter(events)
+            .with_filter(filter)
+            .boxed(),
+    }
+}
+
+fn resource(config: &TelemetryConfig, env: &Env) -> Resource {
+    let name = env
+        .service_name
+        .clone()
+        .unwrap_or_else(|| config.service_name.clone());
+    Resource::builder()
+        .with_service_name(name)
+        .with_attribute(opentelemetry::KeyValue::new(
+            "service.version",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .build()
+}
+
+fn tracer_provider(
+    config: &TelemetryConfig,
+    env: &Env,
+    resource: Resource,
+) -> anyhow::Result<Option<SdkTracerProvider>> {
+    let endpoint = env
+        .traces_endpoint
+        .clone()
+        .or_else(|| env.endpoint.clone())
+        .or_else(|| config.otlp_endpoint.clone());
+    let Some(endpoint) = endpoint.filter(|_| !env.traces_off) else {
+        return Ok(None);
+    };
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .with_timeout(env.timeout.unwrap_or(config.otlp_timeout.0))
+        .build()
+        .context("cannot build the OTLP trace exporter")?;
+    let ratio = env.sampler_arg.unwrap_or(config.sampling_ratio).clamp(0.0, 1.0);
+    let batch = opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter).build();
+    let provider = SdkTracerProvider::builder()
+        .with_resource(resource)
+        .with_sampler(sampling::Sampler::new(ratio))
+        .with_span_processor(sampling::KeepSlowAndFailed::new(
+            batch,
+            config.keep_slower_than.0,
+        ))
+        .build();
+    Ok(Some(provider))
+}
+
+fn meter_provider(
+    config: &TelemetryConfig,
+    env: &Env,
+    resource: Resource,
+    telemetry: &mut Telemetry,
+) -> anyhow::Result<Option<SdkMeterProvider>> {
+    let endpoint = env
+        .metrics_endpoint
+        .clone()
+        .or_else(|| env.endpoint.clone())
+        .or_else(|| config.otlp_endpoint.clone())
+        .filter(|_| !env.metrics_off);
+    if endpoint.is_none() && config.prometheus_listen.is_none() {
+        return Ok(None);
+    }
+    let mut builder = SdkMeterProvider::builder().with_resource(resource);
+    if let Some(endpoint) = endpoint {
+        let exporter = opentelemetry_otlp::MetricExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .with_timeout(env.timeout.unwrap_or(config.otlp_timeout.0))
+            .build()
+            .context("cannot build the OTLP metric exporter")?;
+        let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(exporter)
+            .with_interval(env.metric_interval.unwrap_or(config.metrics_interval.0))
+            .build();
+        builder = builder.with_reader(reader);
+    }
+    if config.prometheus_listen.is_some() {
+        let registry = ::prometheus::Registry::new();
+        let exporter = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .build()
+            .context("cannot build the Prometheus exporter")?;
+        builder = builder.with_reader(exporter);
+        telemetry.prometheus = Some(registry);
+    }
+    Ok(Some(builder.build()))
+}

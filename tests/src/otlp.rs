@@ -54,7 +54,10 @@ impl TraceService for Sink {
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let request = request.into_inner();
-        let mut received = self.0.lock().map_err(|_| tonic::Status::internal("poisoned"))?;
+        let mut received = self
+            .0
+            .lock()
+            .map_err(|_| tonic::Status::internal("poisoned"))?;
         received.raw.push_str(&format!("{request:?}\n"));
         for resource in &request.resource_spans {
             for scope in &resource.scope_spans {
@@ -68,7 +71,12 @@ impl TraceService for Sink {
                         attributes: span
                             .attributes
                             .iter()
-                            .map(|kv| (kv.key.clone(), text(kv.value.as_ref().and_then(|v| v.value.as_ref()))))
+                            .map(|kv| {
+                                (
+                                    kv.key.clone(),
+                                    text(kv.value.as_ref().and_then(|v| v.value.as_ref())),
+                                )
+                            })
                             .collect(),
                         status: span.status.as_ref().map_or(0, |s| s.code),
                     });
@@ -86,7 +94,10 @@ impl MetricsService for Sink {
         request: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
         let request = request.into_inner();
-        let mut received = self.0.lock().map_err(|_| tonic::Status::internal("poisoned"))?;
+        let mut received = self
+            .0
+            .lock()
+            .map_err(|_| tonic::Status::internal("poisoned"))?;
         received.raw.push_str(&format!("{request:?}\n"));
         received.metric_exports += 1;
         Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
@@ -144,17 +155,26 @@ impl OtlpReceiver {
 
     /// The spans received so far.
     pub fn spans(&self) -> Vec<ReceivedSpan> {
-        self.received.lock().map(|r| r.spans.clone()).unwrap_or_default()
+        self.received
+            .lock()
+            .map(|r| r.spans.clone())
+            .unwrap_or_default()
     }
 
     /// How many metric exports arrived.
     pub fn metric_exports(&self) -> usize {
-        self.received.lock().map(|r| r.metric_exports).unwrap_or_default()
+        self.received
+            .lock()
+            .map(|r| r.metric_exports)
+            .unwrap_or_default()
     }
 
     /// Every export received, as text.
     pub fn raw(&self) -> String {
-        self.received.lock().map(|r| r.raw.clone()).unwrap_or_default()
+        self.received
+            .lock()
+            .map(|r| r.raw.clone())
+            .unwrap_or_default()
     }
 
     /// Waits until `done` holds for the spans received (or `timeout` passes),

@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tessera_e2e::otlp::{OtlpReceiver, ReceivedSpan};
 use tessera_e2e::Tessera;
+use tessera_e2e::otlp::{OtlpReceiver, ReceivedSpan};
 use tessera_proto::v1::{
     self as pb, identity_service_client::IdentityServiceClient,
     patient_view_service_client::PatientViewServiceClient,
@@ -116,7 +116,9 @@ fn timed_view_request(
     });
     request.set_timeout(timeout);
     if let Some(tp) = traceparent {
-        request.metadata_mut().insert("traceparent", tp.parse().unwrap());
+        request
+            .metadata_mut()
+            .insert("traceparent", tp.parse().unwrap());
     }
     request
 }
@@ -134,7 +136,10 @@ impl Tree {
             .filter(|s| s.trace_id == trace_id)
             .cloned()
             .collect();
-        let by_id = spans.iter().map(|s| (s.span_id.clone(), s.clone())).collect();
+        let by_id = spans
+            .iter()
+            .map(|s| (s.span_id.clone(), s.clone()))
+            .collect();
         Self { spans, by_id }
     }
 
@@ -184,7 +189,9 @@ async fn one_view_is_one_trace_under_the_callers_span_with_every_step_in_it() {
         .unwrap();
     let spans = otlp
         .wait_for(Duration::from_secs(10), |spans| {
-            spans.iter().any(|s| s.trace_id == CALLER_TRACE && s.name == GET_VIEW)
+            spans
+                .iter()
+                .any(|s| s.trace_id == CALLER_TRACE && s.name == GET_VIEW)
         })
         .await;
     let tree = Tree::of(&spans, CALLER_TRACE);
@@ -242,7 +249,10 @@ async fn one_view_is_one_trace_under_the_callers_span_with_every_step_in_it() {
     // Nothing names the patient: no local IDs, no master ID (not configured).
     for span in &tree.spans {
         for value in span.attributes.values() {
-            assert!(!value.contains("MRN-5521") && !value.contains(&master), "{span:?}");
+            assert!(
+                !value.contains("MRN-5521") && !value.contains(&master),
+                "{span:?}"
+            );
         }
     }
 
@@ -258,18 +268,25 @@ async fn one_view_is_one_trace_under_the_callers_span_with_every_step_in_it() {
         .unwrap();
     let spans = otlp
         .wait_for(Duration::from_secs(10), |spans| {
-            spans.iter().any(|s| s.trace_id == again && s.name == GET_VIEW)
+            spans
+                .iter()
+                .any(|s| s.trace_id == again && s.name == GET_VIEW)
         })
         .await;
     let tree = Tree::of(&spans, again);
     assert_eq!(tree.named("cache.lookup").len(), 3);
-    assert!(tree.named("cache.lookup").iter().all(|s| s.attributes["tessera.cache.result"] == "hit"));
+    assert!(
+        tree.named("cache.lookup")
+            .iter()
+            .all(|s| s.attributes["tessera.cache.result"] == "hit")
+    );
     assert!(tree.named("adapter.call").is_empty());
 
     // The log lines of a traced call carry its trace ID.
     let logs = tessera.logs();
     assert!(
-        logs.lines().any(|l| l.contains(&format!("\"trace_id\":\"{CALLER_TRACE}\""))),
+        logs.lines()
+            .any(|l| l.contains(&format!("\"trace_id\":\"{CALLER_TRACE}\""))),
         "no log line carries the trace id:\n{logs}"
     );
 }
@@ -314,7 +331,471 @@ async fn unsampled_views_are_dropped_unless_slow_or_failed_whose_server_span_is_
     assert_eq!(trace_ids.len(), 1, "only the slow view: {servers:#?}");
     assert_eq!(servers[0].attributes["tessera.sampling"], "tail");
     assert!(
-        spans.iter().all(|s| s.name == GET_VIEW || s.name.starts_with("tessera.v1.IdentityService")),
+        spans
+            .iter()
+            .all(|s| s.name == GET_VIEW || s.name.starts_with("tessera.v1.IdentityService")),
         "no child spans of unsampled views: {spans:#?}"
     );
+}
+
+/// The Python with the test requirements (see `scripts/python-env`).
+fn python() -> std::path::PathBuf {
+    std::env::var_os("TESSERA_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| tessera_e2e::workspace_root().join(".venv/bin/python"))
+}
+
+/// `GET /metrics` over a plain HTTP/1.1 connection.
+async fn scrape(addr: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    body.to_owned()
+}
+
+/// The metrics address the server printed.
+fn metrics_addr(tessera: &Tessera) -> String {
+    let out = tessera.stdout();
+    out.lines()
+        .find_map(|l| l.strip_prefix("metrics on http://"))
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("no metrics address in {out:?}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_prometheus_endpoint_parses_and_shows_red_metrics_after_a_short_load() {
+    let tessera = Tessera::start(&config("  prometheus_listen: 127.0.0.1:0"))
+        .await
+        .unwrap();
+    let master = seed(
+        &tessera,
+        &[
+            ("ehr", "MRN-5521"),
+            ("billing", "ACCT-88"),
+            ("marketing", "sub-1"),
+        ],
+    )
+    .await;
+    let mut views = PatientViewServiceClient::new(tessera.connect().await.unwrap());
+    for _ in 0..20 {
+        views
+            .get_patient_view(view_request(&master, &["encounters", "invoices"], None))
+            .await
+            .unwrap();
+    }
+    // One view waits out the hung silo: an unreachable source.
+    views
+        .get_patient_view(view_request(&master, &["encounters", "consents"], None))
+        .await
+        .unwrap();
+
+    let text = scrape(&metrics_addr(&tessera)).await;
+    let mut parser = std::process::Command::new(python())
+        .arg(tessera_e2e::workspace_root().join("tests/python/parse_metrics.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        parser
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    let output = parser.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "the Prometheus parser refused:\n{text}"
+    );
+    let families: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let family = |name: &str| {
+        families
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+            .clone()
+    };
+    let samples = |name: &str| family(name)["samples"].as_array().unwrap().clone();
+    let value_where = |name: &str, sample: &str, labels: &[(&str, &str)]| -> f64 {
+        samples(name)
+            .iter()
+            .filter(|s| s["name"] == sample)
+            .filter(|s| labels.iter().all(|(k, v)| s["labels"][*k] == *v))
+            .map(|s| s["value"].as_f64().unwrap())
+            .sum()
+    };
+
+    // RED per method: the server's call durations.
+    assert_eq!(
+        family("rpc_server_call_duration_seconds")["type"],
+        "histogram"
+    );
+    assert_eq!(
+        value_where(
+            "rpc_server_call_duration_seconds",
+            "rpc_server_call_duration_seconds_count",
+            &[("rpc_method", GET_VIEW), ("rpc_response_status_code", "OK")]
+        ),
+        21.0
+    );
+    // Per adapter: call durations by outcome; the cache; the unreachable source.
+    assert_eq!(
+        family("tessera_adapter_call_duration_seconds")["type"],
+        "histogram"
+    );
+    assert!(
+        value_where(
+            "tessera_adapter_call_duration_seconds",
+            "tessera_adapter_call_duration_seconds_count",
+            &[("source", "ehr"), ("outcome", "ok")]
+        ) >= 1.0
+    );
+    let lookups = |result: &str| {
+        value_where(
+            "tessera_cache_lookups",
+            "tessera_cache_lookups_total",
+            &[("result", result)],
+        )
+    };
+    assert_eq!(
+        lookups("hit") + lookups("miss") + lookups("coalesced"),
+        42.0,
+        "21 views × 2 sections"
+    );
+    assert!(
+        lookups("hit") >= 30.0,
+        "warm views are answered from the cache"
+    );
+    assert_eq!(
+        value_where(
+            "tessera_view_unreachable",
+            "tessera_view_unreachable_total",
+            &[("source", "marketing"), ("status", "TIMEOUT")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value_where(
+            "tessera_adapter_breaker_state",
+            "tessera_adapter_breaker_state",
+            &[("source", "ehr")]
+        ),
+        0.0,
+        "closed"
+    );
+    assert!(value_where("tessera_cache_size_bytes", "tessera_cache_size_bytes", &[]) > 0.0);
+    // The resolver: decisions by outcome, the review queue.
+    assert!(
+        value_where(
+            "tessera_resolver_decisions",
+            "tessera_resolver_decisions_total",
+            &[("outcome", "match")]
+        ) >= 1.0
+    );
+    family("tessera_resolver_review_open");
+
+    // Labels come from small fixed sets.
+    let allowed = [
+        "source",
+        "section",
+        "outcome",
+        "result",
+        "status",
+        "cause",
+        "link",
+        "rpc_system_name",
+        "rpc_method",
+        "rpc_response_status_code",
+        "le",
+        "otel_scope_name",
+        "otel_scope_version",
+        "otel_scope_schema_url",
+        "service_name",
+        "service_version",
+        "telemetry_sdk_language",
+        "telemetry_sdk_name",
+        "telemetry_sdk_version",
+    ];
+    for (name, family) in families.as_object().unwrap() {
+        for sample in family["samples"].as_array().unwrap() {
+            for label in sample["labels"].as_object().unwrap().keys() {
+                assert!(
+                    allowed.contains(&label.as_str()),
+                    "{name} has label {label}"
+                );
+            }
+        }
+    }
+}
+
+/// A patient nobody else has: every part of it is searched for in telemetry.
+const CANARY_GIVEN: &str = "Zebulonia";
+const CANARY_FAMILY: &str = "Quartermaine";
+const CANARY_BIRTH: &str = "1917-03-29";
+const CANARY_MRN: &str = "MRN-CANARY-77123";
+
+fn canary() -> pb::Demographics {
+    pb::Demographics {
+        given_names: vec![CANARY_GIVEN.to_owned()],
+        family_name: CANARY_FAMILY.to_owned(),
+        birth_date: CANARY_BIRTH.to_owned(),
+        sex: pb::AdministrativeSex::Female.into(),
+        phones: vec!["(608) 555-0177".to_owned()],
+        emails: vec!["zebulonia.q@example.org".to_owned()],
+        identifiers: vec![pb::PersonIdentifier {
+            r#type: pb::PersonIdentifierType::NationalId.into(),
+            system: String::new(),
+            value: "529-71-3388".to_owned(),
+        }],
+        ..pb::Demographics::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_patient_appears_in_no_span_metric_or_log_line_after_every_rpc() {
+    let otlp = OtlpReceiver::start().await.unwrap();
+    let mut env = FAST_EXPORT.to_vec();
+    env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp.endpoint));
+    // Every trace kept, logs at debug: the most telemetry there can be.
+    let config = config("  prometheus_listen: 127.0.0.1:0\n  sampling_ratio: 1.0")
+        .replace("  sampling_ratio: 0.0\n", "");
+    let mut tessera = Tessera::start_with_env(tempfile::tempdir().unwrap(), &config, &env)
+        .await
+        .unwrap();
+    let channel = tessera.connect().await.unwrap();
+    let mut identity = IdentityServiceClient::new(channel.clone());
+    let mut views = PatientViewServiceClient::new(channel);
+    let record = |system: &str, local_id: &str, demographics: pb::Demographics| {
+        pb::UpsertSourceRecordRequest {
+            source_record: Some(pb::SourceRecord {
+                key: Some(key(system, local_id)),
+                demographics: Some(demographics),
+                ..pb::SourceRecord::default()
+            }),
+            request_id: format!("req-{local_id}"),
+            ..pb::UpsertSourceRecordRequest::default()
+        }
+    };
+
+    // IdentityService, every RPC (answers beside the point: what they log is).
+    let first = identity
+        .upsert_source_record(record("ehr", CANARY_MRN, canary()))
+        .await
+        .unwrap()
+        .into_inner();
+    let master = first.master.clone();
+    identity
+        .upsert_source_record(record("billing", "ACCT-CANARY-55", canary()))
+        .await
+        .unwrap();
+    let mut other = canary();
+    other.birth_date = "1917-09-03".to_owned();
+    other.identifiers.clear();
+    let second = identity
+        .upsert_source_record(record("marketing", "SUB-CANARY-9", other))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut bad = canary();
+    bad.birth_date = format!("{CANARY_BIRTH}-not-a-date");
+    let refused = identity
+        .upsert_source_record(record("ehr", "MRN-CANARY-BAD", bad))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    identity
+        .resolve_record(pb::ResolveRecordRequest {
+            source_record: Some(key("ehr", CANARY_MRN)),
+        })
+        .await
+        .unwrap();
+    identity
+        .match_demographics(pb::MatchDemographicsRequest {
+            demographics: Some(canary()),
+            ..pb::MatchDemographicsRequest::default()
+        })
+        .await
+        .unwrap();
+    identity
+        .get_master(pb::GetMasterRequest {
+            name: master.clone(),
+        })
+        .await
+        .unwrap();
+    identity
+        .list_links(pb::ListLinksRequest {
+            parent: master.clone(),
+            ..pb::ListLinksRequest::default()
+        })
+        .await
+        .unwrap();
+    let reviews = identity
+        .list_review_items(pb::ListReviewItemsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let review_name = reviews
+        .review_items
+        .first()
+        .map_or_else(|| "reviewItems/999999".to_owned(), |r| r.name.clone());
+    let _ = identity
+        .resolve_review_item(pb::ResolveReviewItemRequest {
+            name: review_name,
+            outcome: pb::ReviewOutcome::NewMaster.into(),
+            ..pb::ResolveReviewItemRequest::default()
+        })
+        .await;
+    let _ = identity
+        .link_source_record(pb::LinkSourceRecordRequest {
+            source_record: Some(key("marketing", "SUB-CANARY-9")),
+            master: master.clone(),
+            request_id: "req-link".to_owned(),
+        })
+        .await;
+    let _ = identity
+        .merge_masters(pb::MergeMastersRequest {
+            master: master.clone(),
+            source_master: second.master.clone(),
+            request_id: "req-merge".to_owned(),
+        })
+        .await;
+    let _ = identity
+        .unmerge_source_record(pb::UnmergeSourceRecordRequest {
+            source_record: Some(key("marketing", "SUB-CANARY-9")),
+            request_id: "req-unmerge".to_owned(),
+        })
+        .await;
+    identity
+        .list_link_events(pb::ListLinkEventsRequest {
+            parent: master.clone(),
+            ..pb::ListLinkEventsRequest::default()
+        })
+        .await
+        .unwrap();
+
+    // PatientViewService: by source record (the MRN travels), by master,
+    // streamed and batched, one with the hung silo.
+    let by_mrn = || {
+        Some(pb::PatientSubject {
+            subject: Some(pb::patient_subject::Subject::SourceRecord(key(
+                "ehr", CANARY_MRN,
+            ))),
+        })
+    };
+    let mut get = view_request(&master, &["encounters", "consents"], None);
+    get.get_mut().subject = by_mrn();
+    views.get_patient_view(get).await.unwrap();
+    views
+        .get_patient_view(view_request(&master, &["encounters", "invoices"], None))
+        .await
+        .unwrap();
+    let mut stream = views
+        .stream_patient_view(pb::StreamPatientViewRequest {
+            subject: by_mrn(),
+            purpose: pb::PurposeOfUse::Treatment.into(),
+            ..pb::StreamPatientViewRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    while stream.message().await.unwrap().is_some() {}
+    views
+        .batch_get_patient_views(pb::BatchGetPatientViewsRequest {
+            subjects: vec![
+                by_mrn().unwrap(),
+                pb::PatientSubject {
+                    subject: Some(pb::patient_subject::Subject::SourceRecord(key(
+                        "ehr",
+                        "MRN-CANARY-UNKNOWN",
+                    ))),
+                },
+            ],
+            purpose: pb::PurposeOfUse::Treatment.into(),
+            ..pb::BatchGetPatientViewsRequest::default()
+        })
+        .await
+        .unwrap();
+
+    // Collect: spans and metrics over OTLP, the scrape, the logs (after a
+    // graceful stop has flushed everything).
+    let spans = otlp
+        .wait_for(Duration::from_secs(10), |spans| {
+            spans
+                .iter()
+                .any(|s| s.name == "tessera.v1.PatientViewService/BatchGetPatientViews")
+        })
+        .await;
+    assert!(spans.len() > 20, "the traces arrived: {}", spans.len());
+    let scraped = scrape(&metrics_addr(&tessera)).await;
+    tessera.terminate().unwrap();
+    assert!(
+        tessera
+            .wait(Duration::from_secs(30))
+            .await
+            .unwrap()
+            .success()
+    );
+    assert!(otlp.metric_exports() > 0, "metrics arrived over OTLP");
+    let logs = tessera.logs();
+    assert!(logs.lines().count() > 10, "debug logs were written");
+    let logs_and_all = [
+        ("OTLP exports", otlp.raw()),
+        ("Prometheus scrape", scraped),
+        ("logs", logs),
+    ];
+
+    // The haystacks are real: they hold what they should.
+    assert!(
+        logs_and_all[0].1.contains("view.section")
+            && logs_and_all[0].1.contains("tessera.cache.lookups")
+    );
+    assert!(
+        logs_and_all[1]
+            .1
+            .contains("tessera_resolver_decisions_total")
+    );
+    assert!(logs_and_all[2].1.contains("source record upserted"));
+    let needles = [
+        CANARY_GIVEN,
+        CANARY_FAMILY,
+        CANARY_BIRTH,
+        "19170329",
+        "1917-09-03",
+        CANARY_MRN,
+        "MRN-CANARY",
+        "ACCT-CANARY",
+        "SUB-CANARY",
+        "555-0177",
+        "5550177",
+        "zebulonia.q",
+        "529-71-3388",
+        "529713388",
+    ];
+    for (what, text) in &logs_and_all {
+        let lower = text.to_lowercase();
+        for needle in needles {
+            assert!(
+                !lower.contains(&needle.to_lowercase()),
+                "{needle} found in the {what}"
+            );
+        }
+    }
 }

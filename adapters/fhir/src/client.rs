@@ -196,14 +196,21 @@ impl FhirHttp {
         };
         // After the base path come resource types (capitalised), operations
         // (`$everything`), `_search`/`_history`, and ids: only ids are replaced.
-        let mut base = self.base.path_segments().map_or(0, |s| s.count()).saturating_sub(1);
+        let mut base = self
+            .base
+            .path_segments()
+            .map_or(0, |s| s.count())
+            .saturating_sub(1);
         let keep = |segment: &str| {
             if base > 0 {
                 base -= 1;
                 return true;
             }
             segment.starts_with(['_', '$'])
-                || segment.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+                || segment
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_uppercase())
                     && segment.chars().all(|c| c.is_ascii_alphabetic())
         };
         let template = tessera_adapter_core::trace::redact_path(call.url(), keep);

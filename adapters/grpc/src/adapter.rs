@@ -17,8 +17,8 @@ use tessera_adapter_core::{
 use tessera_proto::v1 as pb;
 use tessera_proto::v1::source_adapter_service_client::SourceAdapterServiceClient;
 use tokio::time::Instant;
-use tracing::Instrument;
 use tonic::transport::{Channel, Endpoint, Uri};
+use tracing::Instrument;
 
 use crate::convert;
 

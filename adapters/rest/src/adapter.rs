@@ -510,14 +510,10 @@ impl RestAdapter {
             }
         }
         let request = self.authorize(request, deadline).await?;
-        let response = request
-            .send()
-            .instrument(span.clone())
-            .await
-            .map_err(|e| {
-                trace::record_error(&span, "transport");
-                transport_error(&e)
-            })?;
+        let response = request.send().instrument(span.clone()).await.map_err(|e| {
+            trace::record_error(&span, "transport");
+            transport_error(&e)
+        })?;
         let status = response.status();
         trace::record_http_status(&span, status.as_u16());
         if !status.is_success() {

@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use futures_util::FutureExt;
-use opentelemetry::KeyValue;
 use futures_util::future::{BoxFuture, Shared, WeakShared};
+use opentelemetry::KeyValue;
 use tessera_adapter_core::Record;
 use tokio::time::Instant;
 
@@ -109,6 +109,10 @@ pub(crate) struct SectionCache {
     entries: moka::future::Cache<Key, Arc<Entry>>,
     in_flight: Mutex<InFlight>,
     stats: CacheStats,
+    /// Bytes inserted and removed (any cause), for a size gauge that does not
+    /// wait for moka's housekeeping.
+    bytes_added: AtomicU64,
+    bytes_removed: Arc<AtomicU64>,
 }
 
 /// Fetches in flight by key. A fetch dropped by all its waiters leaves a dead
@@ -121,11 +125,14 @@ struct InFlight {
 
 impl SectionCache {
     pub(crate) fn new(max_bytes: u64) -> Self {
+        let removed = Arc::new(AtomicU64::new(0));
+        let bytes_removed = Arc::clone(&removed);
         let entries = moka::future::Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|_key: &Key, entry: &Arc<Entry>| entry.weight)
             .expire_after(KeepFor)
-            .eviction_listener(|_key, _entry, cause| {
+            .eviction_listener(move |_key, entry: Arc<Entry>, cause| {
+                removed.fetch_add(u64::from(entry.weight), Ordering::Relaxed);
                 let cause = match cause {
                     moka::notification::RemovalCause::Size => "size",
                     moka::notification::RemovalCause::Expired => "expired",
@@ -144,6 +151,8 @@ impl SectionCache {
                 sweep_at: 1024,
             }),
             stats: CacheStats::default(),
+            bytes_added: AtomicU64::new(0),
+            bytes_removed,
         }
     }
 
@@ -158,9 +167,11 @@ impl SectionCache {
     }
 
     /// The cached entry for `key`, fresh or not.
-    /// Bytes held, as of the cache's last housekeeping (no waiting).
+    /// Bytes held: inserted less removed (no waiting for housekeeping).
     pub(crate) fn weighted_size_now(&self) -> u64 {
-        self.entries.weighted_size()
+        self.bytes_added
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.bytes_removed.load(Ordering::Relaxed))
     }
 
     /// Entries held, as of the cache's last housekeeping.
@@ -198,6 +209,9 @@ impl SectionCache {
         let shared = async move {
             let outcome = fetch.await.map(Arc::new);
             if let Ok(entry) = &outcome {
+                cache
+                    .bytes_added
+                    .fetch_add(u64::from(entry.weight), Ordering::Relaxed);
                 cache.entries.insert(owned_key.clone(), entry.clone()).await;
             }
             cache

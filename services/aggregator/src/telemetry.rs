@@ -18,8 +18,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
-use opentelemetry::{KeyValue, StringValue};
 use opentelemetry::metrics::{Counter, Histogram};
+use opentelemetry::{KeyValue, StringValue};
 
 use crate::breaker::BreakerState;
 use crate::cache::SectionCache;

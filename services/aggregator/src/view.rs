@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use opentelemetry::KeyValue;
 use futures_util::stream::{BoxStream, FuturesUnordered};
 use futures_util::{FutureExt, StreamExt};
+use opentelemetry::KeyValue;
 use tessera_adapter_core::{FetchError, Record};
 use thiserror::Error;
 use tokio::time::Instant;

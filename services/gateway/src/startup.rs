@@ -63,6 +63,7 @@ pub async fn start(
     let resolver = identity::open_resolver(identity_config, config_path, store).await?;
     let (records, bytes) = resolver.index_stats();
     tracing::info!(records, index_bytes = bytes, "identity resolver ready");
+    crate::telemetry::observe_review_queue(&resolver, std::time::Duration::from_secs(15));
     let aggregator = if config.sources.is_empty() {
         None
     } else {

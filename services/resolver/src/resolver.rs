@@ -313,6 +313,11 @@ impl Resolver {
         Ok(self.store.list_link_events(master, page).await?)
     }
 
+    /// How many review items are open (the review queue).
+    pub async fn open_review_count(&self) -> Result<u64, ResolverError> {
+        Ok(self.store.open_review_count().await?)
+    }
+
     /// How many records and active masters the store holds.
     pub async fn counts(&self) -> Result<(u64, u64), ResolverError> {
         Ok(self.store.counts().await?)

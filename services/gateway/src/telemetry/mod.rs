@@ -158,6 +158,32 @@ impl Telemetry {
     }
 }
 
+/// Reports the review queue's size as `tessera.resolver.review.open`, counted
+/// every `every` in the background while the resolver lives.
+pub fn observe_review_queue(
+    resolver: &std::sync::Arc<tessera_resolver::Resolver>,
+    every: Duration,
+) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let open = std::sync::Arc::new(AtomicU64::new(0));
+    let seen = std::sync::Arc::clone(&open);
+    let weak = std::sync::Arc::downgrade(resolver);
+    tokio::spawn(async move {
+        while let Some(resolver) = weak.upgrade() {
+            if let Ok(count) = resolver.open_review_count().await {
+                seen.store(count, Ordering::Relaxed);
+            }
+            drop(resolver);
+            tokio::time::sleep(every).await;
+        }
+    });
+    opentelemetry::global::meter("tessera")
+        .u64_observable_gauge("tessera.resolver.review.open")
+        .with_description("Review items waiting for a person's decision")
+        .with_callback(move |observer| observer.observe(open.load(Ordering::Relaxed), &[]))
+        .build();
+}
+
 /// Installs logging alone (CLI commands that do not serve). `RUST_LOG`, when
 /// set, overrides the config's level. Calling it twice keeps the first.
 pub fn init_logging(config: &LoggingConfig) {
@@ -168,7 +194,9 @@ pub fn init_logging(config: &LoggingConfig) {
 /// Events are logs, not span events; other crates' spans (h2, hyper) stay out.
 fn own_spans() -> FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool + Clone> {
     FilterFn::new(|meta: &tracing::Metadata<'_>| {
-        meta.is_span() && meta.target().starts_with("tessera") && *meta.level() <= tracing::Level::INFO
+        meta.is_span()
+            && meta.target().starts_with("tessera")
+            && *meta.level() <= tracing::Level::INFO
     })
 }
 
@@ -232,7 +260,10 @@ fn tracer_provider(
         .with_timeout(env.timeout.unwrap_or(config.otlp_timeout.0))
         .build()
         .context("cannot build the OTLP trace exporter")?;
-    let ratio = env.sampler_arg.unwrap_or(config.sampling_ratio).clamp(0.0, 1.0);
+    let ratio = env
+        .sampler_arg
+        .unwrap_or(config.sampling_ratio)
+        .clamp(0.0, 1.0);
     let batch = opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter).build();
     let provider = SdkTracerProvider::builder()
         .with_resource(resource)

@@ -130,7 +130,8 @@ impl<P: SpanProcessor> SpanProcessor for KeepSlowAndFailed<P> {
             sc.is_remote(),
             sc.trace_state().clone(),
         );
-        span.attributes.push(KeyValue::new("tessera.sampling", "tail"));
+        span.attributes
+            .push(KeyValue::new("tessera.sampling", "tail"));
         self.next.on_end(span);
     }
 
@@ -160,8 +161,18 @@ mod tests {
     }
 
     fn remote(sampled: bool) -> SpanContext {
-        let flags = if sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
-        SpanContext::new(TraceId::from(7), SpanId::from(9), flags, true, TraceState::default())
+        let flags = if sampled {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::default()
+        };
+        SpanContext::new(
+            TraceId::from(7),
+            SpanId::from(9),
+            flags,
+            true,
+            TraceState::default(),
+        )
     }
 
     #[test]
@@ -176,8 +187,17 @@ mod tests {
             decide(&always, Some(remote(false)), SpanKind::Server),
             SamplingDecision::RecordOnly
         );
-        assert_eq!(decide(&always, None, SpanKind::Server), SamplingDecision::RecordAndSample);
-        assert_eq!(decide(&never, None, SpanKind::Server), SamplingDecision::RecordOnly);
-        assert_eq!(decide(&never, None, SpanKind::Internal), SamplingDecision::Drop);
+        assert_eq!(
+            decide(&always, None, SpanKind::Server),
+            SamplingDecision::RecordAndSample
+        );
+        assert_eq!(
+            decide(&never, None, SpanKind::Server),
+            SamplingDecision::RecordOnly
+        );
+        assert_eq!(
+            decide(&never, None, SpanKind::Internal),
+            SamplingDecision::Drop
+        );
     }
 }

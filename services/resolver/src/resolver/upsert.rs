@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 
+use opentelemetry::KeyValue;
 use serde::{Deserialize, Serialize};
 use tessera_matching::{Candidate, Decision, Demographics, FieldWeight, SourceKey};
 
@@ -206,6 +207,27 @@ impl Resolver {
         Self::remember(&mut *tx, METHOD, mutation, &print, &outcome).await?;
         tx.commit().await?;
         self.update_index(|index| index.upsert(record, placement.master, &input.demographics));
+        decisions().add(
+            1,
+            &[
+                KeyValue::new(
+                    "outcome",
+                    match outcome.decision {
+                        Decision::Match => "match",
+                        Decision::PossibleMatch => "possible_match",
+                        Decision::NoMatch => "no_match",
+                    },
+                ),
+                KeyValue::new(
+                    "link",
+                    if placement.source == LinkSource::Manual {
+                        "manual"
+                    } else {
+                        "auto"
+                    },
+                ),
+            ],
+        );
         tracing::debug!(decision = ?outcome.decision, "source record upserted");
         Ok(outcome)
     }
@@ -467,4 +489,16 @@ fn event(
         actor: mutation.actor.clone(),
         request_id: mutation.request_id.clone(),
     }
+}
+
+/// `tessera.resolver.decisions`: upserts by match outcome and link source.
+fn decisions() -> &'static opentelemetry::metrics::Counter<u64> {
+    static COUNTER: std::sync::OnceLock<opentelemetry::metrics::Counter<u64>> =
+        std::sync::OnceLock::new();
+    COUNTER.get_or_init(|| {
+        opentelemetry::global::meter("tessera")
+            .u64_counter("tessera.resolver.decisions")
+            .with_description("Source records placed, by match outcome and link source")
+            .build()
+    })
 }

@@ -361,6 +361,9 @@ pub trait IdentityStore: Send + Sync + 'static {
 
     /// How many records and masters the store holds.
     async fn counts(&self) -> Result<(u64, u64), StoreError>;
+
+    /// How many review items are open.
+    async fn open_review_count(&self) -> Result<u64, StoreError>;
 }
 
 /// One transaction's writes (and the reads they depend on).

@@ -615,6 +615,14 @@ impl IdentityStore for SqlStore {
             .try_get("n")?;
         Ok((uid(records), uid(masters)))
     }
+
+    async fn open_review_count(&self) -> Result<u64, StoreError> {
+        let open: i64 = sqlx::query("SELECT COUNT(*) AS n FROM review_items WHERE state = 'OPEN'")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        Ok(uid(open))
+    }
 }
 
 /// A transaction on either backend.

@@ -92,6 +92,45 @@ pub fn grpc_client_span(method: &'static str) -> tracing::Span {
     )
 }
 
+/// The name of every database client span (its `otel.name` is the
+/// database system).
+pub const DB_CLIENT_SPAN: &str = "db.client";
+
+/// A client span for one SQL statement: `db.system.name` (`postgresql`,
+/// `sqlite`, `mariadb`, ...), the operation (`SELECT`) and the configured
+/// section it serves. The statement's text and parameters are never recorded
+/// (the parameter is a patient's local ID). Record a failure with
+/// [`record_db_error`].
+pub fn db_client_span(system: &'static str, section: &str) -> tracing::Span {
+    tracing::info_span!(
+        target: "tessera::adapter",
+        DB_CLIENT_SPAN,
+        otel.name = system,
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        db.system.name = system,
+        db.operation.name = "SELECT",
+        tessera.section = section,
+        db.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    )
+}
+
+/// Records a failed statement on its client span: the database's own error
+/// code (SQLSTATE, SQLite result code) when there is one, else a fixed word.
+pub fn record_db_error(span: &tracing::Span, code: Option<&str>, error_type: &'static str) {
+    match code {
+        Some(code) => {
+            span.record("db.response.status_code", code);
+            span.record("error.type", code);
+        }
+        None => {
+            span.record("error.type", error_type);
+        }
+    }
+    span.record("otel.status_code", "ERROR");
+}
+
 /// Records a gRPC call's status code name (`OK`, `UNAVAILABLE`, ...) on its
 /// client span; anything but OK is an error.
 pub fn record_grpc_status(span: &tracing::Span, code: &'static str) {

@@ -10,9 +10,10 @@ use futures_util::future::join_all;
 use tessera_adapter_core::{
     Adapter, AdapterKind, BoxFeed, BuildContext, BuildError, BuiltAdapter, Capabilities,
     Description, FetchError, FetchRequest, FetchResult, Health, HealthCheck, Record,
-    SectionDescriptor,
+    SectionDescriptor, trace,
 };
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::config::{Dialect, SqlConfig};
 use crate::db::Db;
@@ -180,11 +181,17 @@ impl SqlAdapter {
         local_id: &str,
         deadline: Instant,
     ) -> Result<(Vec<Record>, u32), FetchError> {
+        let span = trace::db_client_span(db_system(self.db.dialect()), name);
         let rows = self
             .db
             .rows(&section.sql, local_id, Some(deadline))
+            .instrument(span.clone())
             .await
-            .map_err(|e| db_error(self.db.dialect(), &e, Some(name)))?;
+            .map_err(|e| {
+                let code = e.as_database_error().and_then(|d| d.code());
+                trace::record_db_error(&span, code.as_deref(), error_kind(&e));
+                db_error(self.db.dialect(), &e, Some(name))
+            })?;
         let mut skipped = rows.malformed;
         if rows.rows.len() > section.limit {
             tracing::warn!(
@@ -217,6 +224,14 @@ impl SqlAdapter {
             }
         }
         Ok((records, skipped))
+    }
+}
+
+/// The OpenTelemetry `db.system.name` of a dialect.
+fn db_system(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Postgres => "postgresql",
+        Dialect::Sqlite => "sqlite",
     }
 }
 

@@ -32,3 +32,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "tessera.embeddedStore" -}}
 {{- if and .Values.config.identity (hasPrefix "sqlite://" (toString .Values.config.identity.store)) -}}true{{- end -}}
 {{- end -}}
+
+{{/* The Prometheus port, from config.telemetry.prometheus_listen (empty when off). */}}
+{{- define "tessera.metricsPort" -}}
+{{- with .Values.config.telemetry -}}
+{{- with .prometheus_listen -}}
+{{- last (splitList ":" (toString .)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}

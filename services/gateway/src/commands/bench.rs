@@ -23,8 +23,10 @@ use tokio::sync::oneshot;
 
 use crate::server::{self, ServeOptions, Services};
 
+mod telemetry;
 mod view;
 
+pub use telemetry::TelemetryBenchArgs;
 pub use view::ViewBenchArgs;
 
 /// Benchmarks.
@@ -35,6 +37,9 @@ pub enum BenchCommand {
     /// PatientViewService over loopback gRPC with fake silos, against a bare
     /// tonic server: cold and cached latency, throughput, coalescing.
     View(ViewBenchArgs),
+    /// What tracing costs: cached-view throughput with tracing off, at 1 % and
+    /// at 100 % sampling, in one run.
+    Telemetry(TelemetryBenchArgs),
 }
 
 /// `tessera bench resolver`.
@@ -62,6 +67,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     let report = match command {
         BenchCommand::Resolver(args) => runtime.block_on(resolver(&args))?,
         BenchCommand::View(args) => runtime.block_on(view::run(&args))?,
+        BenchCommand::Telemetry(args) => runtime.block_on(telemetry::run(&args))?,
     };
     let mut out = std::io::stdout().lock();
     writeln!(out, "{report}")?;

@@ -116,16 +116,10 @@ impl Telemetry {
         if let Some(meter) = &telemetry.meter {
             opentelemetry::global::set_meter_provider(meter.clone());
         }
-        let otel = telemetry.tracer.as_ref().map(|provider| {
-            tracing_opentelemetry::layer()
-                .with_tracer(provider.tracer("tessera"))
-                .with_location(false)
-                .with_threads(false)
-                .with_target(false)
-                .with_level(false)
-                .with_tracked_inactivity(false)
-                .with_filter(own_spans())
-        });
+        let otel = telemetry
+            .tracer
+            .as_ref()
+            .map(|provider| otel_layer(provider).with_filter(own_spans()));
         let _ = Registry::default()
             .with(log_layer(logging))
             .with(otel)
@@ -260,20 +254,47 @@ fn tracer_provider(
         .with_timeout(env.timeout.unwrap_or(config.otlp_timeout.0))
         .build()
         .context("cannot build the OTLP trace exporter")?;
-    let ratio = env
-        .sampler_arg
-        .unwrap_or(config.sampling_ratio)
-        .clamp(0.0, 1.0);
+    let ratio = env.sampler_arg.unwrap_or(config.sampling_ratio);
+    Ok(Some(tracer_provider_to(
+        exporter,
+        ratio,
+        config.keep_slower_than.0,
+        resource,
+    )))
+}
+
+/// The trace pipeline: `ratio` sampling that keeps slow and failed server
+/// spans, batched to `exporter`.
+pub fn tracer_provider_to(
+    exporter: impl opentelemetry_sdk::trace::SpanExporter + 'static,
+    ratio: f64,
+    keep_slower_than: Duration,
+    resource: Resource,
+) -> SdkTracerProvider {
     let batch = opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter).build();
-    let provider = SdkTracerProvider::builder()
+    SdkTracerProvider::builder()
         .with_resource(resource)
-        .with_sampler(sampling::Sampler::new(ratio))
-        .with_span_processor(sampling::KeepSlowAndFailed::new(
-            batch,
-            config.keep_slower_than.0,
-        ))
-        .build();
-    Ok(Some(provider))
+        .with_sampler(sampling::Sampler::new(ratio.clamp(0.0, 1.0)))
+        .with_span_processor(sampling::KeepSlowAndFailed::new(batch, keep_slower_than))
+        .build()
+}
+
+/// The layer that turns `tracing` spans into OpenTelemetry spans: no code
+/// locations, threads, targets or levels as attributes (they are noise), no
+/// busy/idle timings.
+pub fn otel_layer<S>(
+    provider: &SdkTracerProvider,
+) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("tessera"))
+        .with_location(false)
+        .with_threads(false)
+        .with_target(false)
+        .with_level(false)
+        .with_tracked_inactivity(false)
 }
 
 fn meter_provider(

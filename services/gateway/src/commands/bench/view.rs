@@ -108,16 +108,16 @@ fn histogram() -> anyhow::Result<Histogram<u64>> {
     Ok(Histogram::new_with_bounds(1, 60_000_000, 3)?)
 }
 
-fn micros(d: Duration) -> u64 {
+pub(super) fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }
 
-fn ms(v: u64) -> f64 {
+pub(super) fn ms(v: u64) -> f64 {
     v as f64 / 1000.0
 }
 
 /// Persons, each with one record in every silo, bulk-loaded as masters.
-async fn seed_identities(
+pub(super) async fn seed_identities(
     store: &SqlStore,
     persons: usize,
     adapters: usize,
@@ -145,7 +145,7 @@ async fn seed_identities(
         .collect())
 }
 
-fn request(
+pub(super) fn request(
     master: &str,
     max_staleness: Option<Duration>,
 ) -> tonic::Request<pb::GetPatientViewRequest> {
@@ -163,13 +163,16 @@ fn request(
 
 /// Clients over several connections, handed out round-robin.
 #[derive(Clone)]
-struct Clients {
+pub(super) struct Clients {
     clients: Arc<Vec<PatientViewServiceClient<Channel>>>,
     next: Arc<AtomicU64>,
 }
 
 impl Clients {
-    async fn connect(addr: std::net::SocketAddr, connections: usize) -> anyhow::Result<Self> {
+    pub(super) async fn connect(
+        addr: std::net::SocketAddr,
+        connections: usize,
+    ) -> anyhow::Result<Self> {
         let mut clients = Vec::new();
         for _ in 0..connections.max(1) {
             let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
@@ -185,7 +188,7 @@ impl Clients {
         })
     }
 
-    fn get(&self) -> PatientViewServiceClient<Channel> {
+    pub(super) fn get(&self) -> PatientViewServiceClient<Channel> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) as usize % self.clients.len();
         self.clients[i].clone()
     }
@@ -245,7 +248,7 @@ async fn open_loop(
 }
 
 /// Calls per second with `concurrency` callers in a closed loop for `duration`.
-async fn closed_loop(
+pub(super) async fn closed_loop(
     clients: &Clients,
     concurrency: usize,
     duration: Duration,
@@ -299,6 +302,102 @@ async fn serve_bare(
     Ok((addr, stop))
 }
 
+/// The view server the benchmarks drive: PatientViewService over fake silos
+/// (one section each, at the given latencies) and an embedded identity store
+/// of `persons` masters, each with a record in every silo, on 127.0.0.1:0.
+pub(super) struct ViewServer {
+    pub(super) addr: std::net::SocketAddr,
+    pub(super) stop: oneshot::Sender<()>,
+    pub(super) server: tokio::task::JoinHandle<Result<server::Shutdown, server::ServeError>>,
+    pub(super) aggregator: Aggregator,
+    pub(super) masters: Vec<String>,
+    pub(super) stats: Vec<Arc<FakeStats>>,
+    pub(super) _dir: tempfile::TempDir,
+}
+
+impl ViewServer {
+    pub(super) async fn start(
+        latencies: &[u64],
+        records: u32,
+        record_bytes: usize,
+        persons: usize,
+    ) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}", dir.path().join("identity.db").display());
+        let store = SqlStore::open(&url).await?;
+        let masters = seed_identities(&store, persons, latencies.len()).await?;
+        let resolver = Arc::new(
+            Resolver::open(
+                Arc::new(store),
+                Arc::new(Model::builtin()),
+                ResolverConfig::default(),
+            )
+            .await?,
+        );
+
+        let mut stats: Vec<Arc<FakeStats>> = Vec::new();
+        let mut sources = Vec::new();
+        for (i, latency) in latencies.iter().enumerate() {
+            let section = format!("section{i}");
+            let fake = Arc::new(FakeAdapter::new(FakeConfig {
+                records,
+                record_bytes,
+                ..FakeConfig::new(
+                    &format!("silo{i}"),
+                    &[section.as_str()],
+                    Duration::from_millis(*latency),
+                )
+            })?);
+            stats.push(fake.stats());
+            let built = BuiltAdapter {
+                health: fake.clone(),
+                adapter: fake,
+            };
+            sources.push(Source::new(
+                format!("silo{i}"),
+                built,
+                SourcePolicy::default(),
+            ));
+        }
+        let aggregator = Aggregator::new(
+            sources,
+            Arc::new(ResolverLookup::new(resolver)),
+            Arc::new(PurposePolicy::default()),
+            ViewPolicy::default(),
+        )?;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let services = Services {
+            identity: None,
+            patient_view: Some(PatientViewGrpc::new(aggregator.clone())),
+        };
+        let options = ServeOptions {
+            grace_period: Duration::from_secs(5),
+        };
+        let server = tokio::spawn(server::serve(
+            listener,
+            services,
+            options,
+            async { Ok(()) },
+            async {
+                let _ = stopped.await;
+            },
+            || {},
+        ));
+        Ok(Self {
+            addr,
+            stop,
+            server,
+            aggregator,
+            masters,
+            stats,
+            _dir: dir,
+        })
+    }
+}
+
 /// Runs the benchmark and returns its report.
 pub(super) async fn run(args: &ViewBenchArgs) -> anyhow::Result<serde_json::Value> {
     anyhow::ensure!(
@@ -308,73 +407,18 @@ pub(super) async fn run(args: &ViewBenchArgs) -> anyhow::Result<serde_json::Valu
     let cold_total = usize::try_from(args.rate * args.duration)?;
     let persons = cold_total + WARM_MASTERS + 1;
 
-    let dir = tempfile::tempdir()?;
-    let url = format!("sqlite://{}", dir.path().join("identity.db").display());
-    let store = SqlStore::open(&url).await?;
-    let masters = seed_identities(&store, persons, args.adapters).await?;
-    let resolver = Arc::new(
-        Resolver::open(
-            Arc::new(store),
-            Arc::new(Model::builtin()),
-            ResolverConfig::default(),
-        )
-        .await?,
-    );
-
     let latencies: Vec<u64> = (0..args.adapters)
         .map(|i| args.latency_ms[i % args.latency_ms.len()])
         .collect();
-    let mut stats: Vec<Arc<FakeStats>> = Vec::new();
-    let mut sources = Vec::new();
-    for (i, latency) in latencies.iter().enumerate() {
-        let section = format!("section{i}");
-        let fake = Arc::new(FakeAdapter::new(FakeConfig {
-            records: args.records,
-            record_bytes: args.record_bytes,
-            ..FakeConfig::new(
-                &format!("silo{i}"),
-                &[section.as_str()],
-                Duration::from_millis(*latency),
-            )
-        })?);
-        stats.push(fake.stats());
-        let built = BuiltAdapter {
-            health: fake.clone(),
-            adapter: fake,
-        };
-        sources.push(Source::new(
-            format!("silo{i}"),
-            built,
-            SourcePolicy::default(),
-        ));
-    }
-    let aggregator = Aggregator::new(
-        sources,
-        Arc::new(ResolverLookup::new(resolver)),
-        Arc::new(PurposePolicy::default()),
-        ViewPolicy::default(),
-    )?;
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let services = Services {
-        identity: None,
-        patient_view: Some(PatientViewGrpc::new(aggregator.clone())),
-    };
-    let options = ServeOptions {
-        grace_period: Duration::from_secs(5),
-    };
-    let server = tokio::spawn(server::serve(
-        listener,
-        services,
-        options,
-        async { Ok(()) },
-        async {
-            let _ = stopped.await;
-        },
-        || {},
-    ));
+    let ViewServer {
+        addr,
+        stop,
+        server,
+        aggregator,
+        masters,
+        stats,
+        _dir,
+    } = ViewServer::start(&latencies, args.records, args.record_bytes, persons).await?;
     let clients = Clients::connect(addr, args.connections).await?;
 
     // Cached masters: the tail of the population.

@@ -14,10 +14,12 @@ Code for the protocol is generated from Tessera's `proto/` with grpcio-tools at
 start (a fraction of a second), so the adapter always matches the contract it is
 run against. Copy this file and replace `Silo` with your own data access.
 
-Two options exist for Tessera's own tests and are of no use in production:
-`--stall` makes every fetch wait until Tessera gives up (a stuck silo), and
-`--in-flight-file FILE` keeps FILE updated with the number of fetches running and
-the time remaining that the last one was given (its gRPC deadline).
+Three options exist for Tessera's own tests and are of no use in production:
+`--stall` makes every fetch wait until Tessera gives up (a stuck silo),
+`--fetch-delay SECONDS` makes every fetch take that long before it answers (a slow
+silo, so that a test can catch a fetch in progress), and `--in-flight-file FILE`
+keeps FILE updated with the number of fetches running and the time remaining that
+the last one was given (its gRPC deadline).
 """
 
 import argparse
@@ -182,7 +184,7 @@ class InFlight:
         os.replace(tmp, self.path)
 
 
-def make_servicer(pb, pb_grpc, common_pb, silo, stall, in_flight):
+def make_servicer(pb, pb_grpc, common_pb, silo, stall, delay, in_flight):
     from google.protobuf import duration_pb2, timestamp_pb2
 
     def ts(value: datetime.datetime):
@@ -215,15 +217,17 @@ def make_servicer(pb, pb_grpc, common_pb, silo, stall, in_flight):
         def FetchRecords(self, request, context):
             in_flight.enter(context.time_remaining())
             try:
-                if stall:
-                    # A stuck silo: waits until Tessera cancels the call, or gives up
-                    # just before the deadline, as an adapter should.
-                    while context.is_active():
+                if stall or delay:
+                    # A stuck (or slow) silo: waits until Tessera cancels the call, or
+                    # gives up just before the deadline, as an adapter should.
+                    until = None if stall else time.monotonic() + delay
+                    while context.is_active() and (until is None or time.monotonic() < until):
                         remaining = context.time_remaining()
                         if remaining is not None and remaining < 0.01:
                             context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the silo did not answer in time")
                         time.sleep(0.001)
-                    return pb.FetchRecordsResponse()
+                    if stall or not context.is_active():
+                        return pb.FetchRecordsResponse()
                 if len(request.local_ids) > MAX_BATCH:
                     context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"at most {MAX_BATCH} local IDs per call")
                 results = [
@@ -304,6 +308,7 @@ def main() -> None:
     parser.add_argument("--data", type=pathlib.Path, default=HERE / "data", help="the CSV directory")
     parser.add_argument("--proto-dir", type=pathlib.Path, default=HERE.parent.parent / "proto")
     parser.add_argument("--stall", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--fetch-delay", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--in-flight-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -315,7 +320,9 @@ def main() -> None:
     common_pb = importlib.import_module("tessera.v1.common_pb2")
 
     silo = Silo(args.data)
-    servicer = make_servicer(pb, pb_grpc, common_pb, silo, args.stall, InFlight(args.in_flight_file))
+    servicer = make_servicer(
+        pb, pb_grpc, common_pb, silo, args.stall, args.fetch_delay, InFlight(args.in_flight_file)
+    )
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
     pb_grpc.add_SourceAdapterServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port(args.listen)

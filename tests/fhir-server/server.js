@@ -12,7 +12,11 @@
 // - auth: with `--bearer TOKEN`, every request must carry `Authorization: Bearer TOKEN`
 //   (else 401 with an OperationOutcome);
 // - `GET metadata`: a minimal CapabilityStatement;
-// - `POST [type]/_search` with a form body, as the FHIR spec allows.
+// - `POST [type]/_search` with a form body, as the FHIR spec allows;
+// - test-only: the W3C `traceparent` header of every request that carries one is
+//   recorded, in arrival order, and `GET /__test/traceparents` returns them as a JSON
+//   array of strings (not a FHIR interaction, never recorded itself, and served
+//   without auth), so tests can check the trace context that reached the EHR.
 //
 // Usage: node --experimental-websocket server.js [--port N] [--bearer TOKEN]
 // It listens on 127.0.0.1 (port 0, OS-chosen, by default), prints one line
@@ -160,7 +164,20 @@ function capabilityStatement() {
   };
 }
 
+/** Test-only: every `traceparent` header received, in order. */
+const TRACEPARENTS_PATH = '/__test/traceparents';
+const traceparents = [];
+
 async function handle(router, repo, args, origin, req, res) {
+  if (req.method === 'GET' && req.url === TRACEPARENTS_PATH) {
+    const json = JSON.stringify(traceparents);
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json) });
+    res.end(json);
+    return;
+  }
+  if (typeof req.headers.traceparent === 'string') {
+    traceparents.push(req.headers.traceparent);
+  }
   if (args.bearer !== undefined && req.headers.authorization !== `Bearer ${args.bearer}`) {
     res.setHeader('www-authenticate', 'Bearer');
     sendOutcome(res, outcome(401, 'login', 'missing or wrong bearer token'));

@@ -1,9 +1,13 @@
 //! The end-to-end test harness: builds and starts the real `tessera` binary on
 //! 127.0.0.1 with an OS-chosen port, captures its logs, and stops it with real
-//! signals. Tests live in `tests/tests/`; the Python client check in
+//! signals. [`silos`] starts three real silos for one person (Medplum's FHIR
+//! server, PostgreSQL, the Python example adapter as its own process) for the
+//! adapter kinds' end-to-end tests; [`otlp`] is an OTLP receiver for the telemetry
+//! tests. Tests live in `tests/tests/`; the Python client check in
 //! `tests/python/`.
 
 pub mod otlp;
+pub mod silos;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

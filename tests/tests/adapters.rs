@@ -1,217 +1,188 @@
-//! The adapter kinds end to end: the real binary with an SQL source (SQLite), the
-//! Python example adapter as a separate process behind the `grpc` kind (over a
-//! Unix socket), and a fake EHR standing in for the FHIR kind. One view combines
-//! their sections; killing the Python process leaves that source UNAVAILABLE and
-//! the rest of the view intact, within the deadline.
+//! The adapter kinds end to end, against real silos (`tessera_e2e::silos`): the
+//! real binary with a `fhir` source on Medplum's FHIR server, an `sql` source on
+//! PostgreSQL and a `grpc` source on the Python example adapter, running as a
+//! process of its own on a Unix socket. One view combines the three silos'
+//! sections with their provenance; killing the Python process in the middle of a
+//! fetch leaves that source UNAVAILABLE (and in `unreachable`) and the rest of the
+//! view intact, within the deadline.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tessera_e2e::{Tessera, workspace_root};
-use tessera_proto::v1::{
-    self as pb, identity_service_client::IdentityServiceClient,
-    patient_view_service_client::PatientViewServiceClient,
-};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tessera_e2e::Tessera;
+use tessera_e2e::silos::{self, ACCOUNT, MEMBER, MRN, Silos, SilosOptions};
+use tessera_proto::v1::{self as pb, patient_view_service_client::PatientViewServiceClient};
 
-const CONFIG: &str = r#"
-server:
-  listen: 127.0.0.1:0
-  shutdown_grace_period: 2s
-logging:
-  format: json
-identity:
-  store: sqlite://data/identity.db
-view:
-  deadline_reserve: 50ms
-sources:
-  - name: ehr
-    kind: fake
-    config: {system: ehr, sections: [encounters], latency: 10ms}
-  - name: billing
-    kind: sql
-    config:
-      system: billing
-      url: sqlite://billing.db
-      sections:
-        invoices:
-          query: SELECT id, amount_cents, status FROM invoices WHERE patient_ref = $1
-          record_id: id
-  - name: marketing
-    kind: grpc
-    # Always live (overriding the adapter's suggested TTL), so that the second
-    # view sees the process gone.
-    cache:
-      sections: {contacts: 0s, consents: 0s, channel_preferences: 0s}
-      stale_if_error: 0s
-    retry: {max_attempts: 1}
-    config:
-      endpoint: unix:marketing.sock
-      system: marketing
-"#;
+/// Every marketing fetch takes this long, so the test can kill the process while
+/// one is running.
+const PYTHON_FETCH_DELAY: Duration = Duration::from_millis(300);
 
-fn python() -> PathBuf {
-    std::env::var_os("TESSERA_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join(".venv/bin/python"))
-}
-
-fn key(system: &str, local_id: &str) -> pb::SourceRecordKey {
-    pb::SourceRecordKey {
-        system: system.to_owned(),
-        local_id: local_id.to_owned(),
-    }
-}
-
-fn state(statuses: &[pb::SourceStatus], source: &str) -> pb::SourceState {
-    statuses
+fn state(view: &pb::PatientView, source: &str) -> pb::SourceState {
+    let states: Vec<_> = view
+        .source_statuses
         .iter()
-        .find(|s| s.source == source)
-        .map(|s| s.state())
-        .unwrap_or_else(|| panic!("no status for {source}"))
+        .filter(|s| s.source == source)
+        .map(pb::SourceStatus::state)
+        .collect();
+    assert!(!states.is_empty(), "no status for {source}");
+    // One status per (source, section): they must agree.
+    assert!(
+        states.iter().all(|s| *s == states[0]),
+        "{source}: {states:?}"
+    );
+    states[0]
+}
+
+fn records<'a>(view: &'a pb::PatientView, section: &str) -> &'a [pb::ViewRecord] {
+    view.sections
+        .get(section)
+        .map(|s| s.records.as_slice())
+        .unwrap_or_else(|| panic!("no {section} section"))
+}
+
+fn json(record: &pb::ViewRecord) -> serde_json::Value {
+    serde_json::from_str(&record.json).unwrap()
+}
+
+fn request(master: &str, timeout: Duration) -> tonic::Request<pb::GetPatientViewRequest> {
+    let mut request = tonic::Request::new(pb::GetPatientViewRequest {
+        subject: Some(pb::PatientSubject {
+            subject: Some(pb::patient_subject::Subject::Master(master.to_owned())),
+        }),
+        purpose: pb::PurposeOfUse::Treatment.into(),
+        ..pb::GetPatientViewRequest::default()
+    });
+    request.set_timeout(timeout);
+    request
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_view_combines_sql_grpc_and_fake_sources_and_survives_the_python_process_dying() {
-    let python = python();
-    assert!(
-        python.exists(),
-        "{} not found: run scripts/test",
-        python.display()
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let made = tokio::process::Command::new(&python)
-        .arg("-c")
-        .arg(
-            "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); \
-             db.execute('CREATE TABLE invoices (id INTEGER PRIMARY KEY, patient_ref TEXT, amount_cents INTEGER, status TEXT)'); \
-             db.execute(\"INSERT INTO invoices VALUES (1, 'ACCT-88', 12500, 'open')\"); db.commit()",
-        )
-        .arg(dir.path().join("billing.db"))
-        .status()
-        .await
-        .unwrap();
-    assert!(made.success());
-
-    let mut marketing = tokio::process::Command::new(&python)
-        .arg(workspace_root().join("examples/python-adapter/adapter.py"))
-        .arg("--listen")
-        .arg(format!(
-            "unix:{}",
-            dir.path().join("marketing.sock").display()
-        ))
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let stdout = marketing.stdout.take().unwrap();
-    let first = tokio::time::timeout(
-        Duration::from_secs(30),
-        BufReader::new(stdout).lines().next_line(),
-    )
+async fn a_view_combines_fhir_sql_and_python_sections_and_survives_the_python_process_dying() {
+    let mut silos = Silos::start(SilosOptions {
+        python_fetch_delay: PYTHON_FETCH_DELAY,
+    })
     .await
-    .unwrap()
-    .unwrap()
     .unwrap();
-    assert!(first.starts_with("listening on unix:"), "{first}");
-
-    let tessera = Tessera::start_in(dir, CONFIG).await.unwrap();
+    let config =
+        silos.gateway_config("logging:\n  format: json\nview:\n  deadline_reserve: 50ms\n");
+    let tessera = Tessera::start(&config).await.unwrap();
     let channel = tessera.connect().await.unwrap();
-    let mut identity = IdentityServiceClient::new(channel.clone());
-    let mut master = String::new();
-    for (system, local_id) in [
-        ("ehr", "MRN-5521"),
-        ("billing", "ACCT-88"),
-        ("marketing", "M-100"),
-    ] {
-        let response = identity
-            .upsert_source_record(pb::UpsertSourceRecordRequest {
-                source_record: Some(pb::SourceRecord {
-                    key: Some(key(system, local_id)),
-                    demographics: Some(pb::Demographics {
-                        given_names: vec!["Adaeze".to_owned()],
-                        family_name: "Okonkwo".to_owned(),
-                        birth_date: "1971-04-05".to_owned(),
-                        identifiers: vec![pb::PersonIdentifier {
-                            r#type: pb::PersonIdentifierType::NationalId.into(),
-                            system: String::new(),
-                            value: "219-44-8121".to_owned(),
-                        }],
-                        ..pb::Demographics::default()
-                    }),
-                    ..pb::SourceRecord::default()
-                }),
-                ..pb::UpsertSourceRecordRequest::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        if master.is_empty() {
-            master.clone_from(&response.master);
-        }
-        assert_eq!(response.master, master, "{system} links to the same master");
-    }
+    let master = silos::link_person(channel.clone()).await.unwrap();
     let mut views = PatientViewServiceClient::new(channel);
-    let get = |timeout: Duration| {
-        let mut request = tonic::Request::new(pb::GetPatientViewRequest {
-            subject: Some(pb::PatientSubject {
-                subject: Some(pb::patient_subject::Subject::Master(master.clone())),
-            }),
-            purpose: pb::PurposeOfUse::Treatment.into(),
-            ..pb::GetPatientViewRequest::default()
-        });
-        request.set_timeout(timeout);
-        request
-    };
 
+    // One view, every section of the three silos, each record with its provenance.
     let view = views
-        .get_patient_view(get(Duration::from_secs(3)))
+        .get_patient_view(request(&master, Duration::from_secs(10)))
         .await
         .unwrap()
         .into_inner();
     for source in ["sources/ehr", "sources/billing", "sources/marketing"] {
-        assert_eq!(
-            state(&view.source_statuses, source),
-            pb::SourceState::Ok,
-            "{source}"
-        );
+        assert_eq!(state(&view, source), pb::SourceState::Ok, "{source}");
     }
-    let consents = &view.sections["consents"].records;
-    assert_eq!(consents.len(), 3);
-    let consent: serde_json::Value = serde_json::from_str(&consents[0].json).unwrap();
-    assert_eq!(consent["status"], "granted");
-    let invoice: serde_json::Value =
-        serde_json::from_str(&view.sections["invoices"].records[0].json).unwrap();
-    assert_eq!(invoice["amount_cents"], 12500);
-    assert!(view.sections.contains_key("encounters"));
-
-    marketing.start_kill().unwrap();
-    marketing.wait().await.unwrap();
-    let started = Instant::now();
-    let view = views
-        .get_patient_view(get(Duration::from_secs(2)))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
+    assert!(view.unreachable.is_empty(), "{:?}", view.unreachable);
+    let mut sections: Vec<&str> = view.sections.keys().map(String::as_str).collect();
+    sections.sort_unstable();
+    assert_eq!(
+        sections,
+        [
+            "channel_preferences",
+            "conditions",
+            "consents",
+            "contacts",
+            "demographics",
+            "encounters",
+            "invoices",
+            "observations",
+            "payments",
+        ]
+    );
+    for (section, source, system, local_id) in [
+        ("demographics", "sources/ehr", "ehr", MRN),
+        ("observations", "sources/ehr", "ehr", MRN),
+        ("invoices", "sources/billing", "billing", ACCOUNT),
+        ("payments", "sources/billing", "billing", ACCOUNT),
+        ("consents", "sources/marketing", "marketing", MEMBER),
+    ] {
+        for record in records(&view, section) {
+            let provenance = record.provenance.as_ref().unwrap();
+            assert_eq!(provenance.source, source, "{section}");
+            let key = provenance.source_record.as_ref().unwrap();
+            assert_eq!(
+                (key.system.as_str(), key.local_id.as_str()),
+                (system, local_id)
+            );
+            assert!(!provenance.record_id.is_empty(), "{section}");
+            assert!(provenance.source_update_time.is_some(), "{section}");
+        }
+    }
+    // The EHR's Patient, as FHIR JSON.
+    let patient = &records(&view, "demographics")[0];
+    assert_eq!(patient.media_type, "application/fhir+json");
+    assert_eq!(json(patient)["identifier"][0]["value"], MRN);
+    assert_eq!(records(&view, "observations").len(), 2);
+    assert_eq!(records(&view, "encounters").len(), 1);
+    // Billing's rows in PostgreSQL, only the account's own.
+    let invoices: Vec<_> = records(&view, "invoices").iter().map(json).collect();
+    assert_eq!(
+        invoices
+            .iter()
+            .map(|i| (
+                i["invoice_id"].as_str().unwrap(),
+                i["amount_cents"].as_i64().unwrap()
+            ))
+            .collect::<Vec<_>>(),
+        [("INV-1001", 12500), ("INV-1002", 4200)]
     );
     assert_eq!(
-        state(&view.source_statuses, "sources/marketing"),
+        records(&view, "invoices")[1]
+            .provenance
+            .as_ref()
+            .unwrap()
+            .record_id,
+        "INV-1002"
+    );
+    assert_eq!(json(&records(&view, "payments")[0])["method"], "card");
+    // Marketing's CSV rows, through the Python process.
+    let consents: Vec<_> = records(&view, "consents").iter().map(json).collect();
+    assert_eq!(consents.len(), 3);
+    assert!(consents.iter().any(|c| c["status"] == "withdrawn"));
+    assert_eq!(json(&records(&view, "contacts")[0])["city"], "Leeds");
+
+    // Kill the Python process while it is serving this view's fetches.
+    let deadline = Duration::from_secs(3);
+    let started = Instant::now();
+    let call = tokio::spawn({
+        let mut views = views.clone();
+        let master = master.clone();
+        async move { views.get_patient_view(request(&master, deadline)).await }
+    });
+    silos
+        .python()
+        .wait_for_a_fetch(Duration::from_secs(5))
+        .await
+        .unwrap();
+    silos.python_mut().kill().await.unwrap();
+    let killed_at = started.elapsed();
+    // What the process last reported before it died: a fetch still running.
+    assert!(silos.python().in_flight() > 0, "no fetch was in progress");
+    let view = call.await.unwrap().unwrap().into_inner();
+    let elapsed = started.elapsed();
+    assert!(elapsed < deadline, "the view took {elapsed:?}");
+    assert_eq!(
+        state(&view, "sources/marketing"),
         pb::SourceState::Unavailable
     );
     assert_eq!(view.unreachable, ["sources/marketing"]);
     for source in ["sources/ehr", "sources/billing"] {
-        assert_eq!(
-            state(&view.source_statuses, source),
-            pb::SourceState::Ok,
-            "{source}"
-        );
+        assert_eq!(state(&view, source), pb::SourceState::Ok, "{source}");
     }
-    assert!(view.sections.contains_key("invoices") && !view.sections.contains_key("consents"));
+    for section in ["contacts", "consents", "channel_preferences"] {
+        assert!(!view.sections.contains_key(section), "{section}");
+    }
+    assert_eq!(records(&view, "invoices").len(), 2);
+    assert_eq!(records(&view, "observations").len(), 2);
+    eprintln!(
+        "killed the Python adapter {killed_at:?} into the view; the view answered after {elapsed:?}"
+    );
 }

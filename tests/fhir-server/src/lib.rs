@@ -13,6 +13,11 @@
 //! transaction Bundle (with `urn:uuid:` references between its entries) and
 //! returns the created resources; [`FhirServer::create_unvalidated`] stores a
 //! resource the wrapper would otherwise refuse, as an EHR with bad data serves it.
+//!
+//! The server records the W3C `traceparent` header of every request it receives;
+//! [`FhirServer::received_traceparents`] reads them back (through a test-only
+//! endpoint, `GET /__test/traceparents`), so a test can check that the EHR saw the
+//! trace of the call that reached it.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -40,6 +45,9 @@ pub enum Error {
     /// A seeding request failed.
     #[error("seeding the FHIR test server failed: {0}")]
     Seed(String),
+    /// Reading what the server recorded failed.
+    #[error("reading the FHIR test server's records failed: {0}")]
+    Inspect(String),
 }
 
 /// Options of a server.
@@ -175,6 +183,27 @@ impl FhirServer {
             .unwrap_or_default()
             .to_owned();
         self.post(&kind, resource, true).await
+    }
+
+    /// The `traceparent` headers of every request the server has received so far
+    /// (those that carried one), in arrival order.
+    pub async fn received_traceparents(&self) -> Result<Vec<String>, Error> {
+        let inspect = |e: reqwest::Error| Error::Inspect(e.to_string());
+        let response = self
+            .http
+            .get(format!(
+                "http://127.0.0.1:{}/__test/traceparents",
+                self.port
+            ))
+            .send()
+            .await
+            .map_err(inspect)?;
+        let status = response.status();
+        let text = response.text().await.map_err(inspect)?;
+        if !status.is_success() {
+            return Err(Error::Inspect(format!("HTTP {status}: {text}")));
+        }
+        serde_json::from_str(&text).map_err(|e| Error::Inspect(e.to_string()))
     }
 
     async fn post(&self, path: &str, body: &Value, unvalidated: bool) -> Result<Value, Error> {

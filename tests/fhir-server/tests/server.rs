@@ -81,3 +81,44 @@ async fn a_bearer_server_refuses_requests_without_the_token() {
         .await
         .expect("the harness sends the token");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_records_every_traceparent_it_receives() {
+    let server = FhirServer::start_with(Options {
+        bearer: Some("t0k".to_owned()),
+    })
+    .expect("server");
+    let base = server.base_url();
+    let client = reqwest::Client::new();
+    let sent = [
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+    ];
+    for traceparent in sent {
+        let response = client
+            .get(format!("{base}Patient"))
+            .bearer_auth("t0k")
+            .header("traceparent", traceparent)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(response.status(), 200);
+    }
+    // A request without one (the harness's own seeding) adds nothing; one refused
+    // for its token is still recorded, as the EHR did receive it.
+    server
+        .create(&json!({"resourceType": "Patient"}))
+        .await
+        .expect("create");
+    let refused = client
+        .get(format!("{base}metadata"))
+        .header("traceparent", sent[0])
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(refused.status(), 401);
+    assert_eq!(
+        server.received_traceparents().await.expect("traceparents"),
+        [sent[0], sent[1], sent[0]]
+    );
+}

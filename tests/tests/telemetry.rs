@@ -324,11 +324,17 @@ async fn unsampled_views_are_dropped_unless_slow_or_failed_whose_server_span_is_
         .await;
     // Give a wrongly exported fast view time to show up too.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let spans: Vec<ReceivedSpan> = otlp.spans().into_iter().chain(spans).collect();
+    drop(spans);
+    let spans = otlp.spans();
     let servers: Vec<&ReceivedSpan> = spans.iter().filter(|s| s.name == GET_VIEW).collect();
     let mut trace_ids: Vec<&str> = servers.iter().map(|s| s.trace_id.as_str()).collect();
     trace_ids.dedup();
-    assert_eq!(trace_ids.len(), 1, "only the slow view: {servers:#?}");
+    assert_eq!(
+        trace_ids.len(),
+        1,
+        "only the slow view: {servers:#?}\nlogs:\n{}",
+        tessera.logs()
+    );
     assert_eq!(servers[0].attributes["tessera.sampling"], "tail");
     assert!(
         spans
@@ -798,4 +804,153 @@ async fn a_canary_patient_appears_in_no_span_metric_or_log_line_after_every_rpc(
             );
         }
     }
+}
+
+/// One view over three real silos — Medplum (FHIR), PostgreSQL (SQL) and the
+/// Python example adapter in a process of its own (gRPC over a Unix socket) —
+/// is one trace under the caller's span: each silo call is a client span under
+/// its section's attempt, and the FHIR server received that trace in the
+/// `traceparent` of every request the view made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_over_fhir_sql_and_an_out_of_process_adapter_is_one_trace_the_ehr_continues() {
+    use tessera_e2e::silos::{Silos, SilosOptions, link_person};
+
+    let silos = Silos::start(SilosOptions::default()).await.unwrap();
+    let otlp = OtlpReceiver::start().await.unwrap();
+    let mut env = FAST_EXPORT.to_vec();
+    env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp.endpoint));
+    let config = silos.gateway_config(
+        "logging:\n  format: json\ntelemetry:\n  sampling_ratio: 0.0\n  keep_slower_than: 60s\nview:\n  deadline_reserve: 50ms\n",
+    );
+    let tessera = Tessera::start_with_env(tempfile::tempdir().unwrap(), &config, &env)
+        .await
+        .unwrap();
+    let channel = tessera.connect().await.unwrap();
+    let master = link_person(channel.clone()).await.unwrap();
+    let mut views = PatientViewServiceClient::new(channel);
+
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let traceparent = format!("00-{trace}-{CALLER_SPAN}-01");
+    let mut request = view_request(
+        &master,
+        &["encounters", "invoices", "consents"],
+        Some(&traceparent),
+    );
+    request.set_timeout(Duration::from_secs(5));
+    let view = views.get_patient_view(request).await.unwrap().into_inner();
+    assert!(view.unreachable.is_empty(), "{:?}", view.source_statuses);
+    let spans = otlp
+        .wait_for(Duration::from_secs(10), |spans| {
+            spans
+                .iter()
+                .any(|s| s.trace_id == trace && s.name == GET_VIEW)
+        })
+        .await;
+    // Give spans of the view exported under another trace time to show up.
+    drop(spans);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let spans = otlp.spans();
+
+    // One trace: every span of the view's steps and silo calls carries its ID.
+    let view_steps = [
+        "identity.resolve",
+        "view.section",
+        "cache.lookup",
+        "adapter.call",
+        "adapter.attempt",
+        "view.assemble",
+    ];
+    for span in &spans {
+        if view_steps.contains(&span.name.as_str()) || span.kind == 3 {
+            assert_eq!(span.trace_id, trace, "{span:#?}");
+        }
+    }
+    let tree = Tree::of(&spans, trace);
+    let server = tree.named(GET_VIEW);
+    assert_eq!(server.len(), 1);
+    let server = server[0];
+    assert_eq!(server.parent_span_id, CALLER_SPAN);
+
+    // Each section's attempt sits under its call, lookup and section span, and
+    // holds the client spans of its silo (the FHIR adapter's own steps, such
+    // as finding the patient, may sit between).
+    let mut clients_by_source: BTreeMap<String, Vec<&ReceivedSpan>> = BTreeMap::new();
+    for client in tree.spans.iter().filter(|s| s.kind == 3) {
+        let path = tree.path(client);
+        let at = path
+            .iter()
+            .position(|name| name == "adapter.attempt")
+            .unwrap_or_else(|| panic!("{client:#?} is not under an attempt: {path:?}"));
+        assert!(
+            path[..at].iter().all(|name| name.starts_with("fhir.")),
+            "{path:?}"
+        );
+        assert_eq!(
+            path[at..],
+            [
+                "adapter.attempt",
+                "adapter.call",
+                "cache.lookup",
+                "view.section",
+                GET_VIEW
+            ],
+        );
+        let mut section = client;
+        while section.name != "view.section" {
+            section = tree.parent(section);
+        }
+        clients_by_source
+            .entry(section.attributes["tessera.source"].clone())
+            .or_default()
+            .push(client);
+    }
+    assert_eq!(
+        clients_by_source.keys().collect::<Vec<_>>(),
+        ["billing", "ehr", "marketing"]
+    );
+    // EHR: HTTP GETs to Medplum, the patient's segments and query left out.
+    let ehr = &clients_by_source["ehr"];
+    for call in ehr {
+        assert_eq!(call.attributes["http.request.method"], "GET", "{call:#?}");
+        assert_eq!(call.attributes["http.response.status_code"], "200");
+        assert_eq!(call.attributes["server.address"], "127.0.0.1");
+        let template = &call.attributes["url.template"];
+        assert!(
+            template.starts_with('/') && !template.contains('?'),
+            "{template}"
+        );
+    }
+    // Billing: one statement on PostgreSQL.
+    let billing = &clients_by_source["billing"];
+    assert_eq!(billing.len(), 1, "{billing:#?}");
+    assert_eq!(billing[0].attributes["db.system.name"], "postgresql");
+    assert_eq!(billing[0].attributes["tessera.section"], "invoices");
+    // Marketing: one call to the Python process.
+    let marketing = &clients_by_source["marketing"];
+    assert_eq!(marketing.len(), 1, "{marketing:#?}");
+    assert_eq!(
+        marketing[0].attributes["rpc.method"],
+        "tessera.v1.SourceAdapterService/FetchRecords"
+    );
+    assert_eq!(marketing[0].attributes["rpc.response.status_code"], "OK");
+
+    // The EHR received the trace: each of the view's requests carried the
+    // caller's trace ID and, as parent, the client span that made it.
+    let received = silos.fhir_traceparents().await.unwrap();
+    let mut parents: Vec<String> = received
+        .iter()
+        .filter_map(|tp| {
+            let parts: Vec<&str> = tp.split('-').collect();
+            (parts.len() == 4 && parts[1] == trace).then(|| {
+                assert_eq!(parts[0], "00", "{tp}");
+                assert_eq!(parts[3], "01", "sampled: {tp}");
+                parts[2].to_owned()
+            })
+        })
+        .collect();
+    parents.sort();
+    let mut http_spans: Vec<String> = ehr.iter().map(|s| s.span_id.clone()).collect();
+    http_spans.sort();
+    assert!(!http_spans.is_empty());
+    assert_eq!(parents, http_spans, "received: {received:#?}");
 }

@@ -282,6 +282,48 @@ async fn one_view_is_one_trace_under_the_callers_span_with_every_step_in_it() {
     );
     assert!(tree.named("adapter.call").is_empty());
 
+    // An upsert's resolver steps: the candidate search and the commit under
+    // the resolver's span, which records the decision (a new person here).
+    let upsert_trace = "4bf92f3577b34da6a3ce929d0e0e4738";
+    let mut identity = IdentityServiceClient::new(tessera.connect().await.unwrap());
+    let mut upsert = tonic::Request::new(pb::UpsertSourceRecordRequest {
+        source_record: Some(pb::SourceRecord {
+            key: Some(key("ehr", "MRN-7730")),
+            demographics: Some(pb::Demographics {
+                given_names: vec!["Ottoline".to_owned()],
+                family_name: "Brandvold".to_owned(),
+                birth_date: "1990-09-09".to_owned(),
+                ..pb::Demographics::default()
+            }),
+            ..pb::SourceRecord::default()
+        }),
+        ..pb::UpsertSourceRecordRequest::default()
+    });
+    upsert.metadata_mut().insert(
+        "traceparent",
+        format!("00-{upsert_trace}-{CALLER_SPAN}-01").parse().unwrap(),
+    );
+    identity.upsert_source_record(upsert).await.unwrap();
+    let upsert_method = "tessera.v1.IdentityService/UpsertSourceRecord";
+    let spans = otlp
+        .wait_for(Duration::from_secs(10), |spans| {
+            spans
+                .iter()
+                .any(|s| s.trace_id == upsert_trace && s.name == upsert_method)
+        })
+        .await;
+    let tree = Tree::of(&spans, upsert_trace);
+    let resolver = tree.named("resolver.upsert");
+    assert_eq!(resolver.len(), 1, "{:#?}", tree.spans);
+    assert_eq!(tree.parent(resolver[0]).name, upsert_method);
+    assert_eq!(resolver[0].attributes["tessera.decision"], "no_match");
+    assert_eq!(resolver[0].attributes["tessera.link"], "auto");
+    for step in ["resolver.candidates", "resolver.commit"] {
+        let spans = tree.named(step);
+        assert_eq!(spans.len(), 1, "{step}");
+        assert_eq!(tree.parent(spans[0]).span_id, resolver[0].span_id, "{step}");
+    }
+
     // The log lines of a traced call carry its trace ID.
     let logs = tessera.logs();
     assert!(

@@ -146,6 +146,25 @@ impl Resolver {
         self.with_index(|index| (index.len(), index.approx_memory_bytes()))
     }
 
+    /// Blocking and scoring against the in-memory index, as one span
+    /// (`resolver.candidates`, with how many blocks were oversized and how many
+    /// candidates came back; never the demographics).
+    fn candidates(
+        &self,
+        demographics: &Demographics,
+        exclude: Option<tessera_matching::RecordId>,
+    ) -> tessera_matching::Candidates {
+        let span = tracing::info_span!(
+            target: "tessera::resolver",
+            "resolver.candidates",
+            tessera.candidates = tracing::field::Empty,
+        );
+        let _entered = span.enter();
+        let candidates = self.with_index(|index| index.candidates(demographics, exclude));
+        span.record("tessera.candidates", candidates.ranked.len());
+        candidates
+    }
+
     fn with_index<T>(&self, f: impl FnOnce(&Index) -> T) -> T {
         // A poisoned lock means a panic mid-update elsewhere; the index data is
         // still usable for reads.
@@ -199,7 +218,7 @@ impl Resolver {
         min_grade: MatchGrade,
     ) -> Result<Vec<Candidate>, ResolverError> {
         invalid_if(demographics.validate("demographics"))?;
-        let candidates = self.with_index(|index| index.candidates(demographics, None));
+        let candidates = self.candidates(demographics, None);
         Ok(candidates
             .ranked
             .into_iter()

@@ -110,6 +110,7 @@ where
         let span = if traced {
             let span = tracing::info_span!(
                 target: "tessera::rpc",
+                parent: None,
                 SERVER_SPAN,
                 otel.name = method,
                 otel.kind = "server",
@@ -131,10 +132,11 @@ where
             self.inner.call(request)
         };
         Box::pin(async move {
+            // The handler's future is polled inside the span, so the view's
+            // spans are its children. The span is entered for each poll only:
+            // a guard held across an await would leave it "current" on the
+            // worker thread for whatever task runs next there.
             let response = {
-                let _entered = span.enter();
-                // The handler's future is polled inside the span, so the view's
-                // spans are its children.
                 futures_util::pin_mut!(future);
                 std::future::poll_fn(|cx| {
                     let _entered = span.enter();

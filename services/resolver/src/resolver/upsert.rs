@@ -10,6 +10,7 @@ use std::collections::HashSet;
 
 use opentelemetry::KeyValue;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 use tessera_matching::{Candidate, Decision, Demographics, FieldWeight, SourceKey};
 
 use super::{
@@ -78,7 +79,15 @@ struct Placement {
 }
 
 impl Resolver {
-    /// Creates or updates a source record and matches it.
+    /// Creates or updates a source record and matches it. Traced as
+    /// `resolver.upsert` (its decision and link kind), with the candidate search
+    /// and the store's commit as child spans.
+    #[tracing::instrument(
+        name = "resolver.upsert",
+        target = "tessera::resolver",
+        skip_all,
+        fields(tessera.decision = tracing::field::Empty, tessera.link = tracing::field::Empty)
+    )]
     pub async fn upsert(
         &self,
         input: UpsertInput,
@@ -107,7 +116,7 @@ impl Resolver {
             None => HashSet::new(),
         };
         let exclude = existing.as_ref().map(|r| r.id);
-        let ranked = self.with_index(|index| index.candidates(&input.demographics, exclude).ranked);
+        let ranked = self.candidates(&input.demographics, exclude).ranked;
         let candidates = allowed(ranked, &forbidden);
 
         let record = match &existing {
@@ -205,27 +214,31 @@ impl Resolver {
             manual_link_kept: placement.source == LinkSource::Manual && existing.is_some(),
         };
         Self::remember(&mut *tx, METHOD, mutation, &print, &outcome).await?;
-        tx.commit().await?;
+        tx.commit()
+            .instrument(tracing::info_span!(
+                target: "tessera::resolver",
+                "resolver.commit"
+            ))
+            .await?;
         self.update_index(|index| index.upsert(record, placement.master, &input.demographics));
+        let decision = match outcome.decision {
+            Decision::Match => "match",
+            Decision::PossibleMatch => "possible_match",
+            Decision::NoMatch => "no_match",
+        };
+        let link = if placement.source == LinkSource::Manual {
+            "manual"
+        } else {
+            "auto"
+        };
+        let span = tracing::Span::current();
+        span.record("tessera.decision", decision);
+        span.record("tessera.link", link);
         decisions().add(
             1,
             &[
-                KeyValue::new(
-                    "outcome",
-                    match outcome.decision {
-                        Decision::Match => "match",
-                        Decision::PossibleMatch => "possible_match",
-                        Decision::NoMatch => "no_match",
-                    },
-                ),
-                KeyValue::new(
-                    "link",
-                    if placement.source == LinkSource::Manual {
-                        "manual"
-                    } else {
-                        "auto"
-                    },
-                ),
+                KeyValue::new("outcome", decision),
+                KeyValue::new("link", link),
             ],
         );
         tracing::debug!(decision = ?outcome.decision, "source record upserted");
@@ -237,7 +250,7 @@ impl Resolver {
     async fn dry_run(&self, input: &UpsertInput) -> Result<UpsertOutcome, ResolverError> {
         let existing = self.store.record_by_key(&input.key).await?.map(|r| r.id);
         let ranked =
-            self.with_index(|index| index.candidates(&input.demographics, existing).ranked);
+            self.candidates(&input.demographics, existing).ranked;
         let (score, field_weights) = best_score(&ranked);
         let matches = ranked
             .iter()

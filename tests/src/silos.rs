@@ -297,8 +297,13 @@ impl PythonAdapter {
         }
         let socket = dir.join("marketing.sock");
         let in_flight_file = dir.join("in-flight.json");
+        // Its generated protocol code goes here, so that it is removed with the
+        // silos even when the process is killed before it can clean up.
+        let tmp = dir.join("tmp");
+        std::fs::create_dir(&tmp)?;
         let mut command = Command::new(python);
         command
+            .env("TMPDIR", &tmp)
             .arg(workspace_root().join("examples/python-adapter/adapter.py"))
             .arg("--listen")
             .arg(format!("unix:{}", socket.display()))

@@ -301,7 +301,9 @@ async fn one_view_is_one_trace_under_the_callers_span_with_every_step_in_it() {
     });
     upsert.metadata_mut().insert(
         "traceparent",
-        format!("00-{upsert_trace}-{CALLER_SPAN}-01").parse().unwrap(),
+        format!("00-{upsert_trace}-{CALLER_SPAN}-01")
+            .parse()
+            .unwrap(),
     );
     identity.upsert_source_record(upsert).await.unwrap();
     let upsert_method = "tessera.v1.IdentityService/UpsertSourceRecord";

@@ -15,7 +15,7 @@ use tessera_adapter_core::{
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::config::{Dialect, SqlConfig};
+use crate::config::{Dialect, SqlConfig, check_dialect};
 use crate::db::Db;
 use crate::record::{RowProblem, Shape, feed_record};
 
@@ -69,6 +69,8 @@ pub struct SqlAdapter {
     health_query: String,
     /// The wrapped feed query and whether it takes `updated_since`.
     feed: Option<(String, bool)>,
+    /// OpenTelemetry's `db.system.name` for the statement spans.
+    db_system: &'static str,
 }
 
 impl SqlAdapter {
@@ -88,6 +90,15 @@ impl SqlAdapter {
         } else {
             "url_env"
         };
+        let dialect = Dialect::of(&url).map_err(|e| BuildError::config(field, e))?;
+        for (name, section) in &config.sections {
+            check_dialect(dialect, &section.query, true)
+                .map_err(|e| BuildError::config(format!("sections.{name}.query"), e))?;
+        }
+        if let Some(feed) = &config.identity_feed {
+            check_dialect(dialect, &feed.query, feed.incremental)
+                .map_err(|e| BuildError::config("identity_feed.query", e))?;
+        }
         let db = Db::open(&url, config.max_connections, base_dir)
             .map_err(|e| BuildError::config(field, e))?;
         let sections = config
@@ -139,12 +150,13 @@ impl SqlAdapter {
             sections,
             health_query: config.health_query,
             feed,
+            db_system: db_system(&url, dialect),
         })
     }
 
     /// SQLite's virtual-machine progress counter, which grows while any of the
-    /// adapter's statements runs (`None` for PostgreSQL): how tests see that a
-    /// statement stopped.
+    /// adapter's statements runs (`None` for PostgreSQL and MySQL): how tests see
+    /// that a statement stopped.
     pub fn sqlite_progress(&self) -> Option<u64> {
         self.db.sqlite_steps()
     }
@@ -181,10 +193,15 @@ impl SqlAdapter {
         local_id: &str,
         deadline: Instant,
     ) -> Result<(Vec<Record>, u32), FetchError> {
-        let span = trace::db_client_span(db_system(self.db.dialect()), name);
+        let span = trace::db_client_span(self.db_system, name);
         let rows = self
             .db
-            .rows(&section.sql, local_id, Some(deadline))
+            .rows(
+                &section.sql,
+                local_id,
+                section.limit as u64 + 1,
+                Some(deadline),
+            )
             .instrument(span.clone())
             .await
             .map_err(|e| {
@@ -227,10 +244,12 @@ impl SqlAdapter {
     }
 }
 
-/// The OpenTelemetry `db.system.name` of a dialect.
-fn db_system(dialect: Dialect) -> &'static str {
+/// The OpenTelemetry `db.system.name` of a database (by its URL's scheme).
+fn db_system(url: &str, dialect: Dialect) -> &'static str {
     match dialect {
         Dialect::Postgres => "postgresql",
+        Dialect::Mysql if url.starts_with("mariadb:") => "mariadb",
+        Dialect::Mysql => "mysql",
         Dialect::Sqlite => "sqlite",
     }
 }
@@ -242,9 +261,20 @@ fn db_error(dialect: Dialect, e: &sqlx::Error, section: Option<&str>) -> FetchEr
         .as_database_error()
         .and_then(|d| d.code())
         .map(|c| c.into_owned());
+    // MySQL's own error number, beside the SQLSTATE.
+    let mysql_number = e
+        .as_database_error()
+        .and_then(|d| d.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>())
+        .map(sqlx::mysql::MySqlDatabaseError::number);
     match (dialect, code.as_deref()) {
         // query_canceled: the statement timeout (the deadline) or our cancel.
         (Dialect::Postgres, Some("57014")) | (Dialect::Sqlite, Some("9")) => {
+            return FetchError::DeadlineExceeded;
+        }
+        // 70100: interrupted, by MariaDB's max_statement_time (1969) or our KILL
+        // QUERY (1317); 3024: MySQL's max_execution_time.
+        (Dialect::Mysql, Some("70100")) => return FetchError::DeadlineExceeded,
+        (Dialect::Mysql, _) if mysql_number == Some(3024) => {
             return FetchError::DeadlineExceeded;
         }
         _ => {}
@@ -308,12 +338,16 @@ impl Adapter for SqlAdapter {
                 Err(FetchError::FeedUnsupported)
             }));
         };
+        let dialect = self.db.dialect();
         let since = updated_since
             .and_then(|t| jiff::Timestamp::try_from(t).ok())
-            .map(|t| t.to_string());
+            .map(|t| match dialect {
+                // The form MySQL compares with DATETIME (and sorts as text).
+                Dialect::Mysql => t.strftime("%Y-%m-%d %H:%M:%S%.6f").to_string(),
+                Dialect::Postgres | Dialect::Sqlite => t.to_string(),
+            });
         let param = incremental.then_some(since);
         let rows = self.db.stream(sql.clone(), param);
-        let dialect = self.db.dialect();
         let system = self.description.system.clone();
         let feed = futures_util::stream::unfold(rows, |mut rows| async move {
             rows.recv().await.map(|item| (item, rows))

@@ -15,9 +15,11 @@ use tessera_adapter_core::{BuildError, valid_section_name};
 pub struct SqlConfig {
     /// The source system whose local IDs the database holds (`billing`, `crm`).
     pub system: String,
-    /// The database URL: `postgres://user@host:5432/db` or `sqlite://path/to/file.db`
-    /// (a relative SQLite path is resolved against the config file's directory).
-    /// Use `url_env` instead when the URL carries a password.
+    /// The database URL: `postgres://user@host:5432/db`,
+    /// `mysql://user@host:3306/db` (or `mariadb://...`; a Unix socket with
+    /// `?socket=/path/mysqld.sock`), or `sqlite://path/to/file.db` (a relative
+    /// SQLite path is resolved against the config file's directory). Use
+    /// `url_env` instead when the URL carries a password.
     #[serde(default)]
     pub url: Option<String>,
     /// The name of an environment variable holding the database URL, read when the
@@ -49,7 +51,8 @@ pub struct SectionConfig {
     #[serde(default)]
     pub description: String,
     /// The query. Its only parameter is the local ID, as `$1` (PostgreSQL, SQLite)
-    /// or `?` (SQLite); PostgreSQL binds it as text, so cast it where the column is
+    /// or `?` (MySQL/MariaDB, SQLite); in MySQL and MariaDB every `?` is bound to
+    /// the local ID. PostgreSQL binds it as text, so cast it where the column is
     /// not (`WHERE account_id = $1::int`).
     pub query: String,
     /// Record field name to column name. Unset, every column becomes a field of
@@ -86,7 +89,9 @@ pub struct FeedConfig {
     /// `birth_date`, `sex`, `phones`, `emails`, `address_lines`, `city`, `state`,
     /// `postal_code`, `country`, `national_id`, `update_time`; multi-valued ones
     /// may be JSON arrays or plain text. With `incremental`, its only parameter
-    /// (`$1`) is the `updated_since` time as RFC 3339 text, or NULL for all records.
+    /// (`$1`; every `?` in MySQL/MariaDB) is the `updated_since` time as RFC 3339
+    /// text (`YYYY-MM-DD HH:MM:SS.ffffff` in UTC for MySQL/MariaDB, which compares
+    /// with DATETIME columns), or NULL for all records.
     pub query: String,
     /// The query takes `updated_since` as its parameter.
     #[serde(default)]
@@ -109,6 +114,8 @@ fn default_health_query() -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {
     Postgres,
+    /// MySQL and MariaDB (one wire protocol and dialect; tested on MariaDB).
+    Mysql,
     Sqlite,
 }
 
@@ -119,10 +126,8 @@ impl Dialect {
         match scheme {
             "postgres" | "postgresql" => Ok(Self::Postgres),
             "sqlite" => Ok(Self::Sqlite),
-            "mysql" | "mariadb" => Err("MySQL and MariaDB are not supported by this build yet; \
-                 use postgres:// or sqlite://"
-                .to_owned()),
-            _ => Err("must start with postgres:// or sqlite://".to_owned()),
+            "mysql" | "mariadb" => Ok(Self::Mysql),
+            _ => Err("must start with postgres://, mysql://, mariadb:// or sqlite://".to_owned()),
         }
     }
 }
@@ -208,7 +213,9 @@ impl SqlConfig {
 }
 
 /// A query must be one statement; with `parameter`, it must use exactly one
-/// parameter (the bound value), and without, none.
+/// parameter (the bound value), and without, none. (Which placeholder the
+/// database takes is checked once the URL, and so the dialect, is known:
+/// [`check_dialect`].)
 fn check_query(query: &str, parameter: bool) -> Result<(), String> {
     let trimmed = query.trim().trim_end_matches(';').trim_end();
     if trimmed.is_empty() {
@@ -219,13 +226,41 @@ fn check_query(query: &str, parameter: bool) -> Result<(), String> {
     }
     let has = trimmed.contains("$1") || trimmed.contains('?');
     if parameter && !has {
-        return Err("must use the local ID as its parameter ($1, or ? in SQLite)".to_owned());
+        return Err(
+            "must use the local ID as its parameter ($1, or ? in MySQL, MariaDB and SQLite)"
+                .to_owned(),
+        );
     }
     if !parameter && has {
         return Err("takes no parameter unless `incremental` is set".to_owned());
     }
     if trimmed.contains("$2") {
         return Err("takes one parameter ($1) only".to_owned());
+    }
+    Ok(())
+}
+
+/// What the dialect needs of a query. MySQL and MariaDB take `?` as the
+/// placeholder (each bound to the same value), never `$1`; and since their query
+/// runs as written rather than wrapped in a subquery, it must be a SELECT (or
+/// WITH ... SELECT), in addition to the session being read-only.
+pub(crate) fn check_dialect(dialect: Dialect, query: &str, parameter: bool) -> Result<(), String> {
+    if dialect != Dialect::Mysql {
+        return Ok(());
+    }
+    let first = query
+        .trim_start_matches(|c: char| c.is_whitespace() || c == '(')
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or_default();
+    if !first.eq_ignore_ascii_case("select") && !first.eq_ignore_ascii_case("with") {
+        return Err("must be a SELECT (or WITH ... SELECT) query".to_owned());
+    }
+    if query.contains("$1") {
+        return Err("MySQL and MariaDB take the parameter as `?`, not `$1`".to_owned());
+    }
+    if parameter && crate::db::placeholders(query) == 0 {
+        return Err("must use the local ID as its parameter (`?`)".to_owned());
     }
     Ok(())
 }
@@ -270,11 +305,32 @@ mod tests {
     }
 
     #[test]
-    fn a_mysql_url_is_refused_without_echoing_it() {
-        let mut c = config("SELECT 1 WHERE $1 = 'a'");
-        c.url = Some("mysql://root:hunter2@db/billing".to_owned());
+    fn mysql_and_mariadb_urls_are_accepted_and_an_unknown_scheme_is_refused_without_echoing_it() {
+        let mut c = config("SELECT 1 FROM invoices WHERE patient_ref = ?");
+        for url in [
+            "mysql://root:hunter2@db/billing",
+            "mariadb://db/billing?socket=/run/m.sock",
+        ] {
+            c.url = Some(url.to_owned());
+            assert!(c.check().is_ok(), "{url}");
+        }
+        c.url = Some("oracle://root:hunter2@db/billing".to_owned());
         let err = c.check().unwrap_err().to_string();
-        assert!(err.starts_with("url: MySQL"), "{err}");
-        assert!(!err.contains("hunter2"), "{err}");
+        assert_eq!(
+            err,
+            "url: must start with postgres://, mysql://, mariadb:// or sqlite://"
+        );
+    }
+
+    #[test]
+    fn mysql_queries_take_question_marks() {
+        let check = |q: &str, p: bool| check_dialect(Dialect::Mysql, q, p);
+        assert!(check("SELECT * FROM t WHERE a = ? OR b = ?", true).is_ok());
+        assert!(check("SELECT * FROM t WHERE a = $1", true).is_err());
+        assert!(check("SELECT * FROM t WHERE a = '?'", true).is_err());
+        assert!(check("SELECT * FROM t", false).is_ok());
+        assert!(check("DELETE FROM t WHERE a = ?", true).is_err());
+        assert!(check(" (select a FROM t WHERE a = ?)", true).is_ok());
+        assert!(check_dialect(Dialect::Postgres, "SELECT $1", true).is_ok());
     }
 }

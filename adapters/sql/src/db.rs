@@ -1,7 +1,9 @@
-//! The databases, PostgreSQL and SQLite, and how each stops a statement whose
-//! caller went away or whose deadline passed: PostgreSQL by `statement_timeout`
-//! (set from the deadline) and `pg_cancel_backend` when the call is dropped;
-//! SQLite by a progress handler that interrupts the statement.
+//! The databases, PostgreSQL, MySQL/MariaDB and SQLite, and how each stops a
+//! statement whose caller went away or whose deadline passed: PostgreSQL by
+//! `statement_timeout` (set from the deadline) and `pg_cancel_backend` when the
+//! call is dropped; MariaDB by `max_statement_time` (MySQL by
+//! `max_execution_time`) and `KILL QUERY` when the call is dropped; SQLite by a
+//! progress handler that interrupts the statement.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -11,21 +13,29 @@ use std::time::Duration;
 
 use futures_util::TryStreamExt;
 use serde_json::{Map, Value};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteRow};
 use sqlx::{
-    Column, ConnectOptions, Connection, PgPool, Postgres, Row, SqlitePool, TypeInfo, ValueRef,
+    Column, ConnectOptions, Connection, MySqlPool, PgPool, Postgres, Row, SqlitePool, TypeInfo,
+    ValueRef,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::config::{Dialect, bare};
 
+mod mysql;
+
+pub(crate) use mysql::placeholders;
+use mysql::{MyRunning, mysql_row};
+
 /// How many SQLite virtual-machine instructions run between checks for a
 /// cancelled call or a passed deadline.
 const SQLITE_CHECK_EVERY: i32 = 1000;
-/// How much sooner than the deadline PostgreSQL's statement timeout fires.
+/// How much sooner than the deadline PostgreSQL's and MySQL's statement
+/// timeouts fire.
 const STATEMENT_TIMEOUT_MARGIN: Duration = Duration::from_millis(10);
 /// How long a caller waits for a free connection at most (the deadline is
 /// usually shorter).
@@ -38,6 +48,11 @@ pub(crate) enum Db {
         pool: PgPool,
         /// For the separate connection that cancels a running statement.
         options: Box<PgConnectOptions>,
+    },
+    Mysql {
+        pool: MySqlPool,
+        /// For the separate connection that kills a running statement.
+        options: Box<MySqlConnectOptions>,
     },
     Sqlite {
         pool: SqlitePool,
@@ -70,6 +85,29 @@ impl Db {
                     .acquire_timeout(ACQUIRE_TIMEOUT)
                     .connect_lazy_with(options.clone());
                 Ok(Self::Postgres {
+                    pool,
+                    options: Box::new(options),
+                })
+            }
+            Dialect::Mysql => {
+                // sqlx reads `mariadb://` as it reads `mysql://`.
+                let options = MySqlConnectOptions::from_str(url)
+                    .map_err(|_| "the MySQL/MariaDB URL does not parse".to_owned())?
+                    .disable_statement_logging();
+                let pool = MySqlPoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    // The adapter only reads; a misconfigured query cannot write.
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            sqlx::query("SET SESSION TRANSACTION READ ONLY")
+                                .execute(conn)
+                                .await
+                                .map(drop)
+                        })
+                    })
+                    .connect_lazy_with(options.clone());
+                Ok(Self::Mysql {
                     pool,
                     options: Box::new(options),
                 })
@@ -108,6 +146,7 @@ impl Db {
     pub(crate) fn dialect(&self) -> Dialect {
         match self {
             Self::Postgres { .. } => Dialect::Postgres,
+            Self::Mysql { .. } => Dialect::Mysql,
             Self::Sqlite { .. } => Dialect::Sqlite,
         }
     }
@@ -115,6 +154,10 @@ impl Db {
     /// `query` wrapped so each row comes back as a JSON object (PostgreSQL's
     /// `row_to_json`, which renders every type) and at most `limit` rows come
     /// back. The query is configuration; no value is ever written into SQL.
+    ///
+    /// MySQL and MariaDB ignore an `ORDER BY` inside a derived table, so their
+    /// query runs as written and [`Db::rows`] limits its rows with the session's
+    /// `sql_select_limit` instead.
     pub(crate) fn wrap(&self, query: &str, limit: Option<u64>) -> String {
         let limit = limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
         match self {
@@ -124,6 +167,7 @@ impl Db {
                     bare(query)
                 )
             }
+            Self::Mysql { .. } => bare(query).to_owned(),
             Self::Sqlite { .. } => format!("SELECT * FROM ({}) AS q{limit}", bare(query)),
         }
     }
@@ -132,17 +176,19 @@ impl Db {
     pub(crate) fn sqlite_steps(&self) -> Option<u64> {
         match self {
             Self::Sqlite { steps, .. } => Some(steps.load(Ordering::Relaxed)),
-            Self::Postgres { .. } => None,
+            Self::Postgres { .. } | Self::Mysql { .. } => None,
         }
     }
 
-    /// Runs a wrapped query with `param` bound as its only parameter, stopping
-    /// the statement on the server at `deadline`, or when the returned future
-    /// is dropped.
+    /// Runs a wrapped query with `param` bound as its only parameter (to every
+    /// `?` in MySQL), stopping the statement on the server at `deadline`, or
+    /// when the returned future is dropped. `limit` is the wrapped query's row
+    /// limit, which MySQL applies as `sql_select_limit`.
     pub(crate) async fn rows(
         &self,
         sql: &str,
         param: &str,
+        limit: u64,
         deadline: Option<Instant>,
     ) -> Result<Rows, sqlx::Error> {
         match self {
@@ -158,6 +204,23 @@ impl Db {
                     match serde_json::from_str(&text) {
                         Ok(Value::Object(map)) => rows.rows.push(map),
                         _ => rows.malformed += 1,
+                    }
+                }
+                Ok(rows)
+            }
+            Self::Mysql { pool, options } => {
+                let mut running = MyRunning::start(pool, options, deadline, Some(limit)).await?;
+                let mut query = sqlx::query(sql);
+                for _ in 0..placeholders(sql) {
+                    query = query.bind(param);
+                }
+                let fetched = query.fetch_all(running.conn()).await;
+                running.finished();
+                let mut rows = Rows::default();
+                for row in &fetched? {
+                    match mysql_row(row) {
+                        Some(map) => rows.rows.push(map),
+                        None => rows.malformed += 1,
                     }
                 }
                 Ok(rows)
@@ -194,6 +257,12 @@ impl Db {
                 running.finished();
                 result.map(drop)
             }
+            Self::Mysql { pool, options } => {
+                let mut running = MyRunning::start(pool, options, Some(deadline), None).await?;
+                let result = sqlx::query(sql).execute(running.conn()).await;
+                running.finished();
+                result.map(drop)
+            }
             Self::Sqlite { pool, steps } => {
                 let mut conn = pool.acquire().await?;
                 let _stop = SqliteStop::install(&mut conn, steps, Some(deadline)).await?;
@@ -204,7 +273,7 @@ impl Db {
 
     /// Streams a wrapped query's rows from a task of its own, which stops
     /// when the receiver is dropped. `param`, when set, is bound (as text or
-    /// NULL).
+    /// NULL; to every `?` in MySQL).
     pub(crate) fn stream(
         &self,
         sql: String,
@@ -246,6 +315,25 @@ impl Db {
                     }
                 }
                 drop(texts);
+                running.finished();
+                Ok(())
+            }
+            Self::Mysql { pool, options } => {
+                let mut running = MyRunning::start(pool, options, None, None).await?;
+                let mut query = sqlx::query(sql);
+                if let Some(param) = param {
+                    for _ in 0..placeholders(sql) {
+                        query = query.bind(param.clone());
+                    }
+                }
+                let mut rows = query.fetch(running.conn());
+                while let Some(row) = rows.try_next().await? {
+                    if tx.send(Ok(mysql_row(&row))).await.is_err() {
+                        // Dropped with the statement still running: killed.
+                        return Ok(());
+                    }
+                }
+                drop(rows);
                 running.finished();
                 Ok(())
             }

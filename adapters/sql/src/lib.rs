@@ -2,16 +2,21 @@
 //! reached with a configured, parameterised query per section.
 //!
 //! Each section is one query whose only parameter is the local ID, always bound
-//! (there is no templating, so a local ID can never become SQL). Its rows become
+//! (there is no templating, so a local ID can never become SQL; in MySQL and
+//! MariaDB every `?` is bound to it). Its rows become
 //! records: every column a field, or the columns `fields` maps; JSON-text columns
 //! nested; a record ID and an update time from named columns. Rows past a limit
 //! are dropped. A query runs under the fetch's deadline on the server
-//! (PostgreSQL's `statement_timeout`, a SQLite progress handler), and is cancelled
-//! on the server when the caller goes away. Health is a cheap query, and an
+//! (PostgreSQL's `statement_timeout`, MariaDB's `max_statement_time` or MySQL's
+//! `max_execution_time`, a SQLite progress handler), and is cancelled on the
+//! server when the caller goes away (`pg_cancel_backend`, `KILL QUERY`, the
+//! progress handler). Sessions are read-only. Health is a cheap query, and an
 //! optional feed query streams the silo's demographics to the resolver.
 //!
-//! PostgreSQL and SQLite are supported; MySQL/MariaDB URLs are refused with a
-//! clear error until that dialect is tested.
+//! PostgreSQL (`postgres://`), MySQL and MariaDB (`mysql://`, `mariadb://`) and
+//! SQLite (`sqlite://`) are supported. PostgreSQL, MariaDB and SQLite are tested
+//! against real servers; MySQL proper speaks the same code but is not tested
+//! here.
 //!
 //! ```yaml
 //! kind: sql

@@ -10,8 +10,8 @@ use std::collections::HashSet;
 
 use opentelemetry::KeyValue;
 use serde::{Deserialize, Serialize};
-use tracing::Instrument;
 use tessera_matching::{Candidate, Decision, Demographics, FieldWeight, SourceKey};
+use tracing::Instrument;
 
 use super::{
     Mutation, Resolver, ResolverError, allowed, best_decision, best_score, fingerprint, invalid_if,
@@ -249,8 +249,7 @@ impl Resolver {
     /// (an existing record is not scored against itself).
     async fn dry_run(&self, input: &UpsertInput) -> Result<UpsertOutcome, ResolverError> {
         let existing = self.store.record_by_key(&input.key).await?.map(|r| r.id);
-        let ranked =
-            self.candidates(&input.demographics, existing).ranked;
+        let ranked = self.candidates(&input.demographics, existing).ranked;
         let (score, field_weights) = best_score(&ranked);
         let matches = ranked
             .iter()

@@ -119,7 +119,7 @@ impl Telemetry {
         let otel = telemetry
             .tracer
             .as_ref()
-            .map(|provider| otel_layer(provider).with_filter(own_spans()));
+            .map(|provider| traced_spans(otel_layer(provider)));
         let _ = Registry::default()
             .with(log_layer(logging))
             .with(otel)
@@ -184,14 +184,57 @@ pub fn init_logging(config: &LoggingConfig) {
     let _ = Registry::default().with(log_layer(config)).try_init();
 }
 
-/// Spans that become OpenTelemetry spans: Tessera's own, at info or above.
-/// Events are logs, not span events; other crates' spans (h2, hyper) stay out.
-fn own_spans() -> FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool + Clone> {
-    FilterFn::new(|meta: &tracing::Metadata<'_>| {
-        meta.is_span()
+/// `layer` (the OpenTelemetry layer) over Tessera's own spans only (at info or
+/// above; events are logs, not span events; h2's and hyper's spans stay out), and not
+/// over the children of a call whose trace was not sampled: they would be
+/// dropped at the end anyway, and building them is most of what tracing costs
+/// an unsampled call (see [`rpc::Unsampled`]).
+pub fn traced_spans<S, L>(layer: L) -> tracing_subscriber::filter::Filtered<L, SampledOnly, S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    L: Layer<S>,
+{
+    layer.with_filter(SampledOnly)
+}
+
+/// The filter of [`traced_spans`]: Tessera's spans at info or above, except
+/// under a span marked [`rpc::Unsampled`].
+#[derive(Debug, Clone, Copy)]
+pub struct SampledOnly;
+
+impl<S> tracing_subscriber::layer::Filter<S> for SampledOnly
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn enabled(
+        &self,
+        meta: &tracing::Metadata<'_>,
+        cx: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        if !(meta.is_span()
             && meta.target().starts_with("tessera")
-            && *meta.level() <= tracing::Level::INFO
-    })
+            && *meta.level() <= tracing::Level::INFO)
+        {
+            return false;
+        }
+        cx.lookup_current().is_none_or(|current| {
+            !current
+                .scope()
+                .any(|span| span.extensions().get::<rpc::Unsampled>().is_some())
+        })
+    }
+
+    fn callsite_enabled(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if meta.is_span() && meta.target().starts_with("tessera") {
+            // Decided per span: it depends on the trace it is in.
+            tracing::subscriber::Interest::sometimes()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
 }
 
 /// The log layer: events only (spans are for traces), filtered by `RUST_LOG` or

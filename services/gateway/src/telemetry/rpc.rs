@@ -122,6 +122,7 @@ where
             );
             let parent = TraceContextPropagator::new().extract(&Headers(request.headers()));
             let _ = span.set_parent(parent);
+            mark_if_unsampled(&span);
             span
         } else {
             tracing::Span::none()
@@ -163,6 +164,33 @@ where
             }))
         })
     }
+}
+
+/// Marks a server span whose trace is not sampled (in the registry's span
+/// extensions): its children are then not built as OpenTelemetry spans at
+/// all ([`super::SampledOnly`]). The span itself is still recorded, for the
+/// tail decision of [`super::sampling::KeepSlowAndFailed`].
+#[derive(Debug, Clone, Copy)]
+pub struct Unsampled;
+
+fn mark_if_unsampled(span: &tracing::Span) {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_subscriber::registry::{LookupSpan, SpanData};
+
+    // Asking for the context makes the sampling decision now.
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    if !span_context.is_valid() || span_context.is_sampled() {
+        // No tracing pipeline, or a sampled trace.
+        return;
+    }
+    span.with_subscriber(|(id, dispatch)| {
+        if let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>()
+            && let Some(data) = registry.span_data(id)
+        {
+            data.extensions_mut().insert(Unsampled);
+        }
+    });
 }
 
 pin_project_lite::pin_project! {

@@ -50,8 +50,11 @@ pub struct TelemetryBenchArgs {
 /// The subscriber under the swapped layer, and the layer.
 type Base =
     tracing_subscriber::layer::Layered<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
-type OtelLayer =
-    tracing_opentelemetry::OpenTelemetryLayer<Base, opentelemetry_sdk::trace::SdkTracer>;
+type OtelLayer = tracing_subscriber::filter::Filtered<
+    tracing_opentelemetry::OpenTelemetryLayer<Base, opentelemetry_sdk::trace::SdkTracer>,
+    telemetry::SampledOnly,
+    Base,
+>;
 
 /// Masters the cached views cycle over.
 const MASTERS: usize = 100;
@@ -154,7 +157,11 @@ pub(super) async fn run(args: &TelemetryBenchArgs) -> anyhow::Result<serde_json:
                     ))
                 }
             };
-            handle.reload(provider.as_ref().map(telemetry::otel_layer))?;
+            handle.reload(
+                provider
+                    .as_ref()
+                    .map(|p| telemetry::traced_spans(telemetry::otel_layer(p))),
+            )?;
             let before = exported.load(Ordering::Relaxed);
             let (rps, failed) =
                 closed_loop(&clients, args.concurrency, phase, masters.clone()).await?;

@@ -4,6 +4,7 @@
 
 use rustc_hash::{FxHashMap, FxHasher};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
 
 use crate::compare::{
@@ -36,6 +37,14 @@ pub struct MatchConfig {
     pub max_cluster_members: usize,
     /// Adjust name agreement weights by how common the name is.
     pub term_frequency: bool,
+    /// Source systems declared to hold each person at most once (a registry
+    /// deduplicated at the source). Batch links by source
+    /// ([`link_batch_sources`](crate::link_batch_sources)) never link two
+    /// records of one such source, and a cluster holds at most one record of
+    /// each; two such sources then pair one-to-one, and a pair that is each
+    /// record's clearly best candidate in the other's source links at a lower
+    /// score. Empty (the default): no source is assumed deduplicated.
+    pub deduplicated_sources: BTreeSet<String>,
     /// Normalization options.
     pub normalize: NormalizeConfig,
 }
@@ -51,6 +60,7 @@ impl Default for MatchConfig {
             max_candidates: 200,
             max_cluster_members: 64,
             term_frequency: true,
+            deduplicated_sources: BTreeSet::new(),
             normalize: NormalizeConfig::default(),
         }
     }
@@ -316,6 +326,17 @@ fn two_people(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> 
     None
 }
 
+/// A guard a one-to-one pairing of two deduplicated sources may override: a
+/// different given name or birth date (a field rewritten in one source), but
+/// not positive evidence of two people (sequential national IDs, look-alike
+/// names each in its own email, different middle names, different suffixes or
+/// sexes) nor a placeholder name.
+pub(crate) fn overridable(a: &Prepared, b: &Prepared, s: &PairScore) -> bool {
+    matches!(s.conflict, Some(Conflict::GivenName | Conflict::BirthDate))
+        && !s.cmp.disagrees(f::SEX)
+        && two_people(a, b, &s.cmp).is_none()
+}
+
 /// The pair agrees on something only the person has: the full birth date
 /// together with the street address, phone or national ID, or an email that is
 /// not a near miss. Twins share a birth date, address and phone; the ambiguity
@@ -366,15 +387,59 @@ pub(crate) fn incompatible(
             || (s.cmp.disagrees(f::DOB) && !national_id_vouches(a, b, &s.cmp)))
 }
 
-/// A shared national ID, or one a single typo apart, vouches for identity; IDs
-/// that differ in the last digit do not (twins and siblings are often issued
-/// consecutive numbers).
+/// A shared national ID, or one a single typo apart, vouches for identity. So
+/// does a near one the rest of the record backs (see `near_id_vouches`); IDs
+/// that could have been issued in sequence (twins' and siblings' often are) need
+/// the same given name and birth date to.
 fn national_id_vouches(a: &Prepared, b: &Prepared, cmp: &Comparison) -> bool {
     match cmp.levels[f::NATIONAL_ID] {
         0 => true,
-        1 => a.national_id.as_bytes().last() == b.national_id.as_bytes().last(),
+        1 if a.national_id.as_bytes().last() == b.national_id.as_bytes().last() => true,
+        1 | 2 => near_id_vouches(a, b, cmp),
         _ => false,
     }
+}
+
+/// National IDs of one length within two edits (a changed last digit, two
+/// digits transposed, two typos) vouch when the rest of the record agrees
+/// strongly. IDs close in number (at most [`SEQUENTIAL_ID_GAP`] apart: a twin's,
+/// or a last-digit typo) need the same first given name, birth date (or its
+/// day/month swap) and a family name that does not disagree, since twins differ
+/// in the given name and juniors/seniors in the birth date. Other near IDs
+/// (a transposition, two typos: not a sibling's number) need two of an alike
+/// given name, an alike family name and a birth date at most one edit off,
+/// plus the same place (street alike, or postal code or city exact).
+fn near_id_vouches(a: &Prepared, b: &Prepared, cmp: &Comparison) -> bool {
+    let (x, y) = (&*a.national_id, &*b.national_id);
+    if x.len() != y.len() || x.len() < 4 {
+        return false;
+    }
+    let given = cmp.levels[f::GIVEN];
+    let family_alike = cmp.levels[f::FAMILY] <= 4;
+    if sequential_ids(x, y) {
+        return given == 0 && !cmp.swapped && cmp.levels[f::DOB] <= 1 && family_alike;
+    }
+    let names_and_date = [given <= 2, family_alike, cmp.levels[f::DOB] <= 2];
+    let place = cmp.levels[f::ADDRESS] <= 2 || cmp.exact(f::POSTAL) || cmp.exact(f::CITY);
+    names_and_date.iter().filter(|ok| **ok).count() >= 2 && place
+}
+
+/// Most that two national IDs issued in sequence differ by, as numbers.
+const SEQUENTIAL_ID_GAP: u64 = 10;
+
+/// National IDs of one length that differ only in the last digit, or as numbers
+/// by at most [`SEQUENTIAL_ID_GAP`] (...19 and ...20): twins and siblings are
+/// often issued consecutive numbers.
+fn sequential_ids(x: &str, y: &str) -> bool {
+    if x.len() != y.len() || x.len() < 2 || x == y {
+        return false;
+    }
+    let last_digit_only = x[..x.len() - 1] == y[..y.len() - 1];
+    let close = match (x.parse::<u64>(), y.parse::<u64>()) {
+        (Ok(p), Ok(q)) => p.abs_diff(q) <= SEQUENTIAL_ID_GAP,
+        _ => false,
+    };
+    last_digit_only || close
 }
 
 /// Two names one edit apart, the longer of at least four letters: a typo more
@@ -385,10 +450,9 @@ fn one_typo(x: &str, y: &str) -> bool {
         && crate::strdist::osa(x.as_bytes(), y.as_bytes()) <= 1
 }
 
-/// National IDs equal but for the last digit, as twins' often are.
+/// National IDs that could have been issued in sequence, as twins' often are.
 fn consecutive_ids(a: &Prepared, b: &Prepared) -> bool {
-    let (x, y) = (a.national_id.as_bytes(), b.national_id.as_bytes());
-    x.len() == y.len() && x.len() > 1 && x[..x.len() - 1] == y[..y.len() - 1] && x != y
+    sequential_ids(&a.national_id, &b.national_id)
 }
 
 fn year_gap(a: &Prepared, b: &Prepared) -> u16 {

@@ -402,8 +402,8 @@ fn national_id_vouches(a: &Prepared, b: &Prepared, cmp: &Comparison) -> bool {
 
 /// National IDs of one length within two edits (a changed last digit, two
 /// digits transposed, two typos) vouch when the rest of the record agrees
-/// strongly. IDs close in number (at most [`SEQUENTIAL_ID_GAP`] apart: a twin's,
-/// or a last-digit typo) need the same first given name, birth date (or its
+/// strongly. IDs that could be sequential (only the last digit differs, or at
+/// most [`SEQUENTIAL_ID_GAP`] apart: a twin's, or a last-digit typo) need the same first given name, birth date (or its
 /// day/month swap) and a family name that does not disagree, since twins differ
 /// in the given name and juniors/seniors in the birth date. Other near IDs
 /// (a transposition, two typos: not a sibling's number) need two of an alike
@@ -424,12 +424,14 @@ fn near_id_vouches(a: &Prepared, b: &Prepared, cmp: &Comparison) -> bool {
     names_and_date.iter().filter(|ok| **ok).count() >= 2 && place
 }
 
-/// Most that two national IDs issued in sequence differ by, as numbers.
-const SEQUENTIAL_ID_GAP: u64 = 10;
+/// Most that two national IDs issued in sequence (twins, triplets) differ by,
+/// as numbers. Two adjacent digits transposed (..21 / ..12) differ by a
+/// multiple of 9: a typo, not a sibling's number.
+const SEQUENTIAL_ID_GAP: u64 = 3;
 
 /// National IDs of one length that differ only in the last digit, or as numbers
-/// by at most [`SEQUENTIAL_ID_GAP`] (...19 and ...20): twins and siblings are
-/// often issued consecutive numbers.
+/// by at most [`SEQUENTIAL_ID_GAP`] (...19 and ...20): twins are often issued
+/// consecutive numbers.
 fn sequential_ids(x: &str, y: &str) -> bool {
     if x.len() != y.len() || x.len() < 2 || x == y {
         return false;

@@ -13,8 +13,8 @@ use crate::model::Model;
 use crate::normalize::{Prepared, prepare};
 use crate::record::Demographics;
 use crate::score::{
-    AMBIGUITY_MARGIN, Conflict, MatchConfig, TermFreq, incompatible, overridable, score_pair,
-    score_pair_above,
+    AMBIGUITY_MARGIN, Conflict, MatchConfig, TermFreq, differing_fields, incompatible, overridable,
+    rewritten_field, same_value, score_pair, score_pair_above,
 };
 
 /// Most cross-cluster pairs checked before a merge.
@@ -394,6 +394,123 @@ fn find(parent: &mut [u32], mut x: u32) -> u32 {
     x
 }
 
+/// How the cross pairs of two clusters vote on merging them.
+#[derive(Debug, Default)]
+struct Vote {
+    support: usize,
+    against: usize,
+    /// The best supporting score with the same names (exact or nickname).
+    best_support: f64,
+    vetoed: bool,
+}
+
+impl Vote {
+    /// A merge needs more supporting pairs (MATCH without conflict) than
+    /// conflicting ones, so a single weak bridge never joins two people (twins
+    /// each with one record conflict 1:1 and stay apart); a single incompatible
+    /// pair (two national IDs, two birth dates, JR and SR) vetoes it outright.
+    /// A tie is broken by a certain link with the same name (exact or a
+    /// nickname): one record mistyped or truncated (SA for SAMUEL) in a cluster
+    /// its national ID vouches for does not keep out a record that agrees with
+    /// the rest beyond doubt.
+    fn merges(&self, config: &MatchConfig) -> bool {
+        let tie_broken =
+            self.support == self.against && self.best_support >= config.certain_threshold;
+        !self.vetoed && (self.against == 0 || self.support > self.against || tie_broken)
+    }
+}
+
+/// Scores the cross pairs of clusters `ma` and `mb` (at most
+/// [`MAX_MERGE_CHECKS`]) and counts their votes. A conflicting or incompatible
+/// pair that a supporting pair explains (see `explained`) does not vote.
+fn vote(
+    prepared: &[Prepared],
+    ma: &[u32],
+    mb: &[u32],
+    overrides: &FxHashSet<(u32, u32)>,
+    model: &Model,
+    config: &MatchConfig,
+    tf: Option<&TermFreq>,
+) -> Vote {
+    let mut vote = Vote {
+        best_support: f64::NEG_INFINITY,
+        ..Vote::default()
+    };
+    let mut supports: Vec<(u32, u32)> = Vec::new();
+    let mut disputes: Vec<(u32, u32, bool)> = Vec::new();
+    for (x, y) in ma
+        .iter()
+        .flat_map(|x| mb.iter().map(move |y| (*x, *y)))
+        .take(MAX_MERGE_CHECKS)
+    {
+        if overrides.contains(&(x.min(y), x.max(y))) {
+            // A one-to-one link: its guard already weighed.
+            vote.support += 1;
+            supports.push((x, y));
+            continue;
+        }
+        let (px, py) = (&prepared[x as usize], &prepared[y as usize]);
+        let s = score_pair(model, px, py, tf);
+        let incompatible = incompatible(px, py, &s, config);
+        if (incompatible || s.conflict.is_some()) && rewritten_field(px, py, &s) {
+            disputes.push((x, y, incompatible));
+        } else if incompatible {
+            vote.vetoed = true;
+            return vote;
+        } else if s.conflict.is_some() {
+            vote.against += 1;
+        } else if s.score < config.conflict_threshold {
+            vote.against += 1;
+        } else if s.score >= config.match_threshold {
+            vote.support += 1;
+            supports.push((x, y));
+            if s.cmp.levels[f::GIVEN] <= 1 && s.cmp.levels[f::FAMILY] <= 1 {
+                vote.best_support = vote.best_support.max(s.score);
+            }
+        }
+    }
+    for (x, y, incompatible) in disputes {
+        if explained(prepared, x, y, &supports) {
+            continue;
+        }
+        if incompatible {
+            vote.vetoed = true;
+        } else {
+            vote.against += 1;
+        }
+    }
+    vote
+}
+
+/// A disputed cross pair (x from one cluster, y from the other) is explained
+/// when x links (a supporting pair) to a record z of y's cluster, or y to a
+/// record z of x's cluster, and on the identifying fields where x and y differ
+/// (first given name, birth date, national ID) z has x's value on some and y's
+/// on the others: each record rewrote a field of its own, one difference
+/// already accepted within y's cluster and the other by the link, not a second
+/// person. A z that sides with y on every field explains nothing: its link to
+/// x is the same dispute.
+fn explained(prepared: &[Prepared], x: u32, y: u32, supports: &[(u32, u32)]) -> bool {
+    let (px, py) = (&prepared[x as usize], &prepared[y as usize]);
+    let differing = differing_fields(px, py);
+    if differing.is_empty() {
+        return false;
+    }
+    supports.iter().any(|(sx, sy)| {
+        let z = if *sx == x && *sy != y {
+            *sy
+        } else if *sy == y && *sx != x {
+            *sx
+        } else {
+            return false;
+        };
+        let pz = &prepared[z as usize];
+        let as_x = differing.iter().filter(|f| same_value(pz, px, **f)).count();
+        let as_y = differing.iter().filter(|f| same_value(pz, py, **f)).count();
+        as_x > 0 && as_y > 0 && as_x + as_y == differing.len()
+    })
+}
+
 /// What clustering works from: match edges, strongest first; the one-to-one
 /// links among them; the deduplicated-source groups.
 struct Links<'a> {
@@ -430,46 +547,8 @@ fn cluster(
         if groups.overlap(&ma, &mb) {
             continue;
         }
-        // Cross pairs vote: a merge needs more supporting pairs (MATCH without
-        // conflict) than conflicting ones, so a single weak bridge never joins
-        // two people (twins each with one record conflict 1:1 and stay apart).
-        // A single incompatible pair (two national IDs, two birth dates, JR and
-        // SR) vetoes the merge outright.
-        let (mut support, mut against) = (0usize, 0usize);
-        let mut best_support = f64::NEG_INFINITY;
-        let mut vetoed = false;
-        for (x, y) in ma
-            .iter()
-            .flat_map(|x| mb.iter().map(move |y| (*x, *y)))
-            .take(MAX_MERGE_CHECKS)
-        {
-            let (px, py) = (&prepared[x as usize], &prepared[y as usize]);
-            let s = score_pair(model, px, py, tf);
-            if overrides.contains(&(x.min(y), x.max(y))) {
-                // A one-to-one link: its guard already weighed.
-                support += 1;
-                continue;
-            }
-            if incompatible(px, py, &s, config) {
-                vetoed = true;
-                break;
-            }
-            if s.conflict.is_some() || s.score < config.conflict_threshold {
-                against += 1;
-            } else if s.score >= config.match_threshold {
-                support += 1;
-                if s.cmp.levels[f::GIVEN] <= 1 && s.cmp.levels[f::FAMILY] <= 1 {
-                    best_support = best_support.max(s.score);
-                }
-            }
-        }
-        // A tie is broken by a certain link with the same name (exact or a
-        // nickname): one record mistyped or truncated (SA for SAMUEL) in a
-        // cluster its national ID vouches for does not keep out a record that
-        // agrees with the rest beyond doubt.
-        let tie_broken = support == against && best_support >= config.certain_threshold;
-        let conflicting = vetoed || (against > 0 && support <= against && !tie_broken);
-        if conflicting {
+        let vote = vote(prepared, &ma, &mb, &overrides, model, config, tf);
+        if !vote.merges(config) {
             continue;
         }
         let (root, child) = if ma.len() >= mb.len() {

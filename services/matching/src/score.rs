@@ -12,7 +12,7 @@ use crate::compare::{
     f, middle_names_differ, possible_married_name,
 };
 use crate::model::{Model, TF_FIELDS, level_name};
-use crate::normalize::{NormalizeConfig, Prepared, prepare};
+use crate::normalize::{NormalizeConfig, Prepared, ph, prepare};
 use crate::record::{Decision, Demographics, FieldWeight};
 
 /// Decision thresholds and index bounds.
@@ -335,6 +335,52 @@ pub(crate) fn overridable(a: &Prepared, b: &Prepared, s: &PairScore) -> bool {
     matches!(s.conflict, Some(Conflict::GivenName | Conflict::BirthDate))
         && !s.cmp.disagrees(f::SEX)
         && two_people(a, b, &s.cmp).is_none()
+}
+
+/// A conflict or incompatibility that a rewritten given name, birth date or
+/// national ID could cause: not different suffixes or sexes, nor positive
+/// evidence of siblings other than near national IDs (look-alike names each in
+/// its own email, different middle names), nor a placeholder name.
+pub(crate) fn rewritten_field(a: &Prepared, b: &Prepared, s: &PairScore) -> bool {
+    let suffixes_differ = a.suffix != 0 && b.suffix != 0 && a.suffix != b.suffix;
+    !suffixes_differ
+        && !s.cmp.disagrees(f::SEX)
+        && !matches!(
+            s.conflict,
+            Some(Conflict::Placeholder | Conflict::Suffix | Conflict::Sex)
+        )
+        && matches!(two_people(a, b, &s.cmp), None | Some(Conflict::NationalId))
+}
+
+/// The identifying fields (of first given name, birth date and national ID)
+/// both records have and that differ.
+pub(crate) fn differing_fields(a: &Prepared, b: &Prepared) -> Vec<usize> {
+    [f::GIVEN, f::DOB, f::NATIONAL_ID]
+        .into_iter()
+        .filter(|field| present(a, *field) && present(b, *field) && !same_value(a, b, *field))
+        .collect()
+}
+
+fn present(p: &Prepared, field: usize) -> bool {
+    match field {
+        f::GIVEN => !p.first_given().is_empty() && !p.is_placeholder(ph::GIVEN),
+        f::DOB => p.dob.is_some() && !p.is_placeholder(ph::DOB),
+        f::NATIONAL_ID => !p.national_id.is_empty() && !p.is_placeholder(ph::NATIONAL_ID),
+        _ => false,
+    }
+}
+
+/// Both records hold the same value of `field` (first given name, birth date
+/// or national ID).
+pub(crate) fn same_value(a: &Prepared, b: &Prepared, field: usize) -> bool {
+    present(a, field)
+        && present(b, field)
+        && match field {
+            f::GIVEN => a.first_given() == b.first_given(),
+            f::DOB => a.dob == b.dob,
+            f::NATIONAL_ID => a.national_id == b.national_id,
+            _ => false,
+        }
 }
 
 /// The pair agrees on something only the person has: the full birth date

@@ -485,7 +485,7 @@ fn vote(
 /// A disputed cross pair (x from one cluster, y from the other) is explained
 /// when x links (a supporting pair) to a record z of y's cluster, or y to a
 /// record z of x's cluster, and on the identifying fields where x and y differ
-/// (first given name, birth date, national ID) z has x's value on some and y's
+/// (birth date and national ID) z has x's value on one and y's
 /// on the others: each record rewrote a field of its own, one difference
 /// already accepted within y's cluster and the other by the link, not a second
 /// person. A z that sides with y on every field explains nothing: its link to

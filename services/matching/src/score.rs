@@ -282,12 +282,7 @@ fn conflict(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> {
             return Some(Conflict::Placeholder);
         }
     }
-    let given = cmp.levels[f::GIVEN];
-    // disagree, or only alike in sound or a loose Jaro-Winkler band (LILY / LOLA),
-    // unless one typo apart (JESSICA / JESSIAC)
-    if cmp.disagrees(f::GIVEN)
-        || ((given == 3 || given == 4) && !one_typo(a.first_given(), b.first_given()))
-    {
+    if given_names_differ(a, b, cmp) {
         return Some(Conflict::GivenName);
     }
     // Clearly different dates, or two edits that move the year by a generation.
@@ -298,6 +293,15 @@ fn conflict(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> {
         return Some(c);
     }
     None
+}
+
+/// Clearly different first given names: they disagree, or are only alike in
+/// sound or a loose Jaro-Winkler band (LILY / LOLA), unless one typo apart
+/// (JESSICA / JESSIAC).
+fn given_names_differ(a: &Prepared, b: &Prepared, cmp: &Comparison) -> bool {
+    let given = cmp.levels[f::GIVEN];
+    cmp.disagrees(f::GIVEN)
+        || ((given == 3 || given == 4) && !one_typo(a.first_given(), b.first_given()))
 }
 
 /// Positive evidence of two people despite look-alike records (checked when no
@@ -337,13 +341,15 @@ pub(crate) fn overridable(a: &Prepared, b: &Prepared, s: &PairScore) -> bool {
         && two_people(a, b, &s.cmp).is_none()
 }
 
-/// A conflict or incompatibility that a rewritten given name, birth date or
-/// national ID could cause: not different suffixes or sexes, nor positive
-/// evidence of siblings other than near national IDs (look-alike names each in
-/// its own email, different middle names), nor a placeholder name.
+/// A conflict or incompatibility that a rewritten birth date or national ID
+/// could cause: not clearly different given names, suffixes or sexes, nor
+/// positive evidence of siblings other than near national IDs (look-alike
+/// names each in its own email, different middle names), nor a placeholder
+/// name.
 pub(crate) fn rewritten_field(a: &Prepared, b: &Prepared, s: &PairScore) -> bool {
     let suffixes_differ = a.suffix != 0 && b.suffix != 0 && a.suffix != b.suffix;
     !suffixes_differ
+        && !given_names_differ(a, b, &s.cmp)
         && !s.cmp.disagrees(f::SEX)
         && !matches!(
             s.conflict,
@@ -352,10 +358,10 @@ pub(crate) fn rewritten_field(a: &Prepared, b: &Prepared, s: &PairScore) -> bool
         && matches!(two_people(a, b, &s.cmp), None | Some(Conflict::NationalId))
 }
 
-/// The identifying fields (of first given name, birth date and national ID)
-/// both records have and that differ.
+/// The identifying fields (birth date and national ID) both records have and
+/// that differ.
 pub(crate) fn differing_fields(a: &Prepared, b: &Prepared) -> Vec<usize> {
-    [f::GIVEN, f::DOB, f::NATIONAL_ID]
+    [f::DOB, f::NATIONAL_ID]
         .into_iter()
         .filter(|field| present(a, *field) && present(b, *field) && !same_value(a, b, *field))
         .collect()
@@ -449,9 +455,10 @@ fn national_id_vouches(a: &Prepared, b: &Prepared, cmp: &Comparison) -> bool {
 /// National IDs of one length within two edits (a changed last digit, two
 /// digits transposed, two typos) vouch when the rest of the record agrees
 /// strongly. IDs that could be sequential (only the last digit differs, or at
-/// most [`SEQUENTIAL_ID_GAP`] apart: a twin's, or a last-digit typo) need the same first given name, birth date (or its
-/// day/month swap) and a family name that does not disagree, since twins differ
-/// in the given name and juniors/seniors in the birth date. Other near IDs
+/// most [`SEQUENTIAL_ID_GAP`] apart: a twin's, or a last-digit typo) need the
+/// same first given name and birth date (or its day/month swap, or one typo
+/// within the decade): twins differ in the given name, juniors/seniors in the
+/// birth date; the family name may have changed. Other near IDs
 /// (a transposition, two typos: not a sibling's number) need two of an alike
 /// given name, an alike family name and a birth date at most one edit off,
 /// plus the same place (street alike, or postal code or city exact).
@@ -461,11 +468,16 @@ fn near_id_vouches(a: &Prepared, b: &Prepared, cmp: &Comparison) -> bool {
         return false;
     }
     let given = cmp.levels[f::GIVEN];
-    let family_alike = cmp.levels[f::FAMILY] <= 4;
     if sequential_ids(x, y) {
-        return given == 0 && !cmp.swapped && cmp.levels[f::DOB] <= 1 && family_alike;
+        let dob = cmp.levels[f::DOB];
+        let same_birth = dob <= 1 || (dob == 2 && year_gap(a, b) < 10);
+        return given == 0 && !cmp.swapped && same_birth;
     }
-    let names_and_date = [given <= 2, family_alike, cmp.levels[f::DOB] <= 2];
+    let names_and_date = [
+        given <= 2,
+        cmp.levels[f::FAMILY] <= 4,
+        cmp.levels[f::DOB] <= 2,
+    ];
     let place = cmp.levels[f::ADDRESS] <= 2 || cmp.exact(f::POSTAL) || cmp.exact(f::CITY);
     names_and_date.iter().filter(|ok| **ok).count() >= 2 && place
 }
@@ -611,5 +623,24 @@ pub(crate) fn explain_prepared(
         decision,
         field_weights: field_weights(model, &s, guard),
         conflict: s.conflict,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequential_ids_are_a_twins_numbers_not_a_transposition() {
+        assert!(sequential_ids("321549870", "321549871"));
+        assert!(sequential_ids("321549879", "321549870"), "last digit only");
+        assert!(
+            sequential_ids("321549819", "321549820"),
+            "one apart across a ten"
+        );
+        assert!(sequential_ids("321549818", "321549821"), "triplets");
+        assert!(!sequential_ids("4215401", "4215410"), "..01 / ..10: typo");
+        assert!(!sequential_ids("321549870", "321549870"));
+        assert!(!sequential_ids("2547", "321542547"), "masked");
     }
 }

@@ -23,6 +23,13 @@ const MAX_MERGE_CHECKS: usize = 1024;
 /// Most rival links checked per record.
 const MAX_RIVALS: usize = 16;
 
+/// A link between two records: (score, lower record, higher record).
+type Edge = (f64, u32, u32);
+
+/// A scored candidate pair: (score, a, b, no conflict, a conflict one-to-one
+/// may override).
+type Scored = (f64, u32, u32, bool, bool);
+
 /// What a batch link did, besides the clusters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BatchReport {
@@ -162,7 +169,7 @@ fn match_edges(
     config: &MatchConfig,
     tf: Option<&TermFreq>,
     report: &mut BatchReport,
-) -> (Vec<(f64, u32, u32)>, FxHashSet<(u32, u32)>) {
+) -> (Vec<Edge>, FxHashSet<(u32, u32)>) {
     let record_keys: Vec<_> = prepared.par_iter().map(keys).collect();
     // Blocks as runs of one sorted vector of (key, record): wide keys, plus the
     // narrow keys of records whose wide block is oversized.
@@ -204,9 +211,8 @@ fn match_edges(
     let compared = AtomicU64::new(0);
     let (oversized_ref, skipped_ref, compared_ref) = (&oversized, &skipped, &compared);
     let one_to_one = !groups.0.is_empty();
-    // Scored pairs: (score, a, b, no conflict, a conflict one-to-one may
-    // override). Conflicting pairs are kept only for deduplicated sources.
-    let scored: Vec<(f64, u32, u32, bool, bool)> = (0..prepared.len())
+    // Conflicting pairs are kept only for deduplicated sources.
+    let scored: Vec<Scored> = (0..prepared.len())
         .into_par_iter()
         .flat_map_iter(|i| {
             let me = u32::try_from(i).unwrap_or(u32::MAX);
@@ -241,7 +247,7 @@ fn match_edges(
             })
         })
         .collect();
-    let mut edges: Vec<(f64, u32, u32)> = scored
+    let mut edges: Vec<Edge> = scored
         .iter()
         .filter(|e| e.3)
         .map(|e| (e.0, e.1, e.2))
@@ -273,10 +279,10 @@ fn match_edges(
 /// rival within the margin (conflicting or not) leaves both to review.
 fn one_to_one_links(
     groups: Groups<'_>,
-    scored: &[(f64, u32, u32, bool, bool)],
+    scored: &[Scored],
     ambiguous: &[bool],
     config: &MatchConfig,
-) -> Vec<(f64, u32, u32)> {
+) -> Vec<Edge> {
     // Best and second-best score per (record, other record's source).
     let mut best: FxHashMap<(u32, u32), (f64, u32, f64)> = FxHashMap::default();
     let mut offer = |me: u32, other: u32, s: f64| {
@@ -330,7 +336,7 @@ fn one_to_one_links(
 fn ambiguous_records(
     prepared: &[Prepared],
     groups: Groups<'_>,
-    edges: &[(f64, u32, u32)],
+    edges: &[Edge],
     model: &Model,
     config: &MatchConfig,
     tf: Option<&TermFreq>,
@@ -457,9 +463,7 @@ fn vote(
         } else if incompatible {
             vote.vetoed = true;
             return vote;
-        } else if s.conflict.is_some() {
-            vote.against += 1;
-        } else if s.score < config.conflict_threshold {
+        } else if s.conflict.is_some() || s.score < config.conflict_threshold {
             vote.against += 1;
         } else if s.score >= config.match_threshold {
             vote.support += 1;
@@ -514,7 +518,7 @@ fn explained(prepared: &[Prepared], x: u32, y: u32, supports: &[(u32, u32)]) -> 
 /// What clustering works from: match edges, strongest first; the one-to-one
 /// links among them; the deduplicated-source groups.
 struct Links<'a> {
-    edges: Vec<(f64, u32, u32)>,
+    edges: Vec<Edge>,
     overrides: FxHashSet<(u32, u32)>,
     groups: Groups<'a>,
 }

@@ -210,8 +210,10 @@ fn records_of_a_deduplicated_source_never_link_to_each_other() {
 #[test]
 fn deduplicated_sources_pair_a_rewritten_record_with_its_only_counterpart() {
     let model = Model::builtin();
-    let mut config = MatchConfig::default();
-    config.deduplicated_sources = ["a", "b"].map(str::to_owned).into();
+    let config = MatchConfig {
+        deduplicated_sources: ["a", "b"].map(str::to_owned).into(),
+        ..MatchConfig::default()
+    };
     // FEBRL4's brooke / rebekah green in shape: the given name and national ID
     // rewritten, everything else the same.
     let rewritten = P {

@@ -124,6 +124,14 @@ pub struct IdentityConfig {
     #[serde(default)]
     pub source_priority: Vec<String>,
 
+    /// Source systems that hold each person at most once (a registry
+    /// deduplicated at the source). A batch link (`load_from_sources`, or
+    /// `tessera resolver link-batch --deduplicated-source`) never links two
+    /// records of one such system and puts at most one of them in a master.
+    /// Records matched one at a time (the IdentityService) are not held to it.
+    #[serde(default)]
+    pub deduplicated_sources: Vec<String>,
+
     /// When the store holds no records yet, load it at start from every source
     /// that has an identity feed (batch-linked, as `tessera resolver
     /// link-batch` does); a store that holds records is never reloaded.

@@ -92,6 +92,9 @@ pub fn match_config(identity: &IdentityConfig) -> MatchConfig {
         config.review_threshold = t;
     }
     config
+        .deduplicated_sources
+        .extend(identity.deduplicated_sources.iter().cloned());
+    config
 }
 
 /// Opens the configured identity store.

@@ -152,7 +152,10 @@ async fn load_if_empty(
     let match_config = identity::match_config(identity_config);
     let (all, clusters) = tokio::task::spawn_blocking(move || {
         let demographics: Vec<Demographics> = all.iter().map(|(_, d)| d.clone()).collect();
-        let clusters = tessera_matching::link_batch(&demographics, &model, &match_config);
+        let sources: Vec<&str> = all.iter().map(|(k, _)| k.system.as_str()).collect();
+        let clusters =
+            tessera_matching::link_batch_sources(&demographics, &sources, &model, &match_config)
+                .clusters;
         (all, clusters)
     })
     .await?;

@@ -97,8 +97,16 @@ pub(crate) fn keys(p: &Prepared) -> Vec<BlockKey> {
             if !a.postal.is_empty() && family_ok {
                 push(7, &[a.postal.as_bytes(), p.family_code.as_bytes()], gi);
             }
-            if !a.line.is_empty() && given_ok {
-                push(8, &[prefix(&a.line, 16), gi], fi);
+            if !a.line.is_empty() {
+                // Street with either initial (one kind, so swapped names
+                // meet): a duplicate whose date, ID and one name were all
+                // rewritten still meets its original here.
+                if given_ok {
+                    push(8, &[prefix(&a.line, 16), gi], fi);
+                }
+                if family_ok {
+                    push(8, &[prefix(&a.line, 16), fi], gi);
+                }
             }
         }
     }

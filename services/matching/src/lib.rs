@@ -10,7 +10,8 @@
 //! them up, applies the guards that keep twins, juniors/seniors and households
 //! apart, and decides MATCH, POSSIBLE_MATCH or NO_MATCH with a FHIR match grade
 //! and per-field explanations. [`Index`] serves lookups against whole master
-//! clusters; [`link_batch`] deduplicates a batch. The crate does no I/O of its
+//! clusters; [`link_batch`] deduplicates a batch ([`link_batch_sources`] also
+//! keeps records of a source declared deduplicated apart). The crate does no I/O of its
 //! own: readers and writers come from the caller, storage and transport belong
 //! to the resolver service and the gateway.
 
@@ -29,7 +30,7 @@ mod score;
 mod strdist;
 mod train;
 
-pub use batch::{BatchReport, link_batch, link_batch_report};
+pub use batch::{BatchReport, link_batch, link_batch_report, link_batch_sources};
 pub use csv_io::{CSV_COLUMNS, read_records_csv};
 pub use error::MatchError;
 pub use index::{Candidate, Candidates, Index, MasterId, RecordId};

@@ -4,6 +4,7 @@
 
 use rustc_hash::{FxHashMap, FxHasher};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
 
 use crate::compare::{
@@ -11,7 +12,7 @@ use crate::compare::{
     f, middle_names_differ, possible_married_name,
 };
 use crate::model::{Model, TF_FIELDS, level_name};
-use crate::normalize::{NormalizeConfig, Prepared, prepare};
+use crate::normalize::{NormalizeConfig, Prepared, ph, prepare};
 use crate::record::{Decision, Demographics, FieldWeight};
 
 /// Decision thresholds and index bounds.
@@ -36,6 +37,14 @@ pub struct MatchConfig {
     pub max_cluster_members: usize,
     /// Adjust name agreement weights by how common the name is.
     pub term_frequency: bool,
+    /// Source systems declared to hold each person at most once (a registry
+    /// deduplicated at the source). Batch links by source
+    /// ([`link_batch_sources`](crate::link_batch_sources)) never link two
+    /// records of one such source, and a cluster holds at most one record of
+    /// each; two such sources then pair one-to-one, and a pair that is each
+    /// record's clearly best candidate in the other's source links at a lower
+    /// score. Empty (the default): no source is assumed deduplicated.
+    pub deduplicated_sources: BTreeSet<String>,
     /// Normalization options.
     pub normalize: NormalizeConfig,
 }
@@ -51,6 +60,7 @@ impl Default for MatchConfig {
             max_candidates: 200,
             max_cluster_members: 64,
             term_frequency: true,
+            deduplicated_sources: BTreeSet::new(),
             normalize: NormalizeConfig::default(),
         }
     }
@@ -272,12 +282,7 @@ fn conflict(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> {
             return Some(Conflict::Placeholder);
         }
     }
-    let given = cmp.levels[f::GIVEN];
-    // disagree, or only alike in sound or a loose Jaro-Winkler band (LILY / LOLA),
-    // unless one typo apart (JESSICA / JESSIAC)
-    if cmp.disagrees(f::GIVEN)
-        || ((given == 3 || given == 4) && !one_typo(a.first_given(), b.first_given()))
-    {
+    if given_names_differ(a, b, cmp) {
         return Some(Conflict::GivenName);
     }
     // Clearly different dates, or two edits that move the year by a generation.
@@ -288,6 +293,15 @@ fn conflict(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> {
         return Some(c);
     }
     None
+}
+
+/// Clearly different first given names: they disagree, or are only alike in
+/// sound or a loose Jaro-Winkler band (LILY / LOLA), unless one typo apart
+/// (JESSICA / JESSIAC).
+fn given_names_differ(a: &Prepared, b: &Prepared, cmp: &Comparison) -> bool {
+    let given = cmp.levels[f::GIVEN];
+    cmp.disagrees(f::GIVEN)
+        || ((given == 3 || given == 4) && !one_typo(a.first_given(), b.first_given()))
 }
 
 /// Positive evidence of two people despite look-alike records (checked when no
@@ -314,6 +328,65 @@ fn two_people(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> 
         return Some(Conflict::Sex);
     }
     None
+}
+
+/// A guard a one-to-one pairing of two deduplicated sources may override: a
+/// different given name or birth date (a field rewritten in one source), but
+/// not positive evidence of two people (sequential national IDs, look-alike
+/// names each in its own email, different middle names, different suffixes or
+/// sexes) nor a placeholder name.
+pub(crate) fn overridable(a: &Prepared, b: &Prepared, s: &PairScore) -> bool {
+    matches!(s.conflict, Some(Conflict::GivenName | Conflict::BirthDate))
+        && !s.cmp.disagrees(f::SEX)
+        && two_people(a, b, &s.cmp).is_none()
+}
+
+/// A conflict or incompatibility that a rewritten birth date or national ID
+/// could cause: not clearly different given names, suffixes or sexes, nor
+/// positive evidence of siblings other than near national IDs (look-alike
+/// names each in its own email, different middle names), nor a placeholder
+/// name.
+pub(crate) fn rewritten_field(a: &Prepared, b: &Prepared, s: &PairScore) -> bool {
+    let suffixes_differ = a.suffix != 0 && b.suffix != 0 && a.suffix != b.suffix;
+    !suffixes_differ
+        && !given_names_differ(a, b, &s.cmp)
+        && !s.cmp.disagrees(f::SEX)
+        && !matches!(
+            s.conflict,
+            Some(Conflict::Placeholder | Conflict::Suffix | Conflict::Sex)
+        )
+        && matches!(two_people(a, b, &s.cmp), None | Some(Conflict::NationalId))
+}
+
+/// The identifying fields (birth date and national ID) both records have and
+/// that differ.
+pub(crate) fn differing_fields(a: &Prepared, b: &Prepared) -> Vec<usize> {
+    [f::DOB, f::NATIONAL_ID]
+        .into_iter()
+        .filter(|field| present(a, *field) && present(b, *field) && !same_value(a, b, *field))
+        .collect()
+}
+
+fn present(p: &Prepared, field: usize) -> bool {
+    match field {
+        f::GIVEN => !p.first_given().is_empty() && !p.is_placeholder(ph::GIVEN),
+        f::DOB => p.dob.is_some() && !p.is_placeholder(ph::DOB),
+        f::NATIONAL_ID => !p.national_id.is_empty() && !p.is_placeholder(ph::NATIONAL_ID),
+        _ => false,
+    }
+}
+
+/// Both records hold the same value of `field` (first given name, birth date
+/// or national ID).
+pub(crate) fn same_value(a: &Prepared, b: &Prepared, field: usize) -> bool {
+    present(a, field)
+        && present(b, field)
+        && match field {
+            f::GIVEN => a.first_given() == b.first_given(),
+            f::DOB => a.dob == b.dob,
+            f::NATIONAL_ID => a.national_id == b.national_id,
+            _ => false,
+        }
 }
 
 /// The pair agrees on something only the person has: the full birth date
@@ -366,15 +439,67 @@ pub(crate) fn incompatible(
             || (s.cmp.disagrees(f::DOB) && !national_id_vouches(a, b, &s.cmp)))
 }
 
-/// A shared national ID, or one a single typo apart, vouches for identity; IDs
-/// that differ in the last digit do not (twins and siblings are often issued
-/// consecutive numbers).
+/// A shared national ID, or one a single typo apart, vouches for identity. So
+/// does a near one the rest of the record backs (see `near_id_vouches`); IDs
+/// that could have been issued in sequence (twins' and siblings' often are) need
+/// the same given name and birth date to.
 fn national_id_vouches(a: &Prepared, b: &Prepared, cmp: &Comparison) -> bool {
     match cmp.levels[f::NATIONAL_ID] {
         0 => true,
-        1 => a.national_id.as_bytes().last() == b.national_id.as_bytes().last(),
+        1 if a.national_id.as_bytes().last() == b.national_id.as_bytes().last() => true,
+        1 | 2 => near_id_vouches(a, b, cmp),
         _ => false,
     }
+}
+
+/// National IDs of one length within two edits (a changed last digit, two
+/// digits transposed, two typos) vouch when the rest of the record agrees
+/// strongly. IDs that could be sequential (only the last digit differs, or at
+/// most [`SEQUENTIAL_ID_GAP`] apart: a twin's, or a last-digit typo) need the
+/// same first given name and birth date (or its day/month swap, or one typo
+/// within the decade): twins differ in the given name, juniors/seniors in the
+/// birth date; the family name may have changed. Other near IDs
+/// (a transposition, two typos: not a sibling's number) need two of an alike
+/// given name, an alike family name and a birth date at most one edit off,
+/// plus the same place (street alike, or postal code or city exact).
+fn near_id_vouches(a: &Prepared, b: &Prepared, cmp: &Comparison) -> bool {
+    let (x, y) = (&*a.national_id, &*b.national_id);
+    if x.len() != y.len() || x.len() < 4 {
+        return false;
+    }
+    let given = cmp.levels[f::GIVEN];
+    if sequential_ids(x, y) {
+        let dob = cmp.levels[f::DOB];
+        let same_birth = dob <= 1 || (dob == 2 && year_gap(a, b) < 10);
+        return given == 0 && !cmp.swapped && same_birth;
+    }
+    let names_and_date = [
+        given <= 2,
+        cmp.levels[f::FAMILY] <= 4,
+        cmp.levels[f::DOB] <= 2,
+    ];
+    let place = cmp.levels[f::ADDRESS] <= 2 || cmp.exact(f::POSTAL) || cmp.exact(f::CITY);
+    names_and_date.iter().filter(|ok| **ok).count() >= 2 && place
+}
+
+/// Most that two national IDs issued in sequence (twins, triplets) differ by,
+/// as numbers. Two adjacent digits transposed (..21 / ..12) differ by a
+/// multiple of 9: a typo, not a sibling's number.
+const SEQUENTIAL_ID_GAP: u64 = 3;
+
+/// National IDs of one length that differ only in the last digit, or as numbers
+/// by at most [`SEQUENTIAL_ID_GAP`] (...19 and ...20): twins are often issued
+/// consecutive numbers.
+fn sequential_ids(x: &str, y: &str) -> bool {
+    if x.len() != y.len() || x.len() < 2 || x == y {
+        return false;
+    }
+    let last_digit_only = x[..x.len() - 1] == y[..y.len() - 1];
+    let close = match (x.parse::<u64>(), y.parse::<u64>()) {
+        (Ok(p), Ok(q)) => p.abs_diff(q) <= SEQUENTIAL_ID_GAP,
+        _ => false,
+    };
+    last_digit_only || close
 }
 
 /// Two names one edit apart, the longer of at least four letters: a typo more
@@ -385,10 +510,9 @@ fn one_typo(x: &str, y: &str) -> bool {
         && crate::strdist::osa(x.as_bytes(), y.as_bytes()) <= 1
 }
 
-/// National IDs equal but for the last digit, as twins' often are.
+/// National IDs that could have been issued in sequence, as twins' often are.
 fn consecutive_ids(a: &Prepared, b: &Prepared) -> bool {
-    let (x, y) = (a.national_id.as_bytes(), b.national_id.as_bytes());
-    x.len() == y.len() && x.len() > 1 && x[..x.len() - 1] == y[..y.len() - 1] && x != y
+    sequential_ids(&a.national_id, &b.national_id)
 }
 
 fn year_gap(a: &Prepared, b: &Prepared) -> u16 {
@@ -499,5 +623,24 @@ pub(crate) fn explain_prepared(
         decision,
         field_weights: field_weights(model, &s, guard),
         conflict: s.conflict,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequential_ids_are_a_twins_numbers_not_a_transposition() {
+        assert!(sequential_ids("321549870", "321549871"));
+        assert!(sequential_ids("321549879", "321549870"), "last digit only");
+        assert!(
+            sequential_ids("321549819", "321549820"),
+            "one apart across a ten"
+        );
+        assert!(sequential_ids("321549818", "321549821"), "triplets");
+        assert!(!sequential_ids("4215401", "4215410"), "..01 / ..10: typo");
+        assert!(!sequential_ids("321549870", "321549870"));
+        assert!(!sequential_ids("2547", "321542547"), "masked");
     }
 }

@@ -60,6 +60,12 @@ pub struct LinkBatchArgs {
     /// Override the model's POSSIBLE_MATCH threshold (bits).
     #[arg(long)]
     review_threshold: Option<f64>,
+    /// A source system (the CSV's `source`) that holds each person at most
+    /// once: its records are never linked to each other, and a master holds at
+    /// most one of them, so records of two such sources pair one-to-one.
+    /// Repeat for each such source.
+    #[arg(long = "deduplicated-source", value_name = "SOURCE")]
+    deduplicated_sources: Vec<String>,
 }
 
 /// `tessera resolver train`.
@@ -146,7 +152,12 @@ fn link_batch(args: &LinkBatchArgs) -> anyhow::Result<()> {
     if let Some(t) = args.review_threshold {
         config.review_threshold = t;
     }
-    let clusters = tessera_matching::link_batch(&demographics, &model, &config);
+    config
+        .deduplicated_sources
+        .extend(args.deduplicated_sources.iter().cloned());
+    let sources: Vec<&str> = records.iter().map(|(k, _)| k.system.as_str()).collect();
+    let clusters =
+        tessera_matching::link_batch_sources(&demographics, &sources, &model, &config).clusters;
     let linked = started.elapsed();
 
     let masters: Vec<u64> = match &args.store {

@@ -132,6 +132,14 @@ fn identity_section_parses_with_defaults() {
     assert_eq!(identity.store.0, "sqlite://data/identity.db");
     assert_eq!(identity.source_priority, ["ehr", "billing"]);
     assert!(identity.model.is_none() && identity.match_threshold.is_none());
+    assert!(identity.deduplicated_sources.is_empty());
+    let config = Config::parse(
+        "server:\n  listen: 127.0.0.1:0\nidentity:\n  store: sqlite://data/identity.db\n  deduplicated_sources: [registry]\n",
+        Path::new("t.yaml"),
+    )
+    .unwrap();
+    let matching = crate::identity::match_config(&config.identity.unwrap());
+    assert!(matching.deduplicated_sources.contains("registry"));
     assert!(
         Config::parse("server:\n  listen: 127.0.0.1:0\n", Path::new("t.yaml"))
             .unwrap()

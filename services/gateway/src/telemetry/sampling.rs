@@ -14,9 +14,7 @@
 
 use std::time::Duration;
 
-use opentelemetry::trace::{
-    Link, SpanKind, Status, TraceContextExt, TraceFlags, TraceId, TraceState,
-};
+use opentelemetry::trace::{Link, SpanKind, Status, TraceContextExt, TraceFlags, TraceId};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{
@@ -71,7 +69,7 @@ impl ShouldSample for Sampler {
             attributes: Vec::new(),
             trace_state: parent_context
                 .map(|cx| cx.span().span_context().trace_state().clone())
-                .unwrap_or_else(TraceState::default),
+                .unwrap_or_default(),
         }
     }
 }
@@ -151,7 +149,7 @@ impl<P: SpanProcessor> SpanProcessor for KeepSlowAndFailed<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry::trace::{SpanContext, SpanId};
+    use opentelemetry::trace::{SpanContext, SpanId, TraceState};
 
     fn decide(sampler: &Sampler, parent: Option<SpanContext>, kind: SpanKind) -> SamplingDecision {
         let cx = parent.map(|p| Context::new().with_remote_span_context(p));

@@ -297,8 +297,7 @@ fn one_to_one_links(
             e.2 = s;
         }
     };
-    let cross =
-        |e: &&(f64, u32, u32, bool, bool)| groups.of(e.1) != NO_GROUP && groups.of(e.2) != NO_GROUP;
+    let cross = |e: &&Scored| groups.of(e.1) != NO_GROUP && groups.of(e.2) != NO_GROUP;
     for e in scored.iter().filter(cross) {
         offer(e.1, e.2, e.0);
         offer(e.2, e.1, e.0);

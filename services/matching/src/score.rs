@@ -42,8 +42,9 @@ pub struct MatchConfig {
     /// ([`link_batch_sources`](crate::link_batch_sources)) never link two
     /// records of one such source, and a cluster holds at most one record of
     /// each; two such sources then pair one-to-one, and a pair that is each
-    /// record's clearly best candidate in the other's source links at a lower
-    /// score. Empty (the default): no source is assumed deduplicated.
+    /// record's clearly best candidate in the other's source links despite a
+    /// different given name or birth date (no sibling evidence). Empty (the
+    /// default): no source is assumed deduplicated.
     pub deduplicated_sources: BTreeSet<String>,
     /// Normalization options.
     pub normalize: NormalizeConfig,

@@ -324,7 +324,7 @@ pub fn tracer_provider_to(
 
 /// The layer that turns `tracing` spans into OpenTelemetry spans: no code
 /// locations, threads, targets or levels as attributes (they are noise), no
-/// busy/idle timings.
+/// busy/idle timings, no thread-local context attached on enter.
 pub fn otel_layer<S>(
     provider: &SdkTracerProvider,
 ) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>
@@ -338,6 +338,9 @@ where
         .with_target(false)
         .with_level(false)
         .with_tracked_inactivity(false)
+        // Nothing reads OpenTelemetry's thread-local context (trace headers
+        // come from the span itself), so entering a span need not attach it.
+        .with_context_activation(false)
 }
 
 fn meter_provider(

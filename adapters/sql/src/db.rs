@@ -356,14 +356,80 @@ impl Db {
     }
 }
 
-/// A PostgreSQL connection running a statement. Dropped before
-/// [`PgRunning::finished`], it cancels the statement on the server from a
-/// connection of its own, and the connection is closed rather than pooled.
-struct PgRunning {
-    conn: Option<PoolConnection<Postgres>>,
+/// How a statement left running is stopped on the server, from a connection
+/// of its own.
+pub(super) trait Cancel: Send + 'static {
+    /// Stops the statement.
+    fn cancel(self) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send;
+}
+
+/// A pooled connection running a statement. Dropped before
+/// [`Running::finished`], it stops the statement on the server with its
+/// [`Cancel`], and the connection is closed rather than pooled.
+pub(super) struct Running<DB: sqlx::Database, C: Cancel> {
+    conn: Option<PoolConnection<DB>>,
+    cancel: Option<C>,
+}
+
+impl<DB: sqlx::Database, C: Cancel> Running<DB, C> {
+    /// `conn`, running a statement that `cancel` stops.
+    pub(super) fn new(conn: PoolConnection<DB>, cancel: C) -> Self {
+        Self {
+            conn: Some(conn),
+            cancel: Some(cancel),
+        }
+    }
+
+    #[allow(clippy::expect_used)]
+    pub(super) fn conn(&mut self) -> &mut DB::Connection {
+        self.conn.as_mut().expect("taken only on drop")
+    }
+
+    /// The statement is over (its rows or its error arrived): nothing to stop.
+    pub(super) fn finished(&mut self) {
+        self.cancel = None;
+    }
+}
+
+impl<DB: sqlx::Database, C: Cancel> Drop for Running<DB, C> {
+    fn drop(&mut self) {
+        let (Some(cancel), Some(conn)) = (self.cancel.take(), self.conn.take()) else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        // Out of the pool, so no one else's statement can be the one stopped.
+        let conn = conn.detach();
+        runtime.spawn(async move {
+            if let Err(e) = cancel.cancel().await {
+                tracing::warn!(error = %e.as_database_error().and_then(|d| d.code()).unwrap_or_default(),
+                    "cannot stop a dropped statement; its time limit will end it");
+            }
+            drop(conn);
+        });
+    }
+}
+
+/// A PostgreSQL connection running a statement, cancelled with
+/// `pg_cancel_backend`.
+type PgRunning = Running<Postgres, PgCancel>;
+
+/// Cancels a PostgreSQL backend's statement.
+struct PgCancel {
     pid: i32,
     options: PgConnectOptions,
-    running: bool,
+}
+
+impl Cancel for PgCancel {
+    async fn cancel(self) -> Result<(), sqlx::Error> {
+        let mut canceller = self.options.connect().await?;
+        sqlx::query("SELECT pg_cancel_backend($1)")
+            .bind(self.pid)
+            .execute(&mut canceller)
+            .await?;
+        canceller.close().await
+    }
 }
 
 impl PgRunning {
@@ -390,55 +456,8 @@ impl PgRunning {
                 .bind(timeout)
                 .fetch_one(&mut *conn)
                 .await?;
-        Ok(Self {
-            conn: Some(conn),
-            pid,
-            options: options.clone(),
-            running: true,
-        })
-    }
-
-    #[allow(clippy::expect_used)]
-    fn conn(&mut self) -> &mut sqlx::PgConnection {
-        self.conn.as_mut().expect("taken only on drop")
-    }
-
-    /// The statement is over (its rows or its error arrived): nothing to cancel.
-    fn finished(&mut self) {
-        self.running = false;
-    }
-}
-
-impl Drop for PgRunning {
-    fn drop(&mut self) {
-        if !self.running {
-            return;
-        }
-        let Some(conn) = self.conn.take() else {
-            return;
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        // Out of the pool, so no one else's statement can be the one cancelled.
-        let conn = conn.detach();
-        let (options, pid) = (self.options.clone(), self.pid);
-        runtime.spawn(async move {
-            let cancelled = async {
-                let mut canceller = options.connect().await?;
-                sqlx::query("SELECT pg_cancel_backend($1)")
-                    .bind(pid)
-                    .execute(&mut canceller)
-                    .await?;
-                canceller.close().await
-            }
-            .await;
-            if let Err(e) = cancelled {
-                tracing::warn!(error = %e.as_database_error().and_then(|d| d.code()).unwrap_or_default(),
-                    "cannot cancel a dropped statement; the statement timeout will end it");
-            }
-            drop(conn);
-        });
+        let options = options.clone();
+        Ok(Self::new(conn, PgCancel { pid, options }))
     }
 }
 

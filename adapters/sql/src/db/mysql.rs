@@ -7,22 +7,30 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 use sqlx::mysql::{MySqlConnectOptions, MySqlRow};
-use sqlx::pool::PoolConnection;
 use sqlx::types::time::{Date, OffsetDateTime, PrimitiveDateTime, Time};
 use sqlx::{Column, ConnectOptions, Connection, MySql, MySqlPool, Row, TypeInfo, ValueRef};
 use tokio::time::Instant;
 
-use super::STATEMENT_TIMEOUT_MARGIN;
+use super::{Cancel, Running, STATEMENT_TIMEOUT_MARGIN};
 
-/// A MySQL or MariaDB connection running a statement. Dropped before
-/// [`MyRunning::finished`], it stops the statement on the server with `KILL
-/// QUERY` from a connection of its own, and the connection is closed rather
-/// than pooled.
-pub(super) struct MyRunning {
-    conn: Option<PoolConnection<MySql>>,
+/// A MySQL or MariaDB connection running a statement, stopped with `KILL
+/// QUERY`.
+pub(super) type MyRunning = Running<MySql, MyKill>;
+
+/// Kills a MySQL connection's statement.
+pub(super) struct MyKill {
     id: u64,
     options: MySqlConnectOptions,
-    running: bool,
+}
+
+impl Cancel for MyKill {
+    async fn cancel(self) -> Result<(), sqlx::Error> {
+        let mut killer = self.options.connect().await?;
+        // The ID is the server's own number, not a value from a caller.
+        let kill = format!("KILL QUERY {}", self.id);
+        sqlx::query(&kill).execute(&mut killer).await?;
+        killer.close().await
+    }
 }
 
 impl MyRunning {
@@ -58,54 +66,8 @@ impl MyRunning {
         set.bind(limit.unwrap_or(u64::MAX))
             .execute(&mut *conn)
             .await?;
-        Ok(Self {
-            conn: Some(conn),
-            id,
-            options: options.clone(),
-            running: true,
-        })
-    }
-
-    #[allow(clippy::expect_used)]
-    pub(super) fn conn(&mut self) -> &mut sqlx::MySqlConnection {
-        self.conn.as_mut().expect("taken only on drop")
-    }
-
-    /// The statement is over (its rows or its error arrived): nothing to kill.
-    pub(super) fn finished(&mut self) {
-        self.running = false;
-    }
-}
-
-impl Drop for MyRunning {
-    fn drop(&mut self) {
-        if !self.running {
-            return;
-        }
-        let Some(conn) = self.conn.take() else {
-            return;
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        // Out of the pool, so no one else's statement can be the one killed.
-        let conn = conn.detach();
-        let (options, id) = (self.options.clone(), self.id);
-        runtime.spawn(async move {
-            let killed = async {
-                let mut killer = options.connect().await?;
-                // The ID is the server's own number, not a value from a caller.
-                let kill = format!("KILL QUERY {id}");
-                sqlx::query(&kill).execute(&mut killer).await?;
-                killer.close().await
-            }
-            .await;
-            if let Err(e) = killed {
-                tracing::warn!(error = %e.as_database_error().and_then(|d| d.code()).unwrap_or_default(),
-                    "cannot kill a dropped statement; the statement time limit will end it");
-            }
-            drop(conn);
-        });
+        let options = options.clone();
+        Ok(Self::new(conn, MyKill { id, options }))
     }
 }
 

@@ -180,6 +180,7 @@ async fn serve_with(
         tracing::info!(listen = %bound, "listening");
         let options = ServeOptions {
             grace_period: config.server.shutdown_grace_period.0,
+            rpc: telemetry.rpc_layer(),
         };
         // Printed once health is SERVING, so whoever reads it may call at once.
         let on_ready = || {

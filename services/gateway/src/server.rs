@@ -49,6 +49,8 @@ pub enum Shutdown {
 pub struct ServeOptions {
     /// How long in-flight calls may run after the shutdown signal.
     pub grace_period: Duration,
+    /// Traces and times every call ([`crate::telemetry::Telemetry::rpc_layer`]).
+    pub rpc: crate::telemetry::rpc::RpcLayer,
 }
 
 /// The contract's services this process implements; the rest answer
@@ -117,7 +119,7 @@ pub async fn serve(
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let router = tonic::transport::Server::builder()
-        .layer(crate::telemetry::rpc::RpcLayer)
+        .layer(options.rpc.clone())
         .add_routes(routes.routes());
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {

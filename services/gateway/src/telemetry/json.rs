@@ -50,6 +50,10 @@ where
                 line.insert("trace_id".into(), Value::String(sc.trace_id().to_string()));
                 line.insert("span_id".into(), Value::String(sc.span_id().to_string()));
             }
+        } else if let Some(trace_id) = super::rpc::unsampled_call().and_then(|call| call.trace_id) {
+            // An unsampled call has no span of its own; the caller's trace ID
+            // still ties the line to the caller's logs.
+            line.insert("trace_id".into(), Value::String(trace_id.to_string()));
         }
         let text = serde_json::to_string(&Value::Object(line)).map_err(|_| fmt::Error)?;
         writeln!(writer, "{text}")

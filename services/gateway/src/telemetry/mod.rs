@@ -48,6 +48,7 @@ pub const SEMCONV_SCHEMA_URL: &str = opentelemetry_semantic_conventions::SCHEMA_
 #[derive(Debug, Default)]
 pub struct Telemetry {
     tracer: Option<SdkTracerProvider>,
+    traces: Option<rpc::Traces>,
     meter: Option<SdkMeterProvider>,
     prometheus: Option<::prometheus::Registry>,
 }
@@ -112,6 +113,13 @@ impl Telemetry {
         if !env.disabled {
             telemetry.meter = meter_provider(config, env, resource.clone(), &mut telemetry)?;
             telemetry.tracer = tracer_provider(config, env, resource)?;
+            telemetry.traces = telemetry.tracer.as_ref().map(|provider| {
+                rpc::Traces::new(
+                    provider.tracer("tessera"),
+                    env.sampler_arg.unwrap_or(config.sampling_ratio),
+                    config.keep_slower_than.0,
+                )
+            });
         }
         if let Some(meter) = &telemetry.meter {
             opentelemetry::global::set_meter_provider(meter.clone());
@@ -135,6 +143,11 @@ impl Telemetry {
     /// Whether spans are recorded and exported.
     pub fn tracing(&self) -> bool {
         self.tracer.is_some()
+    }
+
+    /// The server layer that traces (and times) every gRPC call.
+    pub fn rpc_layer(&self) -> rpc::RpcLayer {
+        rpc::RpcLayer::new(self.traces.clone())
     }
 
     /// Exports what is buffered and stops the pipelines.
@@ -186,9 +199,9 @@ pub fn init_logging(config: &LoggingConfig) {
 
 /// `layer` (the OpenTelemetry layer) over Tessera's own spans only (at info or
 /// above; events are logs, not span events; h2's and hyper's spans stay out), and not
-/// over the children of a call whose trace was not sampled: they would be
-/// dropped at the end anyway, and building them is most of what tracing costs
-/// an unsampled call (see [`rpc::Unsampled`]).
+/// in a call whose trace was not sampled: they would be dropped at the end
+/// anyway, and building them would be most of what tracing costs such a call
+/// (see [`rpc::unsampled_call`]).
 pub fn traced_spans<S, L>(layer: L) -> tracing_subscriber::filter::Filtered<L, SampledOnly, S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
@@ -198,7 +211,7 @@ where
 }
 
 /// The filter of [`traced_spans`]: Tessera's spans at info or above, except
-/// under a span marked [`rpc::Unsampled`].
+/// while the thread polls an unsampled call.
 #[derive(Debug, Clone, Copy)]
 pub struct SampledOnly;
 
@@ -209,27 +222,23 @@ where
     fn enabled(
         &self,
         meta: &tracing::Metadata<'_>,
-        cx: &tracing_subscriber::layer::Context<'_, S>,
+        _cx: &tracing_subscriber::layer::Context<'_, S>,
     ) -> bool {
-        if !(meta.is_span()
+        meta.is_span()
             && meta.target().starts_with("tessera")
-            && *meta.level() <= tracing::Level::INFO)
-        {
-            return false;
-        }
-        cx.lookup_current().is_none_or(|current| {
-            !current
-                .scope()
-                .any(|span| span.extensions().get::<rpc::Unsampled>().is_some())
-        })
+            && *meta.level() <= tracing::Level::INFO
+            && rpc::unsampled_call().is_none()
     }
 
     fn callsite_enabled(
         &self,
         meta: &'static tracing::Metadata<'static>,
     ) -> tracing::subscriber::Interest {
-        if meta.is_span() && meta.target().starts_with("tessera") {
-            // Decided per span: it depends on the trace it is in.
+        if meta.is_span()
+            && meta.target().starts_with("tessera")
+            && *meta.level() <= tracing::Level::INFO
+        {
+            // Decided per span: it depends on the call it is in.
             tracing::subscriber::Interest::sometimes()
         } else {
             tracing::subscriber::Interest::never()
@@ -298,27 +307,21 @@ fn tracer_provider(
         .build()
         .context("cannot build the OTLP trace exporter")?;
     let ratio = env.sampler_arg.unwrap_or(config.sampling_ratio);
-    Ok(Some(tracer_provider_to(
-        exporter,
-        ratio,
-        config.keep_slower_than.0,
-        resource,
-    )))
+    Ok(Some(tracer_provider_to(exporter, ratio, resource)))
 }
 
-/// The trace pipeline: `ratio` sampling that keeps slow and failed server
-/// spans, batched to `exporter`.
+/// The trace pipeline: parent-based `ratio` sampling ([`sampling::Sampler`]),
+/// batched to `exporter`.
 pub fn tracer_provider_to(
     exporter: impl opentelemetry_sdk::trace::SpanExporter + 'static,
     ratio: f64,
-    keep_slower_than: Duration,
     resource: Resource,
 ) -> SdkTracerProvider {
     let batch = opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter).build();
     SdkTracerProvider::builder()
         .with_resource(resource)
         .with_sampler(sampling::Sampler::new(ratio.clamp(0.0, 1.0)))
-        .with_span_processor(sampling::KeepSlowAndFailed::new(batch, keep_slower_than))
+        .with_span_processor(batch)
         .build()
 }
 

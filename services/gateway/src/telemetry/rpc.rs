@@ -1,31 +1,53 @@
-//! The server side of every gRPC call: continue the caller's trace, open the
-//! call's server span, and time it.
+//! The server side of every gRPC call: continue the caller's trace, decide
+//! whether the call is traced, open its server span, and time it.
 //!
-//! [`RpcLayer`] wraps the tonic server. For each call it extracts the W3C
-//! trace context (`traceparent`, `tracestate`) from the request's metadata,
-//! opens the `grpc.server` span as its child (`otel.name` and `rpc.method` the
-//! fully-qualified method, from a fixed set: anything else is `_OTHER`), runs
-//! the handler inside it, and ends it when the response body ends — after a
-//! stream's last message — with the call's `grpc-status`. The call's duration
-//! goes to `rpc.server.call.duration` (seconds) by method and status. Health
-//! checks and reflection are timed but not traced (probes would drown the
-//! traces).
+//! [`RpcLayer`] wraps the tonic server. For each call it reads the W3C trace
+//! context (`traceparent`, `tracestate`) from the request's metadata and makes
+//! the head sampling decision *before any span exists*: the caller's decision
+//! when it sent one, otherwise the configured ratio ([`Traces`]).
+//!
+//! - A sampled call gets the `grpc.server` span (`otel.name` and `rpc.method`
+//!   the fully-qualified method, from a fixed set: anything else is `_OTHER`),
+//!   a child of the caller's span; the handler and the response body are
+//!   polled inside it, and it ends when the body ends — after a stream's last
+//!   message — with the call's `grpc-status`.
+//! - An unsampled call gets no span at all. While its handler and body are
+//!   polled the thread is marked ([`unsampled_call`]), so the spans the view
+//!   would open are not built either ([`super::SampledOnly`]): tracing costs
+//!   such a call a header lookup, a random number and two thread-local writes
+//!   per poll. When it ends failed (a server-side status) or slower than
+//!   `keep_slower_than`, its server span is built after the fact, with the
+//!   call's real start and end and `tessera.sampling = "tail"`, so failed and
+//!   slow calls are always seen (their children are not: a whole-trace tail
+//!   decision needs a collector).
+//!
+//! Every call's duration goes to `rpc.server.call.duration` (seconds) by
+//! method and status. Health checks and reflection are timed but not traced
+//! (probes would drown the traces).
 
+use std::cell::Cell;
 use std::pin::Pin;
 use std::sync::OnceLock;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use http_body::{Body, Frame, SizeHint};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Histogram;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::trace::{
+    Span as _, SpanContext, SpanKind, Status, TraceContextExt, TraceId, Tracer as _,
+};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracer;
 use tessera_adapter_core::trace::grpc_code_name;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The name of every gRPC server span (its `otel.name` is the method).
 pub const SERVER_SPAN: &str = "grpc.server";
+
+/// The attribute (and value) that marks a server span kept by the tail rule.
+pub const TAIL_ATTRIBUTE: (&str, &str) = ("tessera.sampling", "tail");
 
 /// The methods named in spans and metric labels (the contract's, from its
 /// descriptors, and health's); any other path is `_OTHER`.
@@ -67,15 +89,95 @@ const SERVER_ERRORS: &[&str] = &[
     "DATA_LOSS",
 ];
 
-/// Wraps a gRPC server with [`RpcService`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RpcLayer;
+/// How calls are traced: the tracer, the share of new traces kept, and the
+/// duration from which an unsampled call's server span is kept anyway.
+#[derive(Clone)]
+pub struct Traces {
+    tracer: SdkTracer,
+    /// A new trace is kept when a random `u64` is below this.
+    threshold: u64,
+    keep_slower_than: Duration,
+}
+
+impl Traces {
+    /// Keeps `ratio` (0.0 to 1.0) of new traces, and the server span of any
+    /// call slower than `keep_slower_than` or failed.
+    pub fn new(tracer: SdkTracer, ratio: f64, keep_slower_than: Duration) -> Self {
+        let ratio = if ratio.is_nan() {
+            0.0
+        } else {
+            ratio.clamp(0.0, 1.0)
+        };
+        // 2^64 * ratio, saturating at u64::MAX for 1.0 (checked with `<=`).
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let threshold = (ratio * 18_446_744_073_709_551_616.0) as u64;
+        Self {
+            tracer,
+            threshold,
+            keep_slower_than,
+        }
+    }
+
+    /// The head decision for a call the caller did not decide for.
+    fn sample_new_trace(&self) -> bool {
+        match self.threshold {
+            0 => false,
+            u64::MAX => true,
+            threshold => random_u64() < threshold,
+        }
+    }
+}
+
+impl std::fmt::Debug for Traces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Traces")
+            .field("threshold", &self.threshold)
+            .field("keep_slower_than", &self.keep_slower_than)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A random number from a per-thread SplitMix64 generator seeded by the
+/// standard library's per-process random keys (sampling needs no more).
+fn random_u64() -> u64 {
+    use std::hash::BuildHasher;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(
+            std::collections::hash_map::RandomState::new().hash_one(std::thread::current().id()),
+        );
+    }
+    STATE.with(|state| {
+        let next = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        state.set(next);
+        let mut z = next;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    })
+}
+
+/// Wraps a gRPC server with [`RpcService`]. Without [`Traces`] (tracing off)
+/// calls are timed only.
+#[derive(Debug, Clone, Default)]
+pub struct RpcLayer {
+    traces: Option<Traces>,
+}
+
+impl RpcLayer {
+    /// Traces calls as `traces` says (`None`: no tracing).
+    pub fn new(traces: Option<Traces>) -> Self {
+        Self { traces }
+    }
+}
 
 impl<S> tower::Layer<S> for RpcLayer {
     type Service = RpcService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RpcService { inner }
+        RpcService {
+            inner,
+            traces: self.traces.clone(),
+        }
     }
 }
 
@@ -83,6 +185,67 @@ impl<S> tower::Layer<S> for RpcLayer {
 #[derive(Debug, Clone)]
 pub struct RpcService<S> {
     inner: S,
+    traces: Option<Traces>,
+}
+
+/// How one call is traced.
+enum CallTrace {
+    /// Not traced: tracing is off, or the method is not one of ours.
+    Off,
+    /// Sampled: the server span, entered while the call is polled.
+    Sampled(tracing::Span),
+    /// Not sampled: no span; the thread is marked while the call is polled, and
+    /// the server span is built at the end if the call failed or was slow.
+    Unsampled {
+        traces: Traces,
+        /// The caller's span, when it sent one (not sampled).
+        parent: Option<SpanContext>,
+    },
+}
+
+impl CallTrace {
+    /// Runs `f` as part of the call: inside its span, or marked unsampled.
+    fn within<T>(&self, f: impl FnOnce() -> T) -> T {
+        match self {
+            CallTrace::Off => f(),
+            CallTrace::Sampled(span) => span.in_scope(f),
+            CallTrace::Unsampled { parent, .. } => {
+                let mark = UnsampledCall {
+                    trace_id: parent.as_ref().map(SpanContext::trace_id),
+                };
+                let previous = UNSAMPLED.with(|cell| cell.replace(Some(mark)));
+                let _restore = Restore(previous);
+                f()
+            }
+        }
+    }
+}
+
+/// The mark of a thread polling an unsampled call (see [`unsampled_call`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnsampledCall {
+    /// The caller's trace ID, when the caller sent one (for log correlation).
+    pub trace_id: Option<TraceId>,
+}
+
+thread_local! {
+    static UNSAMPLED: Cell<Option<UnsampledCall>> = const { Cell::new(None) };
+}
+
+/// Puts the previous mark back when a poll ends (or unwinds).
+struct Restore(Option<UnsampledCall>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        UNSAMPLED.with(|cell| cell.set(self.0));
+    }
+}
+
+/// Whether this thread is polling a call whose trace is not sampled, and the
+/// caller's trace ID if it sent one. Spans opened meanwhile would be dropped,
+/// so [`super::SampledOnly`] does not build them.
+pub fn unsampled_call() -> Option<UnsampledCall> {
+    UNSAMPLED.with(Cell::get)
 }
 
 impl<S, B, ResBody> tower::Service<http::Request<B>> for RpcService<S>
@@ -101,49 +264,27 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let start = Instant::now();
         let path = request.uri().path().trim_start_matches('/');
         let method = known_methods()
             .iter()
             .find(|m| m.as_str() == path)
             .map_or("_OTHER", String::as_str);
-        let traced = method.starts_with("tessera.");
-        let span = if traced {
-            let span = tracing::info_span!(
-                target: "tessera::rpc",
-                parent: None,
-                SERVER_SPAN,
-                otel.name = method,
-                otel.kind = "server",
-                otel.status_code = tracing::field::Empty,
-                rpc.system.name = "grpc",
-                rpc.method = method,
-                rpc.response.status_code = tracing::field::Empty,
-                error.type = tracing::field::Empty,
-            );
-            let parent = TraceContextPropagator::new().extract(&Headers(request.headers()));
-            let _ = span.set_parent(parent);
-            mark_if_unsampled(&span);
-            span
-        } else {
-            tracing::Span::none()
+        let trace = match &self.traces {
+            Some(traces) if method.starts_with("tessera.") => {
+                call_trace(traces, method, request.headers())
+            }
+            _ => CallTrace::Off,
         };
-        let start = Instant::now();
-        let future = {
-            let _entered = span.enter();
-            self.inner.call(request)
-        };
+        let future = trace.within(|| self.inner.call(request));
         Box::pin(async move {
-            // The handler's future is polled inside the span, so the view's
-            // spans are its children. The span is entered for each poll only:
-            // a guard held across an await would leave it "current" on the
-            // worker thread for whatever task runs next there.
+            // The handler's future is polled as part of the call, so the
+            // view's spans are the server span's children (or, unsampled, not
+            // built). Only for each poll: a span entered across an await would
+            // stay "current" on the worker thread for whatever task runs next.
             let response = {
                 futures_util::pin_mut!(future);
-                std::future::poll_fn(|cx| {
-                    let _entered = span.enter();
-                    future.as_mut().poll(cx)
-                })
-                .await?
+                std::future::poll_fn(|cx| trace.within(|| future.as_mut().poll(cx))).await?
             };
             // A trailers-only answer (an error) carries its status here.
             let status = response
@@ -152,7 +293,7 @@ where
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<i32>().ok());
             let finish = Finish {
-                span,
+                trace,
                 method,
                 start,
                 status,
@@ -166,31 +307,39 @@ where
     }
 }
 
-/// Marks a server span whose trace is not sampled (in the registry's span
-/// extensions): its children are then not built as OpenTelemetry spans at
-/// all ([`super::SampledOnly`]). The span itself is still recorded, for the
-/// tail decision of [`super::sampling::KeepSlowAndFailed`].
-#[derive(Debug, Clone, Copy)]
-pub struct Unsampled;
-
-fn mark_if_unsampled(span: &tracing::Span) {
-    use opentelemetry::trace::TraceContextExt;
-    use tracing_subscriber::registry::{LookupSpan, SpanData};
-
-    // Asking for the context makes the sampling decision now.
-    let context = span.context();
-    let span_context = context.span().span_context().clone();
-    if !span_context.is_valid() || span_context.is_sampled() {
-        // No tracing pipeline, or a sampled trace.
-        return;
+/// The head decision for one call of ours.
+fn call_trace(traces: &Traces, method: &'static str, headers: &http::HeaderMap) -> CallTrace {
+    let parent = headers
+        .contains_key("traceparent")
+        .then(|| TraceContextPropagator::new().extract(&Headers(headers)))
+        .map(|cx| cx.span().span_context().clone())
+        .filter(SpanContext::is_valid);
+    let sampled = match &parent {
+        Some(parent) => parent.is_sampled(),
+        None => traces.sample_new_trace(),
+    };
+    if !sampled {
+        return CallTrace::Unsampled {
+            traces: traces.clone(),
+            parent,
+        };
     }
-    span.with_subscriber(|(id, dispatch)| {
-        if let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>()
-            && let Some(data) = registry.span_data(id)
-        {
-            data.extensions_mut().insert(Unsampled);
-        }
-    });
+    let span = tracing::info_span!(
+        target: "tessera::rpc",
+        parent: None,
+        SERVER_SPAN,
+        otel.name = method,
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        rpc.system.name = "grpc",
+        rpc.method = method,
+        rpc.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    );
+    if let Some(parent) = parent {
+        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(parent));
+    }
+    CallTrace::Sampled(span)
 }
 
 pin_project_lite::pin_project! {
@@ -212,7 +361,12 @@ impl<B: Body> Body for RpcBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        let polled = this.inner.poll_frame(cx);
+        let inner = this.inner;
+        let polled = match this.finish.as_ref() {
+            // A stream's sections are polled here: as part of the call.
+            Some(finish) => finish.trace.within(|| inner.poll_frame(cx)),
+            None => inner.poll_frame(cx),
+        };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Some(trailers), Some(finish)) = (frame.trailers_ref(), this.finish.as_mut())
@@ -246,7 +400,7 @@ impl<B: Body> Body for RpcBody<B> {
 
 /// What is recorded when a call ends.
 struct Finish {
-    span: tracing::Span,
+    trace: CallTrace,
     method: &'static str,
     start: Instant,
     status: Option<i32>,
@@ -261,13 +415,25 @@ impl Drop for Finish {
             (None, false) => "CANCELLED",
             (None, true) => "UNKNOWN",
         };
-        self.span.record("rpc.response.status_code", code);
-        if SERVER_ERRORS.contains(&code) {
-            self.span.record("error.type", code);
-            self.span.record("otel.status_code", "ERROR");
+        let failed = SERVER_ERRORS.contains(&code);
+        let took = self.start.elapsed();
+        match &self.trace {
+            CallTrace::Off => {}
+            CallTrace::Sampled(span) => {
+                span.record("rpc.response.status_code", code);
+                if failed {
+                    span.record("error.type", code);
+                    span.record("otel.status_code", "ERROR");
+                }
+            }
+            CallTrace::Unsampled { traces, parent } => {
+                if failed || took >= traces.keep_slower_than {
+                    tail_span(traces, parent.as_ref(), self.method, code, failed, took);
+                }
+            }
         }
         call_duration().record(
-            self.start.elapsed().as_secs_f64(),
+            took.as_secs_f64(),
             &[
                 KeyValue::new("rpc.system.name", "grpc"),
                 KeyValue::new("rpc.method", self.method),
@@ -275,6 +441,44 @@ impl Drop for Finish {
             ],
         );
     }
+}
+
+/// The server span of an unsampled call that failed or was slow, built after
+/// the fact with its real start and end. [`super::sampling::Sampler`] keeps
+/// it by its [`TAIL_ATTRIBUTE`].
+fn tail_span(
+    traces: &Traces,
+    parent: Option<&SpanContext>,
+    method: &'static str,
+    code: &'static str,
+    failed: bool,
+    took: Duration,
+) {
+    let end = SystemTime::now();
+    let mut attributes = vec![
+        KeyValue::new(TAIL_ATTRIBUTE.0, TAIL_ATTRIBUTE.1),
+        KeyValue::new("rpc.system.name", "grpc"),
+        KeyValue::new("rpc.method", method),
+        KeyValue::new("rpc.response.status_code", code),
+    ];
+    if failed {
+        attributes.push(KeyValue::new("error.type", code));
+    }
+    let cx = match parent {
+        Some(parent) => opentelemetry::Context::new().with_remote_span_context(parent.clone()),
+        None => opentelemetry::Context::new(),
+    };
+    let mut span = traces
+        .tracer
+        .span_builder(method)
+        .with_kind(SpanKind::Server)
+        .with_start_time(end.checked_sub(took).unwrap_or(end))
+        .with_attributes(attributes)
+        .start_with_context(&traces.tracer, &cx);
+    if failed {
+        span.set_status(Status::error(""));
+    }
+    span.end_with_timestamp(end);
 }
 
 fn call_duration() -> &'static Histogram<f64> {
@@ -301,5 +505,220 @@ impl Extractor for Headers<'_> {
 
     fn keys(&self) -> Vec<&str> {
         self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::{Arc, Mutex};
+
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::error::OTelSdkResult;
+    use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+    use tower::{Layer as _, Service as _};
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use super::*;
+
+    /// Keeps what is exported.
+    #[derive(Debug, Clone, Default)]
+    struct Exported(Arc<Mutex<Vec<SpanData>>>);
+
+    impl SpanExporter for Exported {
+        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+            self.0.lock().unwrap().extend(batch);
+            Ok(())
+        }
+    }
+
+    /// A handler that opens a child span, waits `delay` and answers `status`.
+    async fn handler(
+        status: i32,
+        delay: Duration,
+    ) -> Result<http::Response<String>, std::convert::Infallible> {
+        let child = tracing::info_span!(target: "tessera::test", "child");
+        async {
+            // Opened while the handler is polled again, after a wait.
+            tokio::time::sleep(delay).await;
+            let _late = tracing::info_span!(target: "tessera::test", "late");
+        }
+        .instrument(child)
+        .await;
+        let mut response = http::Response::new(String::new());
+        response
+            .headers_mut()
+            .insert("grpc-status", http::HeaderValue::from(status));
+        Ok(response)
+    }
+
+    use tracing::Instrument as _;
+
+    const METHOD: &str = "/tessera.v1.PatientViewService/GetPatientView";
+
+    /// Runs one call through the layer (ratio, tail threshold) with a
+    /// subscriber set up as in production, and returns the exported spans.
+    async fn call(
+        ratio: f64,
+        traceparent: Option<&str>,
+        status: i32,
+        delay: Duration,
+    ) -> Vec<SpanData> {
+        let exported = Exported::default();
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(super::super::sampling::Sampler::new(ratio))
+            .with_simple_exporter(exported.clone())
+            .build();
+        let subscriber = tracing_subscriber::Registry::default().with(super::super::traced_spans(
+            super::super::otel_layer(&provider),
+        ));
+        let _default = tracing::subscriber::set_default(subscriber);
+        let traces = Traces::new(provider.tracer("test"), ratio, Duration::from_millis(100));
+        let mut service =
+            RpcLayer::new(Some(traces)).layer(tower::service_fn(move |_: http::Request<()>| {
+                handler(status, delay)
+            }));
+        let mut request = http::Request::builder().uri(METHOD);
+        if let Some(traceparent) = traceparent {
+            request = request.header("traceparent", traceparent);
+        }
+        let response = service.call(request.body(()).unwrap()).await.unwrap();
+        let body = response.into_body();
+        drop(http_body_util::BodyExt::collect(body).await);
+        let _ = provider.force_flush();
+        exported.0.lock().unwrap().clone()
+    }
+
+    fn names(spans: &[SpanData]) -> Vec<&str> {
+        let mut names: Vec<&str> = spans.iter().map(|s| s.name.as_ref()).collect();
+        names.sort_unstable();
+        names
+    }
+
+    const SAMPLED: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    const DROPPED: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
+    const GET_VIEW: &str = "tessera.v1.PatientViewService/GetPatientView";
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_sampled_call_is_one_tree_under_the_callers_span() {
+        let spans = call(0.0, Some(SAMPLED), 0, Duration::ZERO).await;
+        assert_eq!(names(&spans), ["child", "late", GET_VIEW]);
+        let server = spans.iter().find(|s| s.name == GET_VIEW).unwrap();
+        assert_eq!(
+            server.span_context.trace_id().to_string(),
+            "0af7651916cd43dd8448eb211c80319c"
+        );
+        assert_eq!(server.parent_span_id.to_string(), "b7ad6b7169203331");
+        let child = spans.iter().find(|s| s.name == "child").unwrap();
+        let late = spans.iter().find(|s| s.name == "late").unwrap();
+        assert_eq!(child.parent_span_id, server.span_context.span_id());
+        assert_eq!(late.parent_span_id, child.span_context.span_id());
+        assert!(
+            !server
+                .attributes
+                .iter()
+                .any(|kv| kv.key.as_str() == TAIL_ATTRIBUTE.0)
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn new_traces_follow_the_ratio() {
+        assert_eq!(call(1.0, None, 0, Duration::ZERO).await.len(), 3);
+        assert!(call(0.0, None, 0, Duration::ZERO).await.is_empty());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_unsampled_fast_call_builds_no_span_at_all() {
+        // The caller dropped it; our ratio would keep it: the caller wins.
+        assert!(call(1.0, Some(DROPPED), 0, Duration::ZERO).await.is_empty());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_unsampled_slow_or_failed_call_keeps_its_server_span_only() {
+        for (status, delay, failed) in [
+            (0, Duration::from_millis(150), false),
+            (14, Duration::ZERO, true),
+        ] {
+            for traceparent in [None, Some(DROPPED)] {
+                let spans = call(0.0, traceparent, status, delay).await;
+                assert_eq!(names(&spans), [GET_VIEW], "{status} {traceparent:?}");
+                let server = &spans[0];
+                let attribute = |key: &str| {
+                    server
+                        .attributes
+                        .iter()
+                        .find(|kv| kv.key.as_str() == key)
+                        .map(|kv| kv.value.to_string())
+                };
+                assert_eq!(attribute(TAIL_ATTRIBUTE.0).as_deref(), Some("tail"));
+                assert_eq!(attribute("rpc.method").as_deref(), Some(GET_VIEW));
+                assert_eq!(server.span_kind, SpanKind::Server);
+                assert!(server.span_context.is_sampled());
+                let took = server.end_time.duration_since(server.start_time).unwrap();
+                assert!(took >= delay, "{took:?}");
+                if failed {
+                    assert_eq!(
+                        attribute("rpc.response.status_code").as_deref(),
+                        Some("UNAVAILABLE")
+                    );
+                    assert_eq!(attribute("error.type").as_deref(), Some("UNAVAILABLE"));
+                    assert!(matches!(server.status, Status::Error { .. }));
+                }
+                if traceparent.is_some() {
+                    assert_eq!(
+                        server.span_context.trace_id().to_string(),
+                        "0af7651916cd43dd8448eb211c80319c"
+                    );
+                    assert_eq!(server.parent_span_id.to_string(), "b7ad6b7169203331");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_unsampled_mark_holds_only_while_the_call_is_polled() {
+        let provider = SdkTracerProvider::builder().build();
+        let traces = Traces::new(provider.tracer("test"), 0.0, Duration::from_secs(1));
+        let trace_id = TraceId::from(7);
+        let parent = SpanContext::new(
+            trace_id,
+            opentelemetry::trace::SpanId::from(9),
+            opentelemetry::trace::TraceFlags::default(),
+            true,
+            opentelemetry::trace::TraceState::default(),
+        );
+        let call = CallTrace::Unsampled {
+            traces,
+            parent: Some(parent),
+        };
+        assert_eq!(unsampled_call(), None);
+        let inside = call.within(|| {
+            // Nested (a call polled inside a call) restores the outer mark.
+            CallTrace::Off.within(|| ());
+            unsampled_call()
+        });
+        assert_eq!(
+            inside,
+            Some(UnsampledCall {
+                trace_id: Some(trace_id)
+            })
+        );
+        assert_eq!(unsampled_call(), None);
+    }
+
+    #[test]
+    fn ratio_thresholds() {
+        let provider = SdkTracerProvider::builder().build();
+        let traces = |ratio| Traces::new(provider.tracer("test"), ratio, Duration::ZERO);
+        assert!((0..1000).all(|_| traces(1.0).sample_new_trace()));
+        assert!((0..1000).all(|_| !traces(0.0).sample_new_trace()));
+        assert!((0..1000).all(|_| !traces(f64::NAN).sample_new_trace()));
+        let one_percent = traces(0.01);
+        let kept = (0..100_000)
+            .filter(|_| one_percent.sample_new_trace())
+            .count();
+        // 1,000 expected; a standard deviation is about 31.
+        assert!((700..1300).contains(&kept), "{kept}");
     }
 }

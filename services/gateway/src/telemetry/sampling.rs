@@ -2,33 +2,32 @@
 //!
 //! Head sampling, parent-based: a call whose caller sent a `traceparent`
 //! follows the caller's decision; a new trace is kept with the configured
-//! ratio (by trace ID, so every service that sees it agrees).
+//! ratio. For gRPC calls the decision is made by [`super::rpc::RpcLayer`]
+//! before any span exists (so a dropped call costs almost nothing), and the
+//! server spans it opens are the kept ones: this sampler records them. Other
+//! new traces (spans outside a call) get the ratio here.
 //!
-//! Failed and slow calls are kept too, as far as one process can: a new
-//! trace the ratio drops still has its *server span* recorded (not its
-//! children, so unsampled calls stay cheap), and [`KeepSlowAndFailed`] exports
-//! that span when it ends with an error status or lasted at least the
-//! threshold. The children of a dropped trace, and the silos' spans under
-//! them, are not recorded; keeping whole failed traces is a tail decision for
-//! a collector (the OpenTelemetry Collector's `tail_sampling` processor).
+//! Failed and slow calls are kept too, as far as one process can: the RPC
+//! layer builds the server span of such a dropped call after the fact, marked
+//! with [`super::rpc::TAIL_ATTRIBUTE`], which this sampler keeps. The children
+//! of a dropped trace, and the silos' spans under them, are not recorded;
+//! keeping whole failed traces is a tail decision for a collector (the
+//! OpenTelemetry Collector's `tail_sampling` processor).
 
-use std::time::Duration;
-
-use opentelemetry::trace::{Link, SpanKind, Status, TraceContextExt, TraceFlags, TraceId};
+use opentelemetry::trace::{Link, SpanKind, TraceContextExt, TraceId};
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{
-    SamplingDecision, SamplingResult, ShouldSample, SpanData, SpanProcessor,
-};
+use opentelemetry_sdk::trace::{SamplingDecision, SamplingResult, ShouldSample};
 
-/// Parent-based ratio sampling that still records dropped traces' server spans.
+use super::rpc::TAIL_ATTRIBUTE;
+
+/// Parent-based ratio sampling that records the RPC layer's server spans.
 #[derive(Debug, Clone)]
 pub struct Sampler {
     ratio: opentelemetry_sdk::trace::Sampler,
 }
 
 impl Sampler {
-    /// Keeps `ratio` (0.0 to 1.0) of new traces.
+    /// Keeps `ratio` (0.0 to 1.0) of new traces that do not start at a call.
     pub fn new(ratio: f64) -> Self {
         Self {
             ratio: opentelemetry_sdk::trace::Sampler::TraceIdRatioBased(ratio),
@@ -49,20 +48,26 @@ impl ShouldSample for Sampler {
         let parent = parent_context
             .map(|cx| cx.span().span_context().clone())
             .filter(|sc| sc.is_valid());
-        let decision = match parent {
-            Some(parent) if parent.is_sampled() => SamplingDecision::RecordAndSample,
-            // A local child of a dropped trace: not recorded at all.
-            Some(parent) if !parent.is_remote() => SamplingDecision::Drop,
-            // The caller dropped it: record our server span for the tail check.
-            Some(_) => record_only_if_server(span_kind),
-            None => match self
-                .ratio
-                .should_sample(None, trace_id, name, span_kind, attributes, links)
-                .decision
-            {
-                SamplingDecision::RecordAndSample => SamplingDecision::RecordAndSample,
-                _ => record_only_if_server(span_kind),
-            },
+        let server = *span_kind == SpanKind::Server;
+        let tail = server
+            && attributes.iter().any(|kv| {
+                kv.key.as_str() == TAIL_ATTRIBUTE.0 && kv.value.as_str() == TAIL_ATTRIBUTE.1
+            });
+        let decision = if tail {
+            // A failed or slow call the head decision dropped.
+            SamplingDecision::RecordAndSample
+        } else {
+            match parent {
+                Some(parent) if parent.is_sampled() => SamplingDecision::RecordAndSample,
+                Some(_) => SamplingDecision::Drop,
+                // The RPC layer opens a server span only for a kept call.
+                None if server => SamplingDecision::RecordAndSample,
+                None => {
+                    self.ratio
+                        .should_sample(None, trace_id, name, span_kind, attributes, links)
+                        .decision
+                }
+            }
         };
         SamplingResult {
             decision,
@@ -74,87 +79,20 @@ impl ShouldSample for Sampler {
     }
 }
 
-fn record_only_if_server(kind: &SpanKind) -> SamplingDecision {
-    if *kind == SpanKind::Server {
-        SamplingDecision::RecordOnly
-    } else {
-        SamplingDecision::Drop
-    }
-}
-
-/// Passes sampled spans on; of the recorded-only server spans, passes those that
-/// failed or were slow (marked sampled, with `tessera.sampling = "tail"`) and
-/// drops the rest.
-#[derive(Debug)]
-pub struct KeepSlowAndFailed<P> {
-    next: P,
-    slow: Duration,
-}
-
-impl<P: SpanProcessor> KeepSlowAndFailed<P> {
-    /// Wraps `next` (the batch exporter's processor).
-    pub fn new(next: P, slow: Duration) -> Self {
-        Self { next, slow }
-    }
-
-    fn keep(&self, span: &SpanData) -> bool {
-        let failed = matches!(span.status, Status::Error { .. });
-        let took = span
-            .end_time
-            .duration_since(span.start_time)
-            .unwrap_or_default();
-        failed || took >= self.slow
-    }
-}
-
-impl<P: SpanProcessor> SpanProcessor for KeepSlowAndFailed<P> {
-    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &Context) {
-        self.next.on_start(span, cx);
-    }
-
-    fn on_end(&self, mut span: SpanData) {
-        if span.span_context.is_sampled() {
-            self.next.on_end(span);
-            return;
-        }
-        if !self.keep(&span) {
-            return;
-        }
-        let sc = &span.span_context;
-        span.span_context = opentelemetry::trace::SpanContext::new(
-            sc.trace_id(),
-            sc.span_id(),
-            sc.trace_flags() | TraceFlags::SAMPLED,
-            sc.is_remote(),
-            sc.trace_state().clone(),
-        );
-        span.attributes
-            .push(KeyValue::new("tessera.sampling", "tail"));
-        self.next.on_end(span);
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.next.force_flush()
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.next.shutdown_with_timeout(timeout)
-    }
-
-    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
-        self.next.set_resource(resource);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry::trace::{SpanContext, SpanId, TraceState};
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceState};
 
-    fn decide(sampler: &Sampler, parent: Option<SpanContext>, kind: SpanKind) -> SamplingDecision {
+    fn decide(
+        sampler: &Sampler,
+        parent: Option<SpanContext>,
+        kind: SpanKind,
+        attributes: &[KeyValue],
+    ) -> SamplingDecision {
         let cx = parent.map(|p| Context::new().with_remote_span_context(p));
         sampler
-            .should_sample(cx.as_ref(), TraceId::from(7), "x", &kind, &[], &[])
+            .should_sample(cx.as_ref(), TraceId::from(7), "x", &kind, attributes, &[])
             .decision
     }
 
@@ -174,28 +112,48 @@ mod tests {
     }
 
     #[test]
-    fn the_callers_decision_wins_and_dropped_server_spans_are_still_recorded() {
+    fn the_callers_decision_wins_and_tail_spans_are_kept() {
+        use SamplingDecision::{Drop, RecordAndSample};
         let never = Sampler::new(0.0);
         let always = Sampler::new(1.0);
+        let tail = [KeyValue::new(TAIL_ATTRIBUTE.0, TAIL_ATTRIBUTE.1)];
         assert_eq!(
-            decide(&never, Some(remote(true)), SpanKind::Server),
-            SamplingDecision::RecordAndSample
+            decide(&never, Some(remote(true)), SpanKind::Server, &[]),
+            RecordAndSample
         );
         assert_eq!(
-            decide(&always, Some(remote(false)), SpanKind::Server),
-            SamplingDecision::RecordOnly
+            decide(&never, Some(remote(true)), SpanKind::Internal, &[]),
+            RecordAndSample
         );
         assert_eq!(
-            decide(&always, None, SpanKind::Server),
-            SamplingDecision::RecordAndSample
+            decide(&always, Some(remote(false)), SpanKind::Server, &[]),
+            Drop
         );
         assert_eq!(
-            decide(&never, None, SpanKind::Server),
-            SamplingDecision::RecordOnly
+            decide(&always, Some(remote(false)), SpanKind::Client, &[]),
+            Drop
+        );
+        // A server span with no parent exists only for a call the RPC layer kept.
+        assert_eq!(decide(&never, None, SpanKind::Server, &[]), RecordAndSample);
+        // Outside calls the ratio decides.
+        assert_eq!(decide(&never, None, SpanKind::Internal, &[]), Drop);
+        assert_eq!(
+            decide(&always, None, SpanKind::Internal, &[]),
+            RecordAndSample
+        );
+        // The tail rule's server span is kept whatever the caller said.
+        assert_eq!(
+            decide(&never, Some(remote(false)), SpanKind::Server, &tail),
+            RecordAndSample
         );
         assert_eq!(
-            decide(&never, None, SpanKind::Internal),
-            SamplingDecision::Drop
+            decide(&never, None, SpanKind::Server, &tail),
+            RecordAndSample
+        );
+        // The mark means nothing on other kinds.
+        assert_eq!(
+            decide(&never, Some(remote(false)), SpanKind::Internal, &tail),
+            Drop
         );
     }
 }

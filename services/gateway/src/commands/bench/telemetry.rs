@@ -1,31 +1,35 @@
 //! `tessera bench telemetry`: what tracing costs a view, in one run.
 //!
-//! The same view server as `tessera bench view` (fake silos, embedded identity
-//! store, real loopback gRPC), with metrics on (a Prometheus reader) in every
-//! mode. Cached views are driven in a closed loop — the cheapest view, so
-//! tracing's share of it is the largest — under three modes: tracing off (no
-//! OpenTelemetry layer), 1 % sampling and 100 % sampling, each exporting over
-//! OTLP/gRPC to a receiver in this process that counts spans. Modes alternate
-//! round by round so drift on a shared machine hits them alike; the report
-//! gives each mode's median throughput and its cost against off.
+//! Each measurement runs in a process of its own, set up exactly as `tessera
+//! serve` sets itself up ([`Telemetry::init`] and its RPC layer), with metrics
+//! on (a Prometheus reader) in every mode: the view server of `tessera bench
+//! view` (fake silos, embedded identity store, real loopback gRPC) and its
+//! client, driving cached views in a closed loop — the cheapest view, so
+//! tracing's share of it is the largest. Three modes: tracing off (no OTLP
+//! endpoint, as in production without one), 1 % and 100 % sampling, exporting
+//! over OTLP/gRPC to a receiver in the parent process that counts spans.
+//! Modes alternate round by round so drift on a shared machine hits them
+//! alike; the report gives each mode's median throughput and its cost against
+//! off, and the same for the CPU time the process spent per view (user and
+//! system, from `/proc/self/stat`): on a shared machine other work moves
+//! throughput much more than it moves the CPU a view costs.
 
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::Args;
-use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
     trace_service_server::{TraceService, TraceServiceServer},
 };
 use tokio::sync::oneshot;
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::reload;
-use tracing_subscriber::util::SubscriberInitExt;
 
 use super::view::{Clients, ViewServer, closed_loop, request};
-use crate::telemetry;
+use crate::config::{LoggingConfig, TelemetryConfig};
+use crate::telemetry::{Env, Telemetry};
 
 /// `tessera bench telemetry`.
 #[derive(Debug, Args)]
@@ -45,16 +49,16 @@ pub struct TelemetryBenchArgs {
     /// How many fake silos (adapters), one section each.
     #[arg(long, default_value_t = 4)]
     adapters: usize,
+    /// Internal: measure this one mode in this process and report it.
+    #[arg(long, hide = true)]
+    mode: Option<String>,
+    /// Internal: where the measuring process exports spans.
+    #[arg(long, hide = true)]
+    otlp: Option<String>,
 }
 
-/// The subscriber under the swapped layer, and the layer.
-type Base =
-    tracing_subscriber::layer::Layered<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
-type OtelLayer = tracing_subscriber::filter::Filtered<
-    tracing_opentelemetry::OpenTelemetryLayer<Base, opentelemetry_sdk::trace::SdkTracer>,
-    telemetry::SampledOnly,
-    Base,
->;
+/// The modes and their sampling ratios (`None`: tracing off).
+const MODES: [(&str, Option<f64>); 3] = [("off", None), ("1%", Some(0.01)), ("100%", Some(1.0))];
 
 /// Masters the cached views cycle over.
 const MASTERS: usize = 100;
@@ -99,33 +103,115 @@ async fn receiver() -> anyhow::Result<(String, Arc<AtomicU64>, oneshot::Sender<(
     Ok((format!("http://{addr}"), spans, stop))
 }
 
-/// Runs the benchmark and returns its report.
+/// Runs the benchmark and returns its report (or, in a measuring process, that
+/// process's measurement).
 pub(super) async fn run(args: &TelemetryBenchArgs) -> anyhow::Result<serde_json::Value> {
     anyhow::ensure!(
         args.adapters > 0 && args.rounds > 0,
         "need adapters and rounds"
     );
-    // Metrics on in every mode, as in production.
-    let registry = prometheus::Registry::new();
-    let meter = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
-        .with_reader(
-            opentelemetry_prometheus::exporter()
-                .with_registry(registry.clone())
-                .build()?,
-        )
-        .build();
-    opentelemetry::global::set_meter_provider(meter.clone());
-
-    // Tracing's layer is swapped between modes; spans of other crates stay off.
-    let (layer, handle) = reload::Layer::new(None::<OtelLayer>);
-    let _ = tracing_subscriber::registry()
-        .with(tracing_subscriber::EnvFilter::new("off,tessera=info"))
-        .with(layer)
-        .try_init();
-
+    if let Some(mode) = &args.mode {
+        return measure(args, mode).await;
+    }
     let (endpoint, exported, stop_receiver) = receiver().await?;
+    let exe = std::env::current_exe().context("cannot find this program to run the modes")?;
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); MODES.len()];
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); MODES.len()];
+    let mut spans: Vec<u64> = vec![0; MODES.len()];
+    let mut errors = 0;
+    for _ in 0..args.rounds {
+        for (m, (name, _)) in MODES.iter().enumerate() {
+            let before = exported.load(Ordering::Relaxed);
+            let mut command = std::process::Command::new(&exe);
+            command
+                .args(["bench", "telemetry", "--mode", name, "--otlp", &endpoint])
+                .args(["--duration", &args.duration.to_string()])
+                .args(["--concurrency", &args.concurrency.to_string()])
+                .args(["--connections", &args.connections.to_string()])
+                .args(["--adapters", &args.adapters.to_string()])
+                .stdin(Stdio::null())
+                .stderr(Stdio::inherit());
+            // Waited for off the runtime: the receiver keeps running on it.
+            let output = tokio::task::spawn_blocking(move || command.output()).await??;
+            anyhow::ensure!(
+                output.status.success(),
+                "the {name} measurement failed: {}",
+                output.status
+            );
+            let measured: serde_json::Value = serde_json::from_slice(&output.stdout)
+                .with_context(|| format!("the {name} measurement printed no report"))?;
+            let rps = measured["rps"]
+                .as_f64()
+                .with_context(|| format!("the {name} measurement has no rate"))?;
+            errors += measured["errors"].as_u64().unwrap_or(0);
+            samples[m].push(rps);
+            cpu[m].push(
+                measured["cpu_us_per_view"]
+                    .as_f64()
+                    .with_context(|| format!("the {name} measurement has no CPU time"))?,
+            );
+            // The measuring process flushed its spans before exiting.
+            spans[m] += exported.load(Ordering::Relaxed) - before;
+        }
+    }
+    let _ = stop_receiver.send(());
+
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let off = median(&samples[0]);
+    let off_cpu = median(&cpu[0]);
+    let mut report = serde_json::Map::new();
+    report.insert("duration_s".into(), args.duration.into());
+    report.insert("rounds".into(), args.rounds.into());
+    report.insert("concurrency".into(), args.concurrency.into());
+    report.insert("adapters".into(), args.adapters.into());
+    report.insert("errors".into(), errors.into());
+    for (m, (name, _)) in MODES.iter().enumerate() {
+        let rps = median(&samples[m]);
+        report.insert(
+            (*name).into(),
+            serde_json::json!({
+                "median_rps": rps,
+                "rps_per_round": samples[m],
+                "cost_vs_off": 1.0 - rps / off,
+                "cpu_us_per_view": median(&cpu[m]),
+                "cpu_us_per_view_per_round": cpu[m],
+                "cpu_cost_vs_off": median(&cpu[m]) / off_cpu - 1.0,
+                "spans_exported": spans[m],
+            }),
+        );
+    }
+    Ok(serde_json::Value::Object(report))
+}
+
+/// One mode in this process, set up as `tessera serve` would be.
+async fn measure(args: &TelemetryBenchArgs, mode: &str) -> anyhow::Result<serde_json::Value> {
+    let (_, ratio) = MODES
+        .iter()
+        .find(|(name, _)| *name == mode)
+        .with_context(|| format!("unknown mode {mode}"))?;
+    let config = TelemetryConfig {
+        // Metrics on in every mode, as in production: a Prometheus reader.
+        prometheus_listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+        ..TelemetryConfig::default()
+    };
+    let env = Env {
+        endpoint: ratio.and(args.otlp.clone()),
+        sampler_arg: *ratio,
+        metrics_off: true,
+        ..Env::default()
+    };
+    let telemetry = Telemetry::init(&config, &LoggingConfig::default(), &env)?;
+    anyhow::ensure!(
+        telemetry.tracing() == ratio.is_some(),
+        "tracing is not set up as the mode says"
+    );
+
     let latencies = vec![1; args.adapters];
-    let server = ViewServer::start(&latencies, 2, 200, MASTERS).await?;
+    let server = ViewServer::start(&latencies, 2, 200, MASTERS, telemetry.rpc_layer()).await?;
     let clients = Clients::connect(server.addr, args.connections).await?;
     let masters = Arc::new(server.masters.clone());
     for master in masters.iter() {
@@ -134,74 +220,55 @@ pub(super) async fn run(args: &TelemetryBenchArgs) -> anyhow::Result<serde_json:
             .get_patient_view(request(master, None))
             .await?;
     }
-
-    let modes: [(&str, Option<f64>); 3] = [("off", None), ("1%", Some(0.01)), ("100%", Some(1.0))];
-    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
-    let mut spans: Vec<u64> = vec![0; modes.len()];
-    let mut errors = 0;
-    let phase = Duration::from_secs(args.duration.max(1));
-    for _ in 0..args.rounds {
-        for (m, (_, ratio)) in modes.iter().enumerate() {
-            let provider = match ratio {
-                None => None,
-                Some(ratio) => {
-                    let exporter = opentelemetry_otlp::SpanExporter::builder()
-                        .with_tonic()
-                        .with_endpoint(endpoint.clone())
-                        .build()?;
-                    Some(telemetry::tracer_provider_to(
-                        exporter,
-                        *ratio,
-                        Duration::from_secs(3600),
-                        opentelemetry_sdk::Resource::builder().build(),
-                    ))
-                }
-            };
-            handle.reload(
-                provider
-                    .as_ref()
-                    .map(|p| telemetry::traced_spans(telemetry::otel_layer(p))),
-            )?;
-            let before = exported.load(Ordering::Relaxed);
-            let (rps, failed) =
-                closed_loop(&clients, args.concurrency, phase, masters.clone()).await?;
-            handle.reload(None)?;
-            if let Some(provider) = provider {
-                let _ = provider.shutdown();
-            }
-            samples[m].push(rps);
-            spans[m] += exported.load(Ordering::Relaxed) - before;
-            errors += failed;
-        }
-    }
-    let _ = stop_receiver.send(());
+    // Warm up (connections, allocator, caches), then measure.
+    closed_loop(
+        &clients,
+        args.concurrency,
+        Duration::from_secs(1),
+        masters.clone(),
+    )
+    .await?;
+    let cpu_before = cpu_seconds()?;
+    let (rps, errors) = closed_loop(
+        &clients,
+        args.concurrency,
+        Duration::from_secs(args.duration.max(1)),
+        masters,
+    )
+    .await?;
+    let cpu = cpu_seconds()? - cpu_before;
+    #[allow(clippy::cast_precision_loss)]
+    let views = rps * args.duration.max(1) as f64;
     let _ = server.stop.send(());
     let _ = server.server.await;
-    let _ = meter.shutdown();
+    telemetry.shutdown();
+    Ok(serde_json::json!({
+        "mode": mode,
+        "rps": rps,
+        "errors": errors,
+        "cpu_us_per_view": cpu / views.max(1.0) * 1e6,
+    }))
+}
 
-    let median = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+/// CPU time (user and system) this process has used, in seconds.
+fn cpu_seconds() -> anyhow::Result<f64> {
+    // Linux's clock ticks for these fields: USER_HZ, 100 on every architecture.
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let stat = std::fs::read_to_string("/proc/self/stat")
+        .context("cannot read /proc/self/stat for the CPU time")?;
+    // After the command name (in parentheses), fields 3 onwards: utime is 14,
+    // stime 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |index: usize| -> anyhow::Result<f64> {
+        let value = fields
+            .get(index)
+            .context("/proc/self/stat has too few fields")?;
+        Ok(value
+            .parse::<u64>()
+            .context("/proc/self/stat is not numeric")? as f64)
     };
-    let off = median(&samples[0]);
-    let mut report = serde_json::Map::new();
-    report.insert("duration_s".into(), args.duration.into());
-    report.insert("rounds".into(), args.rounds.into());
-    report.insert("concurrency".into(), args.concurrency.into());
-    report.insert("adapters".into(), args.adapters.into());
-    report.insert("errors".into(), errors.into());
-    for (m, (name, _)) in modes.iter().enumerate() {
-        let rps = median(&samples[m]);
-        report.insert(
-            (*name).into(),
-            serde_json::json!({
-                "median_rps": rps,
-                "rps_per_round": samples[m],
-                "cost_vs_off": 1.0 - rps / off,
-                "spans_exported": spans[m],
-            }),
-        );
-    }
-    Ok(serde_json::Value::Object(report))
+    Ok((ticks(11)? + ticks(12)?) / TICKS_PER_SECOND)
 }

@@ -321,6 +321,7 @@ impl ViewServer {
         records: u32,
         record_bytes: usize,
         persons: usize,
+        rpc: crate::telemetry::rpc::RpcLayer,
     ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let url = format!("sqlite://{}", dir.path().join("identity.db").display());
@@ -375,6 +376,7 @@ impl ViewServer {
         };
         let options = ServeOptions {
             grace_period: Duration::from_secs(5),
+            rpc,
         };
         let server = tokio::spawn(server::serve(
             listener,
@@ -418,7 +420,14 @@ pub(super) async fn run(args: &ViewBenchArgs) -> anyhow::Result<serde_json::Valu
         masters,
         stats,
         _dir,
-    } = ViewServer::start(&latencies, args.records, args.record_bytes, persons).await?;
+    } = ViewServer::start(
+        &latencies,
+        args.records,
+        args.record_bytes,
+        persons,
+        crate::telemetry::rpc::RpcLayer::default(),
+    )
+    .await?;
     let clients = Clients::connect(addr, args.connections).await?;
 
     // Cached masters: the tail of the population.

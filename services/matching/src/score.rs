@@ -9,7 +9,7 @@ use std::hash::{Hash, Hasher};
 
 use crate::compare::{
     Comparison, FIELDS, MAX_TF_BITS, NFIELDS, PLACEHOLDER, compare_bounded, emails_name_two_people,
-    f, middle_names_differ, possible_married_name,
+    f, given_split_moved, middle_names_differ, possible_married_name,
 };
 use crate::model::{Model, TF_FIELDS, level_name};
 use crate::normalize::{NormalizeConfig, Prepared, ph, prepare};
@@ -298,11 +298,13 @@ fn conflict(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> {
 
 /// Clearly different first given names: they disagree, or are only alike in
 /// sound or a loose Jaro-Winkler band (LILY / LOLA), unless one typo apart
-/// (JESSICA / JESSIAC).
+/// (JESSICA / JESSIAC) or one name split at another point (LACHLAN-JOHN /
+/// LACHLQ-NJOHN).
 fn given_names_differ(a: &Prepared, b: &Prepared, cmp: &Comparison) -> bool {
     let given = cmp.levels[f::GIVEN];
-    cmp.disagrees(f::GIVEN)
-        || ((given == 3 || given == 4) && !one_typo(a.first_given(), b.first_given()))
+    let differ = cmp.disagrees(f::GIVEN)
+        || ((given == 3 || given == 4) && !one_typo(a.first_given(), b.first_given()));
+    differ && !given_split_moved(a, b)
 }
 
 /// Positive evidence of two people despite look-alike records (checked when no

@@ -267,3 +267,41 @@ fn street_and_family_initial_block_a_record_whose_other_keys_were_rewritten() {
     );
     assert_eq!(report.compared_pairs, 1, "the pair is compared");
 }
+
+#[test]
+fn a_given_name_split_at_another_point_is_one_name() {
+    // FEBRL3's lachlan-john / lachlq-njohn in shape: the break between the
+    // two parts moved (and a typo), the national ID rewritten.
+    let org = P {
+        given: "lachlan-john",
+        ..BASE
+    };
+    let moved = P {
+        given: "lachlq-njohn",
+        ssn: "8009557",
+        ..BASE
+    };
+    assert_eq!(conflict(&org, &moved), None);
+    let c = clusters(&[org, moved]);
+    assert_eq!(c[0], c[1]);
+    // A twin whose first name differs in a letter, with the same middle
+    // name, is another person; so is one with another middle name.
+    let tom = P {
+        given: "tom alan",
+        ..BASE
+    };
+    let tim = P {
+        given: "tim alan",
+        ssn: "8009557",
+        ..BASE
+    };
+    assert_eq!(conflict(&tom, &tim), Some(Conflict::GivenName));
+    let peter = P {
+        given: "lachlan peter",
+        ssn: "8009557",
+        ..BASE
+    };
+    assert_eq!(conflict(&org, &peter), Some(Conflict::GivenName));
+    let c = clusters(&[tom, tim, org, peter]);
+    assert!(c[0] != c[1] && c[2] != c[3], "{c:?}");
+}

@@ -13,8 +13,9 @@ use crate::model::Model;
 use crate::normalize::{Prepared, prepare};
 use crate::record::Demographics;
 use crate::score::{
-    AMBIGUITY_MARGIN, Conflict, MatchConfig, TermFreq, differing_fields, incompatible, overridable,
-    rewritten_field, same_value, score_pair, score_pair_above,
+    AMBIGUITY_MARGIN, Conflict, MatchConfig, TermFreq, consecutive_ids, differing_fields,
+    ids_vouch, incompatible, overridable, rewritten_field, same_value, score_pair,
+    score_pair_above,
 };
 
 /// Most cross-cluster pairs checked before a merge.
@@ -491,8 +492,10 @@ fn vote(
 /// (birth date and national ID) z has x's value on one and y's
 /// on the others: each record rewrote a field of its own, one difference
 /// already accepted within y's cluster and the other by the link, not a second
-/// person. A z that sides with y on every field explains nothing: its link to
-/// x is the same dispute.
+/// person. On the national ID z may hold neither value but one near both
+/// (each vouches for z's, and the two are not sequential: a typo on each side,
+/// FINLAY WHITE 1233821 and 1233617 around 1233871). A z that sides with y on
+/// every field explains nothing: its link to x is the same dispute.
 fn explained(prepared: &[Prepared], x: u32, y: u32, supports: &[(u32, u32)]) -> bool {
     let (px, py) = (&prepared[x as usize], &prepared[y as usize]);
     let differing = differing_fields(px, py);
@@ -510,7 +513,19 @@ fn explained(prepared: &[Prepared], x: u32, y: u32, supports: &[(u32, u32)]) -> 
         let pz = &prepared[z as usize];
         let as_x = differing.iter().filter(|f| same_value(pz, px, **f)).count();
         let as_y = differing.iter().filter(|f| same_value(pz, py, **f)).count();
-        as_x > 0 && as_y > 0 && as_x + as_y == differing.len()
+        // z's national ID is neither, but near both (a typo on each side).
+        let between = usize::from(
+            differing.contains(&f::NATIONAL_ID)
+                && !same_value(pz, px, f::NATIONAL_ID)
+                && !same_value(pz, py, f::NATIONAL_ID)
+                && !consecutive_ids(px, py)
+                && ids_vouch(pz, px)
+                && ids_vouch(pz, py),
+        );
+        as_x + as_y > 0
+            && as_x + between > 0
+            && as_y + between > 0
+            && as_x + as_y + between == differing.len()
     })
 }
 

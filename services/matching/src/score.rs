@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
 
 use crate::compare::{
-    Comparison, FIELDS, MAX_TF_BITS, NFIELDS, PLACEHOLDER, compare_bounded, emails_name_two_people,
-    f, given_split_moved, middle_names_differ, possible_married_name,
+    Comparison, FIELDS, MAX_TF_BITS, NFIELDS, PLACEHOLDER, compare, compare_bounded,
+    emails_name_two_people, f, given_split_moved, middle_names_differ, possible_married_name,
 };
 use crate::model::{Model, TF_FIELDS, level_name};
 use crate::normalize::{NormalizeConfig, Prepared, ph, prepare};
@@ -361,6 +361,12 @@ pub(crate) fn rewritten_field(a: &Prepared, b: &Prepared, s: &PairScore) -> bool
         && matches!(two_people(a, b, &s.cmp), None | Some(Conflict::NationalId))
 }
 
+/// Two records' national IDs vouch for each other (the same, one typo, or
+/// near with the rest of the record agreeing: see `national_id_vouches`).
+pub(crate) fn ids_vouch(a: &Prepared, b: &Prepared) -> bool {
+    national_id_vouches(a, b, &compare(a, b))
+}
+
 /// The identifying fields (birth date and national ID) both records have and
 /// that differ.
 pub(crate) fn differing_fields(a: &Prepared, b: &Prepared) -> Vec<usize> {
@@ -514,7 +520,7 @@ fn one_typo(x: &str, y: &str) -> bool {
 }
 
 /// National IDs that could have been issued in sequence, as twins' often are.
-fn consecutive_ids(a: &Prepared, b: &Prepared) -> bool {
+pub(crate) fn consecutive_ids(a: &Prepared, b: &Prepared) -> bool {
     sequential_ids(&a.national_id, &b.national_id)
 }
 

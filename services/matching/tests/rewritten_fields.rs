@@ -305,3 +305,39 @@ fn a_given_name_split_at_another_point_is_one_name() {
     let c = clusters(&[tom, tim, org, peter]);
     assert!(c[0] != c[1] && c[2] != c[3], "{c:?}");
 }
+
+#[test]
+fn a_record_whose_birth_date_and_id_were_rewritten_joins_when_a_member_lies_between() {
+    // FEBRL3's finlay white in shape: a member with another typo of the ID
+    // (two edits) and the original birth date; a new record with a new birth
+    // date and its own typo of the ID (one edit). The two differ in both, but
+    // the original holds the one's birth date and an ID near both.
+    let org = P {
+        ssn: "4215401",
+        ..BASE
+    };
+    let typos = P {
+        given: "harriett",
+        ssn: "4215831",
+        ..org
+    };
+    let redated = P {
+        dob: "1964-01-21",
+        ssn: "4275401",
+        ..org
+    };
+    let c = clusters(&[org, typos, redated]);
+    assert!(c[0] == c[1] && c[1] == c[2], "one person: {c:?}");
+    // IDs sequential to each other (a sibling's number in shape) are not
+    // explained by an original near both.
+    let transposed = P {
+        ssn: "4215410",
+        ..typos
+    };
+    let next = P {
+        ssn: "4215411",
+        ..redated
+    };
+    let c = clusters(&[org, transposed, next]);
+    assert!(c[0] == c[1] && c[1] != c[2], "{c:?}");
+}

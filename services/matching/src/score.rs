@@ -315,10 +315,15 @@ fn given_names_differ(a: &Prepared, b: &Prepared, cmp: &Comparison) -> bool {
 /// different sexes with not-identical given names (AARON / ERIN). Siblings, not
 /// a typo or a nickname: no cluster may hold both.
 fn two_people(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> {
-    let given = cmp.levels[f::GIVEN];
     if consecutive_ids(a, b) {
         return Some(Conflict::NationalId);
     }
+    siblings_besides_ids(a, b, cmp)
+}
+
+/// [`two_people`]'s evidence other than sequential national IDs.
+fn siblings_besides_ids(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> {
+    let given = cmp.levels[f::GIVEN];
     if (1..=4).contains(&given)
         && (emails_name_two_people(a, b) || (cmp.disagrees(f::NATIONAL_ID) && cmp.exact(f::PHONE)))
     {
@@ -359,6 +364,24 @@ pub(crate) fn rewritten_field(a: &Prepared, b: &Prepared, s: &PairScore) -> bool
             Some(Conflict::Placeholder | Conflict::Suffix | Conflict::Sex)
         )
         && matches!(two_people(a, b, &s.cmp), None | Some(Conflict::NationalId))
+}
+
+/// A conflict or incompatibility whose only sign of two people is a pair of
+/// national IDs that could be sequential (a twin's number, or a last-digit
+/// typo), whatever the given names: no different suffixes or sexes, no
+/// placeholder name, no look-alike names in their own emails, different middle
+/// names or household with two IDs. Whether it is a typo the record's cluster
+/// already settled is for the batch to tell (see `odd_id_explained`).
+pub(crate) fn sequential_ids_only(a: &Prepared, b: &Prepared, s: &PairScore) -> bool {
+    let suffixes_differ = a.suffix != 0 && b.suffix != 0 && a.suffix != b.suffix;
+    consecutive_ids(a, b)
+        && !suffixes_differ
+        && !s.cmp.disagrees(f::SEX)
+        && !matches!(
+            s.conflict,
+            Some(Conflict::Placeholder | Conflict::Suffix | Conflict::Sex)
+        )
+        && siblings_besides_ids(a, b, &s.cmp).is_none()
 }
 
 /// Two records' national IDs vouch for each other (the same, one typo, or

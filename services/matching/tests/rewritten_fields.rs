@@ -341,3 +341,50 @@ fn a_record_whose_birth_date_and_id_were_rewritten_joins_when_a_member_lies_betw
     let c = clusters(&[org, transposed, next]);
     assert!(c[0] == c[1] && c[1] != c[2], "{c:?}");
 }
+
+#[test]
+fn a_next_number_its_cluster_outvotes_does_not_keep_out_a_record_with_the_cluster_id() {
+    // FEBRL3's connor / raquel nguyen in shape: two rows with the ID, one with
+    // a last-digit typo (only the last digit differs: a twin's number in
+    // shape), and a row whose given name was replaced but which has the
+    // cluster's ID.
+    let org = P {
+        given: "connor",
+        ssn: "1825598",
+        ..BASE
+    };
+    let moved = P {
+        street: "19 lancehill avenue kittani",
+        ..org
+    };
+    let typo = P {
+        ssn: "1825594",
+        street: "11 woinarski place",
+        ..org
+    };
+    let renamed = P {
+        given: "raquel",
+        city: "mulgrave eats",
+        ..org
+    };
+    let c = clusters(&[org, moved, typo, renamed]);
+    assert!(c.iter().all(|x| *x == c[0]), "one person: {c:?}");
+    // Twins: the sister's own row and one that carries her brother's ID. Her
+    // number is not outvoted (one row each), so the brother stays apart.
+    let brother = P {
+        given: "connor",
+        ssn: "1825598",
+        ..BASE
+    };
+    let sister = P {
+        given: "raquel",
+        ssn: "1825599",
+        ..BASE
+    };
+    let sister_with_his_id = P {
+        ssn: "1825598",
+        ..sister
+    };
+    let c = clusters(&[brother, sister, sister_with_his_id]);
+    assert_ne!(c[0], c[1], "twins: {c:?}");
+}

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
 
 use crate::compare::{
-    Comparison, FIELDS, MAX_TF_BITS, NFIELDS, PLACEHOLDER, compare, compare_bounded,
+    Comparison, FIELDS, MAX_TF_BITS, MISSING, NFIELDS, PLACEHOLDER, compare, compare_bounded,
     emails_name_two_people, f, given_split_moved, middle_names_differ, possible_married_name,
 };
 use crate::model::{Model, TF_FIELDS, level_name};
@@ -488,30 +488,44 @@ fn national_id_vouches(a: &Prepared, b: &Prepared, cmp: &Comparison) -> bool {
 /// digits transposed, two typos) vouch when the rest of the record agrees
 /// strongly. IDs that could be sequential (only the last digit differs, or at
 /// most [`SEQUENTIAL_ID_GAP`] apart: a twin's, or a last-digit typo) need the
-/// same first given name and birth date (or its day/month swap, or one typo
-/// within the decade): twins differ in the given name, juniors/seniors in the
-/// birth date; the family name may have changed. Other near IDs
-/// (a transposition, two typos: not a sibling's number) need two of an alike
-/// given name, an alike family name and a birth date at most one edit off,
-/// plus the same place (street alike, or postal code or city exact).
+/// same first given name (or two adjacent letters swapped: BENJAMNI) and birth
+/// date (or its day/month swap, or one typo within the decade; or no birth date
+/// on one side, with the same place): twins differ in the given name,
+/// juniors/seniors in the birth date; the family name may have changed. Other
+/// near IDs (a transposition, two typos: not a sibling's number) need two of an
+/// alike given name, an alike family name and a birth date at most one edit
+/// off, plus the same place (street alike, or postal code or city exact).
 fn near_id_vouches(a: &Prepared, b: &Prepared, cmp: &Comparison) -> bool {
     let (x, y) = (&*a.national_id, &*b.national_id);
     if x.len() != y.len() || x.len() < 4 {
         return false;
     }
     let given = cmp.levels[f::GIVEN];
+    let place = cmp.levels[f::ADDRESS] <= 2 || cmp.exact(f::POSTAL) || cmp.exact(f::CITY);
     if sequential_ids(x, y) {
         let dob = cmp.levels[f::DOB];
         let same_birth = dob <= 1 || (dob == 2 && year_gap(a, b) < 10);
-        return given == 0 && !cmp.swapped && same_birth;
+        let same_given = given == 0 || letters_swapped(a.first_given(), b.first_given());
+        return same_given && !cmp.swapped && (same_birth || (dob == MISSING && place));
     }
     let names_and_date = [
         given <= 2,
         cmp.levels[f::FAMILY] <= 4,
         cmp.levels[f::DOB] <= 2,
     ];
-    let place = cmp.levels[f::ADDRESS] <= 2 || cmp.exact(f::POSTAL) || cmp.exact(f::CITY);
     names_and_date.iter().filter(|ok| **ok).count() >= 2 && place
+}
+
+/// One name with two adjacent letters swapped (BENJAMIN / BENJAMNI), at
+/// least four letters long: a typo, where a substitution (MARK / MARC) or a
+/// dropped letter (KAYLA / KYLA) may be another name.
+fn letters_swapped(x: &str, y: &str) -> bool {
+    let (x, y) = (x.as_bytes(), y.as_bytes());
+    if x.len() != y.len() || x.len() < 4 {
+        return false;
+    }
+    let differ: Vec<usize> = (0..x.len()).filter(|i| x[*i] != y[*i]).collect();
+    matches!(differ.as_slice(), [i, j] if *j == i + 1 && x[*i] == y[*j] && x[*j] == y[*i])
 }
 
 /// Most that two national IDs issued in sequence (twins, triplets) differ by,
@@ -661,6 +675,17 @@ pub(crate) fn explain_prepared(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn letters_swapped_is_a_typo_not_another_name() {
+        assert!(letters_swapped("BENJAMIN", "BENJAMNI"));
+        assert!(letters_swapped("HARRIET", "HARREIT"));
+        assert!(!letters_swapped("MARK", "MARC"), "a substitution");
+        assert!(!letters_swapped("KAYLA", "KYLA"), "a dropped letter");
+        assert!(!letters_swapped("BENJAMIN", "BENJAMIN"));
+        assert!(!letters_swapped("BENJAMIN", "BNEJAMNI"), "two swaps");
+        assert!(!letters_swapped("ABE", "AEB"), "too short");
+    }
 
     #[test]
     fn sequential_ids_are_a_twins_numbers_not_a_transposition() {

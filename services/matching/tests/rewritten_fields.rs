@@ -388,3 +388,72 @@ fn a_next_number_its_cluster_outvotes_does_not_keep_out_a_record_with_the_cluste
     let c = clusters(&[brother, sister, sister_with_his_id]);
     assert_ne!(c[0], c[1], "twins: {c:?}");
 }
+
+#[test]
+fn a_next_number_vouches_for_swapped_letters_or_a_missing_birth_date_in_the_same_place() {
+    // FEBRL3's benjamin camens in shape: the original, a row with two
+    // letters of the given name swapped, a row without a birth date, and a
+    // row with a last-digit typo in the ID, a family-name typo and a
+    // birth-date typo.
+    let org = P {
+        ssn: "3523836",
+        ..BASE
+    };
+    let swapped = P {
+        given: "harreit",
+        ..org
+    };
+    let undated = P { dob: "", ..org };
+    let next = P {
+        family: "horsey",
+        dob: "1971-08-26",
+        street: "7 woinarski place white lodge",
+        ssn: "3523835",
+        ..org
+    };
+    assert_eq!(conflict(&swapped, &next), None);
+    assert_eq!(conflict(&undated, &next), None);
+    let c = clusters(&[org, swapped, undated, next]);
+    assert!(c.iter().all(|x| *x == c[0]), "one person: {c:?}");
+    // A twin's name one letter off (MARK / MARC), or no birth date and
+    // another place, is no typo: the next number stays a sibling's.
+    let mark = P {
+        given: "mark",
+        ..org
+    };
+    let marc = P {
+        given: "marc",
+        ..next
+    };
+    assert_eq!(conflict(&mark, &marc), Some(Conflict::NationalId));
+    let moved = P {
+        street: "4 narrabundah lane",
+        city: "penola",
+        zip: "6168",
+        ..undated
+    };
+    assert_eq!(conflict(&moved, &next), Some(Conflict::NationalId));
+}
+
+#[test]
+fn an_id_without_its_last_digit_blocks_a_record_whose_names_date_and_street_were_mistyped() {
+    let org = P {
+        ssn: "3523836",
+        ..BASE
+    };
+    let mistyped = P {
+        family: "horsey",
+        dob: "1971-09-25",
+        street: "7 woinarski place white lodge",
+        ssn: "3523835",
+        ..org
+    };
+    let rows = [demo(&org), demo(&mistyped)];
+    let report = link_batch_sources(
+        &rows,
+        &["a", "b"],
+        &Model::builtin(),
+        &MatchConfig::default(),
+    );
+    assert_eq!(report.compared_pairs, 1, "the pair is compared");
+}

@@ -13,8 +13,9 @@ use crate::model::Model;
 use crate::normalize::{Prepared, prepare};
 use crate::record::Demographics;
 use crate::score::{
-    AMBIGUITY_MARGIN, Conflict, MatchConfig, TermFreq, differing_fields, incompatible, overridable,
-    rewritten_field, same_value, score_pair, score_pair_above,
+    AMBIGUITY_MARGIN, Conflict, MatchConfig, TermFreq, consecutive_ids, differing_fields,
+    ids_vouch, incompatible, overridable, rewritten_field, same_value, score_pair,
+    score_pair_above, sequential_ids_only,
 };
 
 /// Most cross-cluster pairs checked before a merge.
@@ -443,6 +444,7 @@ fn vote(
     };
     let mut supports: Vec<(u32, u32)> = Vec::new();
     let mut disputes: Vec<(u32, u32, bool)> = Vec::new();
+    let mut odd_ids: Vec<(u32, u32, bool)> = Vec::new();
     for (x, y) in ma
         .iter()
         .flat_map(|x| mb.iter().map(move |y| (*x, *y)))
@@ -459,6 +461,8 @@ fn vote(
         let incompatible = incompatible(px, py, &s, config);
         if (incompatible || s.conflict.is_some()) && rewritten_field(px, py, &s) {
             disputes.push((x, y, incompatible));
+        } else if (incompatible || s.conflict.is_some()) && sequential_ids_only(px, py, &s) {
+            odd_ids.push((x, y, incompatible));
         } else if incompatible {
             vote.vetoed = true;
             return vote;
@@ -472,10 +476,16 @@ fn vote(
             }
         }
     }
-    for (x, y, incompatible) in disputes {
-        if explained(prepared, x, y, &supports) {
-            continue;
-        }
+    let clusters = (ma, mb);
+    let unexplained = disputes
+        .into_iter()
+        .filter(|(x, y, _)| !explained(prepared, *x, *y, &supports))
+        .chain(
+            odd_ids
+                .into_iter()
+                .filter(|(x, y, _)| !odd_id_explained(prepared, *x, *y, clusters, &supports)),
+        );
+    for (_, _, incompatible) in unexplained {
         if incompatible {
             vote.vetoed = true;
         } else {
@@ -491,8 +501,10 @@ fn vote(
 /// (birth date and national ID) z has x's value on one and y's
 /// on the others: each record rewrote a field of its own, one difference
 /// already accepted within y's cluster and the other by the link, not a second
-/// person. A z that sides with y on every field explains nothing: its link to
-/// x is the same dispute.
+/// person. On the national ID z may hold neither value but one near both
+/// (each vouches for z's, and the two are not sequential: a typo on each side,
+/// FINLAY WHITE 1233821 and 1233617 around 1233871). A z that sides with y on
+/// every field explains nothing: its link to x is the same dispute.
 fn explained(prepared: &[Prepared], x: u32, y: u32, supports: &[(u32, u32)]) -> bool {
     let (px, py) = (&prepared[x as usize], &prepared[y as usize]);
     let differing = differing_fields(px, py);
@@ -510,8 +522,73 @@ fn explained(prepared: &[Prepared], x: u32, y: u32, supports: &[(u32, u32)]) -> 
         let pz = &prepared[z as usize];
         let as_x = differing.iter().filter(|f| same_value(pz, px, **f)).count();
         let as_y = differing.iter().filter(|f| same_value(pz, py, **f)).count();
-        as_x > 0 && as_y > 0 && as_x + as_y == differing.len()
+        // z's national ID is neither, but near both (a typo on each side).
+        let between = usize::from(
+            differing.contains(&f::NATIONAL_ID)
+                && !same_value(pz, px, f::NATIONAL_ID)
+                && !same_value(pz, py, f::NATIONAL_ID)
+                && !consecutive_ids(px, py)
+                && ids_vouch(pz, px)
+                && ids_vouch(pz, py),
+        );
+        as_x + as_y > 0
+            && as_x + between > 0
+            && as_y + between > 0
+            && as_x + as_y + between == differing.len()
     })
+}
+
+/// A cross pair whose only sign of two people is sequential national IDs (x
+/// from cluster `ma`, y from `mb`) is explained when one of the two is the odd
+/// record of its own cluster: a record z of that cluster linked to the other
+/// (a supporting pair) holds the other's ID exactly and the odd record's first
+/// given name and birth date, and the cluster holds the other's ID on more
+/// records than the odd record's. The odd record's number is a typo its
+/// cluster already outvotes (CONNOR 1825594 among CONNOR 1825598 rows), so the
+/// pair is the same as the supporting one: not a twin's number. A twin's row
+/// that carries the other twin's ID is outvoted by the twin's own rows.
+fn odd_id_explained(
+    prepared: &[Prepared],
+    x: u32,
+    y: u32,
+    (ma, mb): (&[u32], &[u32]),
+    supports: &[(u32, u32)],
+) -> bool {
+    let x_links = supports
+        .iter()
+        .filter(|s| s.0 == x && s.1 != y)
+        .map(|s| s.1);
+    let y_links = supports
+        .iter()
+        .filter(|s| s.1 == y && s.0 != x)
+        .map(|s| s.0);
+    outvoted_id(prepared, y, x, mb, x_links) || outvoted_id(prepared, x, y, ma, y_links)
+}
+
+/// Whether `odd`'s national ID is outvoted in its `cluster` by `other`'s,
+/// which a record z of the cluster linked to `other` (one of `links`) holds
+/// along with `odd`'s first given name and birth date.
+fn outvoted_id(
+    prepared: &[Prepared],
+    odd: u32,
+    other: u32,
+    cluster: &[u32],
+    mut links: impl Iterator<Item = u32>,
+) -> bool {
+    let (po, pt) = (&prepared[odd as usize], &prepared[other as usize]);
+    let holding = |id: &str| {
+        cluster
+            .iter()
+            .filter(|m| &*prepared[**m as usize].national_id == id)
+            .count()
+    };
+    holding(&pt.national_id) > holding(&po.national_id)
+        && links.any(|z| {
+            let pz = &prepared[z as usize];
+            same_value(pz, pt, f::NATIONAL_ID)
+                && same_value(pz, po, f::GIVEN)
+                && same_value(pz, po, f::DOB)
+        })
 }
 
 /// What clustering works from: match edges, strongest first; the one-to-one

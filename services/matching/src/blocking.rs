@@ -77,6 +77,13 @@ pub(crate) fn keys(p: &Prepared) -> Vec<BlockKey> {
     if !p.national_id.is_empty() {
         push(3, &[p.national_id.as_bytes()], gi);
     }
+    if p.national_id.len() >= 6 && !p.is_placeholder(ph::NATIONAL_ID) {
+        // Without the last digit, so a last-digit typo meets its original
+        // when the name and birth date were mistyped too (a twin's next number
+        // meets as well; the guards keep the two apart).
+        let id = p.national_id.as_bytes();
+        push(9, &[&id[..id.len() - 1]], gi);
+    }
     for phone in &p.phones {
         push(4, &[&phone.to_le_bytes()], gi);
     }

@@ -360,12 +360,29 @@ pub(crate) fn emails_name_two_people(a: &Prepared, b: &Prepared) -> bool {
     !shared && spelled(a, ga) && spelled(b, gb)
 }
 
-/// Middle names (or initials) on both sides that start with different letters.
+/// Middle names (or initials) on both sides that start with different letters,
+/// unless the given names were only split at another point (see
+/// [`given_split_moved`]).
 pub(crate) fn middle_names_differ(a: &Prepared, b: &Prepared) -> bool {
     match (a.given.get(1), b.given.get(1)) {
-        (Some(x), Some(y)) => x.as_bytes().first() != y.as_bytes().first(),
+        (Some(x), Some(y)) => {
+            x.as_bytes().first() != y.as_bytes().first() && !given_split_moved(a, b)
+        }
         _ => false,
     }
+}
+
+/// The given names, their parts joined, are one typo apart while the first
+/// given names have different lengths: one name written with the break between
+/// its parts moved (LACHLAN-JOHN / LACHLQ-NJOHN, MARY ANN / MARYANN), not two
+/// names. Equal lengths (TOM ALAN / TIM ALAN) are a different first name.
+pub(crate) fn given_split_moved(a: &Prepared, b: &Prepared) -> bool {
+    let (x, y) = (a.first_given(), b.first_given());
+    if (a.given.len() < 2 && b.given.len() < 2) || x.len() == y.len() {
+        return false;
+    }
+    let (jx, jy) = (a.given.concat(), b.given.concat());
+    jx.len().min(jy.len()) >= 6 && osa(jx.as_bytes(), jy.as_bytes()) <= 1
 }
 
 /// Equal, or within the top Jaro-Winkler band.
@@ -593,6 +610,24 @@ mod tests {
         assert_eq!(level_name(&c, f::GIVEN), "disagree");
         let c = compare(&p("", "Smith", ""), &p("Peter", "Smith", ""));
         assert_eq!(level_name(&c, f::GIVEN), "missing");
+    }
+
+    #[test]
+    fn a_given_name_split_at_another_point_is_not_two_middle_names() {
+        let moved = |x: &str, y: &str| given_split_moved(&p(x, "Rivers", ""), &p(y, "Rivers", ""));
+        assert!(moved("Lachlan-John", "Lachlq-Njohn"));
+        assert!(moved("Mary Ann", "Maryann"));
+        assert!(!middle_names_differ(
+            &p("Lachlan-John", "Rivers", ""),
+            &p("Lachlq-Njohn", "Rivers", "")
+        ));
+        assert!(!moved("Tom Alan", "Tim Alan"), "same lengths: another name");
+        assert!(!moved("Lachlan John", "Lachlan Peter"));
+        assert!(!moved("Jo Ann", "Joanna Lee"), "more than one typo");
+        assert!(middle_names_differ(
+            &p("Lachlan John", "Rivers", ""),
+            &p("Lachlan Peter", "Rivers", "")
+        ));
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
 
 use crate::compare::{
-    Comparison, FIELDS, MAX_TF_BITS, NFIELDS, PLACEHOLDER, compare_bounded, emails_name_two_people,
-    f, middle_names_differ, possible_married_name,
+    Comparison, FIELDS, MAX_TF_BITS, MISSING, NFIELDS, PLACEHOLDER, compare, compare_bounded,
+    emails_name_two_people, f, given_split_moved, middle_names_differ, possible_married_name,
 };
 use crate::model::{Model, TF_FIELDS, level_name};
 use crate::normalize::{NormalizeConfig, Prepared, ph, prepare};
@@ -298,11 +298,13 @@ fn conflict(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> {
 
 /// Clearly different first given names: they disagree, or are only alike in
 /// sound or a loose Jaro-Winkler band (LILY / LOLA), unless one typo apart
-/// (JESSICA / JESSIAC).
+/// (JESSICA / JESSIAC) or one name split at another point (LACHLAN-JOHN /
+/// LACHLQ-NJOHN).
 fn given_names_differ(a: &Prepared, b: &Prepared, cmp: &Comparison) -> bool {
     let given = cmp.levels[f::GIVEN];
-    cmp.disagrees(f::GIVEN)
-        || ((given == 3 || given == 4) && !one_typo(a.first_given(), b.first_given()))
+    let differ = cmp.disagrees(f::GIVEN)
+        || ((given == 3 || given == 4) && !one_typo(a.first_given(), b.first_given()));
+    differ && !given_split_moved(a, b)
 }
 
 /// Positive evidence of two people despite look-alike records (checked when no
@@ -313,10 +315,15 @@ fn given_names_differ(a: &Prepared, b: &Prepared, cmp: &Comparison) -> bool {
 /// different sexes with not-identical given names (AARON / ERIN). Siblings, not
 /// a typo or a nickname: no cluster may hold both.
 fn two_people(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> {
-    let given = cmp.levels[f::GIVEN];
     if consecutive_ids(a, b) {
         return Some(Conflict::NationalId);
     }
+    siblings_besides_ids(a, b, cmp)
+}
+
+/// [`two_people`]'s evidence other than sequential national IDs.
+fn siblings_besides_ids(a: &Prepared, b: &Prepared, cmp: &Comparison) -> Option<Conflict> {
+    let given = cmp.levels[f::GIVEN];
     if (1..=4).contains(&given)
         && (emails_name_two_people(a, b) || (cmp.disagrees(f::NATIONAL_ID) && cmp.exact(f::PHONE)))
     {
@@ -357,6 +364,30 @@ pub(crate) fn rewritten_field(a: &Prepared, b: &Prepared, s: &PairScore) -> bool
             Some(Conflict::Placeholder | Conflict::Suffix | Conflict::Sex)
         )
         && matches!(two_people(a, b, &s.cmp), None | Some(Conflict::NationalId))
+}
+
+/// A conflict or incompatibility whose only sign of two people is a pair of
+/// national IDs that could be sequential (a twin's number, or a last-digit
+/// typo), whatever the given names: no different suffixes or sexes, no
+/// placeholder name, no look-alike names in their own emails, different middle
+/// names or household with two IDs. Whether it is a typo the record's cluster
+/// already settled is for the batch to tell (see `odd_id_explained`).
+pub(crate) fn sequential_ids_only(a: &Prepared, b: &Prepared, s: &PairScore) -> bool {
+    let suffixes_differ = a.suffix != 0 && b.suffix != 0 && a.suffix != b.suffix;
+    consecutive_ids(a, b)
+        && !suffixes_differ
+        && !s.cmp.disagrees(f::SEX)
+        && !matches!(
+            s.conflict,
+            Some(Conflict::Placeholder | Conflict::Suffix | Conflict::Sex)
+        )
+        && siblings_besides_ids(a, b, &s.cmp).is_none()
+}
+
+/// Two records' national IDs vouch for each other (the same, one typo, or
+/// near with the rest of the record agreeing: see `national_id_vouches`).
+pub(crate) fn ids_vouch(a: &Prepared, b: &Prepared) -> bool {
+    national_id_vouches(a, b, &compare(a, b))
 }
 
 /// The identifying fields (birth date and national ID) both records have and
@@ -457,30 +488,44 @@ fn national_id_vouches(a: &Prepared, b: &Prepared, cmp: &Comparison) -> bool {
 /// digits transposed, two typos) vouch when the rest of the record agrees
 /// strongly. IDs that could be sequential (only the last digit differs, or at
 /// most [`SEQUENTIAL_ID_GAP`] apart: a twin's, or a last-digit typo) need the
-/// same first given name and birth date (or its day/month swap, or one typo
-/// within the decade): twins differ in the given name, juniors/seniors in the
-/// birth date; the family name may have changed. Other near IDs
-/// (a transposition, two typos: not a sibling's number) need two of an alike
-/// given name, an alike family name and a birth date at most one edit off,
-/// plus the same place (street alike, or postal code or city exact).
+/// same first given name (or two adjacent letters swapped: BENJAMNI) and birth
+/// date (or its day/month swap, or one typo within the decade; or no birth date
+/// on one side, with the same place): twins differ in the given name,
+/// juniors/seniors in the birth date; the family name may have changed. Other
+/// near IDs (a transposition, two typos: not a sibling's number) need two of an
+/// alike given name, an alike family name and a birth date at most one edit
+/// off, plus the same place (street alike, or postal code or city exact).
 fn near_id_vouches(a: &Prepared, b: &Prepared, cmp: &Comparison) -> bool {
     let (x, y) = (&*a.national_id, &*b.national_id);
     if x.len() != y.len() || x.len() < 4 {
         return false;
     }
     let given = cmp.levels[f::GIVEN];
+    let place = cmp.levels[f::ADDRESS] <= 2 || cmp.exact(f::POSTAL) || cmp.exact(f::CITY);
     if sequential_ids(x, y) {
         let dob = cmp.levels[f::DOB];
         let same_birth = dob <= 1 || (dob == 2 && year_gap(a, b) < 10);
-        return given == 0 && !cmp.swapped && same_birth;
+        let same_given = given == 0 || letters_swapped(a.first_given(), b.first_given());
+        return same_given && !cmp.swapped && (same_birth || (dob == MISSING && place));
     }
     let names_and_date = [
         given <= 2,
         cmp.levels[f::FAMILY] <= 4,
         cmp.levels[f::DOB] <= 2,
     ];
-    let place = cmp.levels[f::ADDRESS] <= 2 || cmp.exact(f::POSTAL) || cmp.exact(f::CITY);
     names_and_date.iter().filter(|ok| **ok).count() >= 2 && place
+}
+
+/// One name with two adjacent letters swapped (BENJAMIN / BENJAMNI), at
+/// least four letters long: a typo, where a substitution (MARK / MARC) or a
+/// dropped letter (KAYLA / KYLA) may be another name.
+fn letters_swapped(x: &str, y: &str) -> bool {
+    let (x, y) = (x.as_bytes(), y.as_bytes());
+    if x.len() != y.len() || x.len() < 4 {
+        return false;
+    }
+    let differ: Vec<usize> = (0..x.len()).filter(|i| x[*i] != y[*i]).collect();
+    matches!(differ.as_slice(), [i, j] if *j == i + 1 && x[*i] == y[*j] && x[*j] == y[*i])
 }
 
 /// Most that two national IDs issued in sequence (twins, triplets) differ by,
@@ -512,7 +557,7 @@ fn one_typo(x: &str, y: &str) -> bool {
 }
 
 /// National IDs that could have been issued in sequence, as twins' often are.
-fn consecutive_ids(a: &Prepared, b: &Prepared) -> bool {
+pub(crate) fn consecutive_ids(a: &Prepared, b: &Prepared) -> bool {
     sequential_ids(&a.national_id, &b.national_id)
 }
 
@@ -630,6 +675,17 @@ pub(crate) fn explain_prepared(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn letters_swapped_is_a_typo_not_another_name() {
+        assert!(letters_swapped("BENJAMIN", "BENJAMNI"));
+        assert!(letters_swapped("HARRIET", "HARREIT"));
+        assert!(!letters_swapped("MARK", "MARC"), "a substitution");
+        assert!(!letters_swapped("KAYLA", "KYLA"), "a dropped letter");
+        assert!(!letters_swapped("BENJAMIN", "BENJAMIN"));
+        assert!(!letters_swapped("BENJAMIN", "BNEJAMNI"), "two swaps");
+        assert!(!letters_swapped("ABE", "AEB"), "too short");
+    }
 
     #[test]
     fn sequential_ids_are_a_twins_numbers_not_a_transposition() {

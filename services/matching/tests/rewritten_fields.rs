@@ -267,3 +267,193 @@ fn street_and_family_initial_block_a_record_whose_other_keys_were_rewritten() {
     );
     assert_eq!(report.compared_pairs, 1, "the pair is compared");
 }
+
+#[test]
+fn a_given_name_split_at_another_point_is_one_name() {
+    // FEBRL3's lachlan-john / lachlq-njohn in shape: the break between the
+    // two parts moved (and a typo), the national ID rewritten.
+    let org = P {
+        given: "lachlan-john",
+        ..BASE
+    };
+    let moved = P {
+        given: "lachlq-njohn",
+        ssn: "8009557",
+        ..BASE
+    };
+    assert_eq!(conflict(&org, &moved), None);
+    let c = clusters(&[org, moved]);
+    assert_eq!(c[0], c[1]);
+    // A twin whose first name differs in a letter, with the same middle
+    // name, is another person; so is one with another middle name.
+    let tom = P {
+        given: "tom alan",
+        ..BASE
+    };
+    let tim = P {
+        given: "tim alan",
+        ssn: "8009557",
+        ..BASE
+    };
+    assert_eq!(conflict(&tom, &tim), Some(Conflict::GivenName));
+    let peter = P {
+        given: "lachlan peter",
+        ssn: "8009557",
+        ..BASE
+    };
+    assert_eq!(conflict(&org, &peter), Some(Conflict::GivenName));
+    let c = clusters(&[tom, tim, org, peter]);
+    assert!(c[0] != c[1] && c[2] != c[3], "{c:?}");
+}
+
+#[test]
+fn a_record_whose_birth_date_and_id_were_rewritten_joins_when_a_member_lies_between() {
+    // FEBRL3's finlay white in shape: a member with another typo of the ID
+    // (two edits) and the original birth date; a new record with a new birth
+    // date and its own typo of the ID (one edit). The two differ in both, but
+    // the original holds the one's birth date and an ID near both.
+    let org = P {
+        ssn: "4215401",
+        ..BASE
+    };
+    let typos = P {
+        given: "harriett",
+        ssn: "4215831",
+        ..org
+    };
+    let redated = P {
+        dob: "1964-01-21",
+        ssn: "4275401",
+        ..org
+    };
+    let c = clusters(&[org, typos, redated]);
+    assert!(c[0] == c[1] && c[1] == c[2], "one person: {c:?}");
+    // IDs sequential to each other (a sibling's number in shape) are not
+    // explained by an original near both.
+    let transposed = P {
+        ssn: "4215410",
+        ..typos
+    };
+    let next = P {
+        ssn: "4215411",
+        ..redated
+    };
+    let c = clusters(&[org, transposed, next]);
+    assert!(c[0] == c[1] && c[1] != c[2], "{c:?}");
+}
+
+#[test]
+fn a_next_number_its_cluster_outvotes_does_not_keep_out_a_record_with_the_cluster_id() {
+    // FEBRL3's connor / raquel nguyen in shape: two rows with the ID, one with
+    // a last-digit typo (only the last digit differs: a twin's number in
+    // shape), and a row whose given name was replaced but which has the
+    // cluster's ID.
+    let org = P {
+        given: "connor",
+        ssn: "1825598",
+        ..BASE
+    };
+    let moved = P {
+        street: "19 lancehill avenue kittani",
+        ..org
+    };
+    let typo = P {
+        ssn: "1825594",
+        street: "11 woinarski place",
+        ..org
+    };
+    let renamed = P {
+        given: "raquel",
+        city: "mulgrave eats",
+        ..org
+    };
+    let c = clusters(&[org, moved, typo, renamed]);
+    assert!(c.iter().all(|x| *x == c[0]), "one person: {c:?}");
+    // Twins: the sister's own row and one that carries her brother's ID. Her
+    // number is not outvoted (one row each), so the brother stays apart.
+    let brother = P {
+        given: "connor",
+        ssn: "1825598",
+        ..BASE
+    };
+    let sister = P {
+        given: "raquel",
+        ssn: "1825599",
+        ..BASE
+    };
+    let sister_with_his_id = P {
+        ssn: "1825598",
+        ..sister
+    };
+    let c = clusters(&[brother, sister, sister_with_his_id]);
+    assert_ne!(c[0], c[1], "twins: {c:?}");
+}
+
+#[test]
+fn a_next_number_vouches_for_swapped_letters_or_a_missing_birth_date_in_the_same_place() {
+    // FEBRL3's benjamin camens in shape: the original, a row with two
+    // letters of the given name swapped, a row without a birth date, and a
+    // row with a last-digit typo in the ID, a family-name typo and a
+    // birth-date typo.
+    let org = P {
+        ssn: "3523836",
+        ..BASE
+    };
+    let swapped = P {
+        given: "harreit",
+        ..org
+    };
+    let undated = P { dob: "", ..org };
+    let next = P {
+        family: "horsey",
+        dob: "1971-08-26",
+        street: "7 woinarski place white lodge",
+        ssn: "3523835",
+        ..org
+    };
+    assert_eq!(conflict(&swapped, &next), None);
+    assert_eq!(conflict(&undated, &next), None);
+    let c = clusters(&[org, swapped, undated, next]);
+    assert!(c.iter().all(|x| *x == c[0]), "one person: {c:?}");
+    // A twin's name one letter off (MARK / MARC), or no birth date and
+    // another place, is no typo: the next number stays a sibling's.
+    let mark = P {
+        given: "mark",
+        ..org
+    };
+    let marc = P {
+        given: "marc",
+        ..next
+    };
+    assert_eq!(conflict(&mark, &marc), Some(Conflict::NationalId));
+    let moved = P {
+        street: "4 narrabundah lane",
+        city: "penola",
+        zip: "6168",
+        ..undated
+    };
+    assert_eq!(conflict(&moved, &next), Some(Conflict::NationalId));
+}
+
+#[test]
+fn an_id_without_its_last_digit_blocks_a_record_whose_names_date_and_street_were_mistyped() {
+    let org = P {
+        ssn: "3523836",
+        ..BASE
+    };
+    let mistyped = P {
+        family: "horsey",
+        dob: "1971-09-25",
+        street: "7 woinarski place white lodge",
+        ssn: "3523835",
+        ..org
+    };
+    let rows = [demo(&org), demo(&mistyped)];
+    let report = link_batch_sources(
+        &rows,
+        &["a", "b"],
+        &Model::builtin(),
+        &MatchConfig::default(),
+    );
+    assert_eq!(report.compared_pairs, 1, "the pair is compared");
+}

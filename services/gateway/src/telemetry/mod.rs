@@ -34,7 +34,7 @@ use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_subscriber::filter::{EnvFilter, FilterFn};
+use tracing_subscriber::filter::{EnvFilter, FilterExt as _, FilterFn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
@@ -124,14 +124,21 @@ impl Telemetry {
         if let Some(meter) = &telemetry.meter {
             opentelemetry::global::set_meter_provider(meter.clone());
         }
-        let otel = telemetry
-            .tracer
-            .as_ref()
-            .map(|provider| traced_spans(otel_layer(provider)));
-        let _ = Registry::default()
-            .with(log_layer(logging))
-            .with(otel)
-            .try_init();
+        // Not an `Option` layer: a `None` one still enables every callsite
+        // (`Interest::always`), so each span would be built in the registry
+        // for nothing — what "tracing off" must not cost.
+        let _ = match &telemetry.tracer {
+            Some(provider) => Registry::default()
+                .with(UnsampledGate {
+                    level: Layer::<Registry>::max_level_hint(&log_filter(logging))
+                        .unwrap_or(tracing_subscriber::filter::LevelFilter::TRACE)
+                        .max(tracing_subscriber::filter::LevelFilter::INFO),
+                })
+                .with(log_layer(logging))
+                .with(traced_spans(otel_layer(provider)))
+                .try_init(),
+            None => Registry::default().with(log_layer(logging)).try_init(),
+        };
         Ok(telemetry)
     }
 
@@ -198,10 +205,7 @@ pub fn init_logging(config: &LoggingConfig) {
 }
 
 /// `layer` (the OpenTelemetry layer) over Tessera's own spans only (at info or
-/// above; events are logs, not span events; h2's and hyper's spans stay out), and not
-/// in a call whose trace was not sampled: they would be dropped at the end
-/// anyway, and building them would be most of what tracing costs such a call
-/// (see [`rpc::unsampled_call`]).
+/// above; events are logs, not span events; h2's and hyper's spans stay out).
 pub fn traced_spans<S, L>(layer: L) -> tracing_subscriber::filter::Filtered<L, SampledOnly, S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
@@ -210,10 +214,17 @@ where
     layer.with_filter(SampledOnly)
 }
 
-/// The filter of [`traced_spans`]: Tessera's spans at info or above, except
-/// while the thread polls an unsampled call.
+/// The filter of [`traced_spans`]: Tessera's spans at info or above.
 #[derive(Debug, Clone, Copy)]
 pub struct SampledOnly;
+
+impl SampledOnly {
+    fn wants(meta: &tracing::Metadata<'_>) -> bool {
+        meta.is_span()
+            && meta.target().starts_with("tessera")
+            && *meta.level() <= tracing::Level::INFO
+    }
+}
 
 impl<S> tracing_subscriber::layer::Filter<S> for SampledOnly
 where
@@ -224,25 +235,65 @@ where
         meta: &tracing::Metadata<'_>,
         _cx: &tracing_subscriber::layer::Context<'_, S>,
     ) -> bool {
-        meta.is_span()
-            && meta.target().starts_with("tessera")
-            && *meta.level() <= tracing::Level::INFO
-            && rpc::unsampled_call().is_none()
+        Self::wants(meta)
     }
 
     fn callsite_enabled(
         &self,
         meta: &'static tracing::Metadata<'static>,
     ) -> tracing::subscriber::Interest {
-        if meta.is_span()
-            && meta.target().starts_with("tessera")
-            && *meta.level() <= tracing::Level::INFO
-        {
-            // Decided per span: it depends on the call it is in.
-            tracing::subscriber::Interest::sometimes()
+        if Self::wants(meta) {
+            tracing::subscriber::Interest::always()
         } else {
             tracing::subscriber::Interest::never()
         }
+    }
+
+    fn max_level_hint(&self) -> Option<tracing_subscriber::filter::LevelFilter> {
+        Some(tracing_subscriber::filter::LevelFilter::INFO)
+    }
+}
+
+/// Keeps spans from being built at all while the thread polls a call whose
+/// trace is not sampled ([`rpc::unsampled_call`]): they would be dropped at the
+/// end anyway, and building them would be most of what tracing costs such a
+/// call. Added next to the registry, under every other layer: a per-layer
+/// filter that says no still lets the registry build the span (it only skips
+/// that layer), while this global one stops it.
+///
+/// Its level hint is the most verbose level any layer above wants (`level`):
+/// without one the process-wide hint would be "everything", and each of the
+/// dependencies' `trace!` callsites would be asked about on every hit.
+#[derive(Debug, Clone, Copy)]
+pub struct UnsampledGate {
+    /// The most verbose level the layers above it want.
+    pub level: tracing_subscriber::filter::LevelFilter,
+}
+
+impl<S: tracing::Subscriber> Layer<S> for UnsampledGate {
+    fn max_level_hint(&self) -> Option<tracing_subscriber::filter::LevelFilter> {
+        Some(self.level)
+    }
+
+    fn register_callsite(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if SampledOnly::wants(meta) {
+            // Decided per span: it depends on the call it is in.
+            tracing::subscriber::Interest::sometimes()
+        } else {
+            // Whatever the layers above decide.
+            tracing::subscriber::Interest::always()
+        }
+    }
+
+    fn enabled(
+        &self,
+        meta: &tracing::Metadata<'_>,
+        _cx: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        !(meta.is_span() && rpc::unsampled_call().is_some())
     }
 }
 
@@ -252,25 +303,32 @@ fn log_layer<S>(config: &LoggingConfig) -> Box<dyn Layer<S> + Send + Sync>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a> + Send + Sync,
 {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::builder().parse(&config.level.0))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let events = FilterFn::new(|meta: &tracing::Metadata<'_>| meta.is_event());
+    let filter = log_filter(config);
+    // One filter, not two nested `with_filter`s: nested, the inner one's "no
+    // spans" does not reach the registry, which then builds every span the
+    // level allows only for this layer to ignore it. (So `RUST_LOG` selects by
+    // target and level; span-scoped directives have no spans to match.)
+    let events = FilterFn::new(|meta: &tracing::Metadata<'_>| meta.is_event()).and(filter);
     match config.format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_ansi(std::io::stderr().is_terminal())
             .with_target(true)
             .with_filter(events)
-            .with_filter(filter)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .event_format(json::JsonLines)
             .with_filter(events)
-            .with_filter(filter)
             .boxed(),
     }
+}
+
+/// Which events are logged: `RUST_LOG`, or the config's level.
+fn log_filter(config: &LoggingConfig) -> EnvFilter {
+    EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::builder().parse(&config.level.0))
+        .unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
 fn resource(config: &TelemetryConfig, env: &Env) -> Resource {

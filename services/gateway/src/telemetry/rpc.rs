@@ -13,7 +13,7 @@
 //!   message — with the call's `grpc-status`.
 //! - An unsampled call gets no span at all. While its handler and body are
 //!   polled the thread is marked ([`unsampled_call`]), so the spans the view
-//!   would open are not built either ([`super::SampledOnly`]): tracing costs
+//!   would open are not built either ([`super::UnsampledGate`]): tracing costs
 //!   such a call a header lookup, a random number and two thread-local writes
 //!   per poll. When it ends failed (a server-side status) or slower than
 //!   `keep_slower_than`, its server span is built after the fact, with the
@@ -243,7 +243,7 @@ impl Drop for Restore {
 
 /// Whether this thread is polling a call whose trace is not sampled, and the
 /// caller's trace ID if it sent one. Spans opened meanwhile would be dropped,
-/// so [`super::SampledOnly`] does not build them.
+/// so [`super::UnsampledGate`] does not let them be built.
 pub fn unsampled_call() -> Option<UnsampledCall> {
     UNSAMPLED.with(Cell::get)
 }
@@ -539,6 +539,7 @@ mod tests {
         delay: Duration,
     ) -> Result<http::Response<String>, std::convert::Infallible> {
         let child = tracing::info_span!(target: "tessera::test", "child");
+        BUILT.with(|built| built.set(built.get() + usize::from(!child.is_disabled())));
         async {
             // Opened while the handler is polled again, after a wait.
             tokio::time::sleep(delay).await;
@@ -555,6 +556,11 @@ mod tests {
 
     use tracing::Instrument as _;
 
+    thread_local! {
+        /// Child spans the handler found built (not disabled) on this thread.
+        static BUILT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
     const METHOD: &str = "/tessera.v1.PatientViewService/GetPatientView";
 
     /// Runs one call through the layer (ratio, tail threshold) with a
@@ -570,9 +576,17 @@ mod tests {
             .with_sampler(super::super::sampling::Sampler::new(ratio))
             .with_simple_exporter(exported.clone())
             .build();
-        let subscriber = tracing_subscriber::Registry::default().with(super::super::traced_spans(
-            super::super::otel_layer(&provider),
-        ));
+        // As `Telemetry::init` sets it up: logs, then traces.
+        let subscriber = tracing_subscriber::Registry::default()
+            .with(super::super::UnsampledGate {
+                level: tracing_subscriber::filter::LevelFilter::INFO,
+            })
+            .with(super::super::log_layer(
+                &crate::config::LoggingConfig::default(),
+            ))
+            .with(super::super::traced_spans(super::super::otel_layer(
+                &provider,
+            )));
         let _default = tracing::subscriber::set_default(subscriber);
         let traces = Traces::new(provider.tracer("test"), ratio, Duration::from_millis(100));
         let mut service =
@@ -631,7 +645,13 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn an_unsampled_fast_call_builds_no_span_at_all() {
         // The caller dropped it; our ratio would keep it: the caller wins.
+        BUILT.with(|built| built.set(0));
         assert!(call(1.0, Some(DROPPED), 0, Duration::ZERO).await.is_empty());
+        // Not even built in the registry (not just dropped at export).
+        assert_eq!(BUILT.with(std::cell::Cell::get), 0);
+        // The control: a sampled call builds it.
+        assert_eq!(call(1.0, None, 0, Duration::ZERO).await.len(), 3);
+        assert_eq!(BUILT.with(std::cell::Cell::get), 1);
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -8,11 +8,11 @@
 //! tracing's share of it is the largest. Three modes: tracing off (no OTLP
 //! endpoint, as in production without one), 1 % and 100 % sampling, exporting
 //! over OTLP/gRPC to a receiver in the parent process that counts spans.
-//! Modes alternate round by round so drift on a shared machine hits them
-//! alike; the report gives each mode's median throughput and its cost against
-//! off, and the same for the CPU time the process spent per view (user and
-//! system, from `/proc/self/stat`): on a shared machine other work moves
-//! throughput much more than it moves the CPU a view costs.
+//! Modes alternate round by round (forward, then backward) so drift on a
+//! shared machine hits them alike; the report gives each mode's median
+//! throughput and its cost against off, the median of each round's cost
+//! against that round's off (`paired_cost_vs_off`), and the same for the CPU
+//! time the process spent per view (user and system, from `/proc/self/stat`).
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -119,8 +119,16 @@ pub(super) async fn run(args: &TelemetryBenchArgs) -> anyhow::Result<serde_json:
     let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); MODES.len()];
     let mut spans: Vec<u64> = vec![0; MODES.len()];
     let mut errors = 0;
-    for _ in 0..args.rounds {
-        for (m, (name, _)) in MODES.iter().enumerate() {
+    for round in 0..args.rounds {
+        // Forward in even rounds, backward in odd ones (A B C C B A ...), so a
+        // steady drift weighs on every mode alike.
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..MODES.len()).collect()
+        } else {
+            (0..MODES.len()).rev().collect()
+        };
+        for m in order {
+            let name = MODES[m].0;
             let before = exported.load(Ordering::Relaxed);
             let mut command = std::process::Command::new(&exe);
             command
@@ -171,12 +179,26 @@ pub(super) async fn run(args: &TelemetryBenchArgs) -> anyhow::Result<serde_json:
     report.insert("errors".into(), errors.into());
     for (m, (name, _)) in MODES.iter().enumerate() {
         let rps = median(&samples[m]);
+        // Each round's cost against the same round's off: the machine's
+        // slower swings (other tenants) cancel within a round.
+        let paired: Vec<f64> = samples[m]
+            .iter()
+            .zip(&samples[0])
+            .map(|(rps, off)| 1.0 - rps / off)
+            .collect();
+        let paired_cpu: Vec<f64> = cpu[m]
+            .iter()
+            .zip(&cpu[0])
+            .map(|(cpu, off)| cpu / off - 1.0)
+            .collect();
         report.insert(
             (*name).into(),
             serde_json::json!({
                 "median_rps": rps,
                 "rps_per_round": samples[m],
                 "cost_vs_off": 1.0 - rps / off,
+                "paired_cost_vs_off": median(&paired),
+                "paired_cpu_cost_vs_off": median(&paired_cpu),
                 "cpu_us_per_view": median(&cpu[m]),
                 "cpu_us_per_view_per_round": cpu[m],
                 "cpu_cost_vs_off": median(&cpu[m]) / off_cpu - 1.0,

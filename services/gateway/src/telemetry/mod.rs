@@ -127,17 +127,20 @@ impl Telemetry {
         // Not an `Option` layer: a `None` one still enables every callsite
         // (`Interest::always`), so each span would be built in the registry
         // for nothing — what "tracing off" must not cost.
+        let logs = log_filter(logging);
         let _ = match &telemetry.tracer {
             Some(provider) => Registry::default()
                 .with(UnsampledGate {
-                    level: Layer::<Registry>::max_level_hint(&log_filter(logging))
+                    level: Layer::<Registry>::max_level_hint(&logs)
                         .unwrap_or(tracing_subscriber::filter::LevelFilter::TRACE)
                         .max(tracing_subscriber::filter::LevelFilter::INFO),
                 })
-                .with(log_layer(logging))
+                .with(log_layer(logs, logging.format))
                 .with(traced_spans(otel_layer(provider)))
                 .try_init(),
-            None => Registry::default().with(log_layer(logging)).try_init(),
+            None => Registry::default()
+                .with(log_layer(logs, logging.format))
+                .try_init(),
         };
         Ok(telemetry)
     }
@@ -201,24 +204,27 @@ pub fn observe_review_queue(
 /// Installs logging alone (CLI commands that do not serve). `RUST_LOG`, when
 /// set, overrides the config's level. Calling it twice keeps the first.
 pub fn init_logging(config: &LoggingConfig) {
-    let _ = Registry::default().with(log_layer(config)).try_init();
+    let _ = Registry::default()
+        .with(log_layer(log_filter(config), config.format))
+        .try_init();
 }
 
 /// `layer` (the OpenTelemetry layer) over Tessera's own spans only (at info or
 /// above; events are logs, not span events; h2's and hyper's spans stay out).
-pub fn traced_spans<S, L>(layer: L) -> tracing_subscriber::filter::Filtered<L, SampledOnly, S>
+pub fn traced_spans<S, L>(layer: L) -> tracing_subscriber::filter::Filtered<L, TesseraSpans, S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
     L: Layer<S>,
 {
-    layer.with_filter(SampledOnly)
+    layer.with_filter(TesseraSpans)
 }
 
-/// The filter of [`traced_spans`]: Tessera's spans at info or above.
+/// The filter of [`traced_spans`]: Tessera's spans at info or above (whether
+/// the call is sampled is [`UnsampledGate`]'s business).
 #[derive(Debug, Clone, Copy)]
-pub struct SampledOnly;
+pub struct TesseraSpans;
 
-impl SampledOnly {
+impl TesseraSpans {
     fn wants(meta: &tracing::Metadata<'_>) -> bool {
         meta.is_span()
             && meta.target().starts_with("tessera")
@@ -226,7 +232,7 @@ impl SampledOnly {
     }
 }
 
-impl<S> tracing_subscriber::layer::Filter<S> for SampledOnly
+impl<S> tracing_subscriber::layer::Filter<S> for TesseraSpans
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
@@ -279,7 +285,7 @@ impl<S: tracing::Subscriber> Layer<S> for UnsampledGate {
         &self,
         meta: &'static tracing::Metadata<'static>,
     ) -> tracing::subscriber::Interest {
-        if SampledOnly::wants(meta) {
+        if TesseraSpans::wants(meta) {
             // Decided per span: it depends on the call it is in.
             tracing::subscriber::Interest::sometimes()
         } else {
@@ -297,19 +303,18 @@ impl<S: tracing::Subscriber> Layer<S> for UnsampledGate {
     }
 }
 
-/// The log layer: events only (spans are for traces), filtered by `RUST_LOG` or
-/// the config's level.
-fn log_layer<S>(config: &LoggingConfig) -> Box<dyn Layer<S> + Send + Sync>
+/// The log layer in `format`: events only (spans are for traces), those
+/// `filter` ([`log_filter`]) lets through.
+fn log_layer<S>(filter: EnvFilter, format: LogFormat) -> Box<dyn Layer<S> + Send + Sync>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a> + Send + Sync,
 {
-    let filter = log_filter(config);
     // One filter, not two nested `with_filter`s: nested, the inner one's "no
     // spans" does not reach the registry, which then builds every span the
     // level allows only for this layer to ignore it. (So `RUST_LOG` selects by
     // target and level; span-scoped directives have no spans to match.)
     let events = FilterFn::new(|meta: &tracing::Metadata<'_>| meta.is_event()).and(filter);
-    match config.format {
+    match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_ansi(std::io::stderr().is_terminal())

@@ -518,6 +518,7 @@ mod tests {
     use opentelemetry_sdk::error::OTelSdkResult;
     use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
     use tower::{Layer as _, Service as _};
+    use tracing::Instrument as _;
     use tracing_subscriber::layer::SubscriberExt as _;
 
     use super::*;
@@ -554,8 +555,6 @@ mod tests {
         Ok(response)
     }
 
-    use tracing::Instrument as _;
-
     thread_local! {
         /// Child spans the handler found built (not disabled) on this thread.
         static BUILT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
@@ -582,7 +581,8 @@ mod tests {
                 level: tracing_subscriber::filter::LevelFilter::INFO,
             })
             .with(super::super::log_layer(
-                &crate::config::LoggingConfig::default(),
+                super::super::log_filter(&crate::config::LoggingConfig::default()),
+                crate::config::LogFormat::Text,
             ))
             .with(super::super::traced_spans(super::super::otel_layer(
                 &provider,

@@ -236,3 +236,26 @@ async fn resolver(args: &ResolverBenchArgs) -> anyhow::Result<serde_json::Value>
         "upsert_source_record": summary(&upserts, upsert_elapsed),
     }))
 }
+
+/// CPU time (user and system) this process has used, in seconds.
+pub(super) fn cpu_seconds() -> anyhow::Result<f64> {
+    // Linux's clock ticks for these fields: USER_HZ, 100 on every architecture.
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let stat = std::fs::read_to_string("/proc/self/stat")
+        .context("cannot read /proc/self/stat for the CPU time")?;
+    // After the command name (in parentheses), fields 3 onwards: utime is 14,
+    // stime 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |index: usize| -> anyhow::Result<f64> {
+        let value = fields
+            .get(index)
+            .context("/proc/self/stat has too few fields")?;
+        Ok(value
+            .parse::<u64>()
+            .context("/proc/self/stat is not numeric")? as f64)
+    };
+    Ok((ticks(11)? + ticks(12)?) / TICKS_PER_SECOND)
+}

@@ -250,7 +250,7 @@ async fn measure(args: &TelemetryBenchArgs, mode: &str) -> anyhow::Result<serde_
         masters.clone(),
     )
     .await?;
-    let cpu_before = cpu_seconds()?;
+    let cpu_before = super::cpu_seconds()?;
     let (rps, errors) = closed_loop(
         &clients,
         args.concurrency,
@@ -258,7 +258,7 @@ async fn measure(args: &TelemetryBenchArgs, mode: &str) -> anyhow::Result<serde_
         masters,
     )
     .await?;
-    let cpu = cpu_seconds()? - cpu_before;
+    let cpu = super::cpu_seconds()? - cpu_before;
     #[allow(clippy::cast_precision_loss)]
     let views = rps * args.duration.max(1) as f64;
     let _ = server.stop.send(());
@@ -270,27 +270,4 @@ async fn measure(args: &TelemetryBenchArgs, mode: &str) -> anyhow::Result<serde_
         "errors": errors,
         "cpu_us_per_view": cpu / views.max(1.0) * 1e6,
     }))
-}
-
-/// CPU time (user and system) this process has used, in seconds.
-fn cpu_seconds() -> anyhow::Result<f64> {
-    // Linux's clock ticks for these fields: USER_HZ, 100 on every architecture.
-    const TICKS_PER_SECOND: f64 = 100.0;
-    let stat = std::fs::read_to_string("/proc/self/stat")
-        .context("cannot read /proc/self/stat for the CPU time")?;
-    // After the command name (in parentheses), fields 3 onwards: utime is 14,
-    // stime 15.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |index: usize| -> anyhow::Result<f64> {
-        let value = fields
-            .get(index)
-            .context("/proc/self/stat has too few fields")?;
-        Ok(value
-            .parse::<u64>()
-            .context("/proc/self/stat is not numeric")? as f64)
-    };
-    Ok((ticks(11)? + ticks(12)?) / TICKS_PER_SECOND)
 }

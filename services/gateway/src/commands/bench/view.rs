@@ -432,18 +432,21 @@ pub(super) async fn run(args: &ViewBenchArgs) -> anyhow::Result<serde_json::Valu
 
     // Cached masters: the tail of the population.
     let warm: Arc<Vec<String>> = Arc::new(masters[cold_total..cold_total + WARM_MASTERS].to_vec());
-    let mut sample = None;
+    let mut warming = tokio::task::JoinSet::new();
     for master in warm.iter() {
-        let view = clients
-            .get()
-            .get_patient_view(request(master, None))
-            .await?;
-        sample = Some(view.into_inner());
+        let mut client = clients.get();
+        let request = request(master, None);
+        warming.spawn(async move { client.get_patient_view(request).await });
+    }
+    let mut sample = None;
+    while let Some(view) = warming.join_next().await {
+        sample = Some(view??.into_inner());
     }
     let sample = sample.context("no warm-up view")?;
     let response_bytes = prost::Message::encoded_len(&sample);
 
     // (1) Cold views at a constant rate.
+    let cpu_before = super::cpu_seconds()?;
     let cold = open_loop(
         &clients,
         args.rate,
@@ -452,6 +455,9 @@ pub(super) async fn run(args: &ViewBenchArgs) -> anyhow::Result<serde_json::Valu
         None,
     )
     .await?;
+    // Client, server and fake silos together: what one cold view costs this
+    // machine, steadier than any latency figure on a shared VM.
+    let cold_cpu = super::cpu_seconds()? - cpu_before;
     let slowest = *latencies.iter().max().unwrap_or(&0);
     // The slowest source's own p99, timed around the adapter call: what the
     // view cannot beat. tokio's timer wheel rounds the fakes' sleeps up to the
@@ -526,6 +532,7 @@ pub(super) async fn run(args: &ViewBenchArgs) -> anyhow::Result<serde_json::Valu
         "achieved_rate": cold.completed as f64 / cold.elapsed.as_secs_f64(),
         "errors": cold.errors,
         "partial_views": cold.partial,
+        "cpu_us_per_cold_view": cold_cpu * 1e6 / (cold.completed + cold.errors).max(1) as f64,
         "p50_ms": ms(c.value_at_quantile(0.50)),
         "p99_ms": ms(c.value_at_quantile(0.99)),
         "p999_ms": ms(c.value_at_quantile(0.999)),

@@ -101,12 +101,13 @@ pub fn aggregator(
     )?)
 }
 
-/// The aggregator's view of the resolver, with a cache of recent lookups.
+/// The aggregator's view of the resolver. With the embedded store the resolver
+/// answers from memory; with a shared store, recent lookups are cached.
 ///
-/// An entry is used only while the resolver's generation has not moved since
-/// it was read, so a link change in this process is seen at once; the TTL bounds
-/// how long a change made by another process (replicas sharing PostgreSQL) can
-/// go unseen.
+/// A cached entry is used only while the resolver's generation has not moved
+/// since it was read, so a link change in this process is seen at once; the TTL
+/// bounds how long a change made by another process (replicas sharing
+/// PostgreSQL) can go unseen.
 pub struct ResolverLookup {
     resolver: Arc<Resolver>,
     cache: moka::future::Cache<Subject, (u64, Identities)>,
@@ -190,6 +191,10 @@ fn lookup_error(e: ResolverError) -> LookupError {
 #[async_trait]
 impl IdentityLookup for ResolverLookup {
     async fn identities(&self, subject: &Subject) -> Result<Identities, LookupError> {
+        if self.resolver.lookups_in_memory() {
+            // Current with every change and cheaper than a cache lookup.
+            return self.lookup(subject).await;
+        }
         // Read the generation first: a change committed after this read makes
         // the entry stale, whichever data the lookup saw.
         let generation = self.resolver.generation();
@@ -224,11 +229,23 @@ mod tests {
         }
     }
 
+    /// With the embedded store the lookups come from the resolver's memory;
+    /// with PostgreSQL (a store other replicas may write) from the store,
+    /// through the cache. Both must see this process's link changes at once.
     #[tokio::test]
-    async fn cached_lookups_see_a_link_change_at_once() {
+    async fn lookups_see_a_link_change_at_once_on_both_stores() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("identity.db").display());
-        let store = Arc::new(SqlStore::open(&url).await.unwrap());
+        let sqlite = format!("sqlite://{}", dir.path().join("identity.db").display());
+        let postgres = tessera_test_postgres::TestPostgres::shared()
+            .and_then(tessera_test_postgres::TestPostgres::create_database)
+            .unwrap_or_else(|e| panic!("PostgreSQL for tests: {e}"));
+        for (url, in_memory) in [(sqlite, true), (postgres, false)] {
+            lookups_see_a_link_change_at_once(&url, in_memory).await;
+        }
+    }
+
+    async fn lookups_see_a_link_change_at_once(url: &str, in_memory: bool) {
+        let store = Arc::new(SqlStore::open(url).await.unwrap());
         let resolver = Arc::new(
             Resolver::open(store, Arc::new(Model::builtin()), ResolverConfig::default())
                 .await
@@ -257,6 +274,7 @@ mod tests {
             )
             .await
             .unwrap();
+        assert_eq!(resolver.lookups_in_memory(), in_memory, "{url}");
         let lookup = ResolverLookup::new(resolver.clone());
         let subject = Subject::Master(a.to_string());
         assert_eq!(lookup.identities(&subject).await.unwrap().records.len(), 1);

@@ -7,6 +7,7 @@
 //! golden record with per-field provenance. [`grpc`] is IdentityService, the gRPC
 //! edge where the contract's types are converted and errors become statuses.
 
+mod directory;
 pub mod golden;
 pub mod grpc;
 pub mod resolver;

@@ -1,8 +1,10 @@
 //! [`Resolver`]: the identity workflow over the store and the in-memory matching
-//! index. Reads go to the store (or the index, for matching); every mutation is
-//! one store transaction, serialized by a writer lock, and the index follows only
-//! after the transaction commits, so a failed write never leaves the index ahead
-//! of the store. At start the index is rebuilt from the store.
+//! index. Reads go to the store (or the index, for matching; or the directory,
+//! for a view's identity lookup when this process is the store's one writer);
+//! every mutation is one store transaction, serialized by a writer lock, and the
+//! index and directory follow only after the transaction commits, so a failed
+//! write never leaves them ahead of the store. At start both are rebuilt from
+//! the store.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,10 +18,11 @@ use tessera_matching::{
 };
 use tokio::sync::Mutex;
 
+use crate::directory::{Directory, DirectoryMiss};
 use crate::golden::{self, GoldenRecord};
 use crate::store::{
     IdentityStore, LinkEvent, LinkFilter, LinkWithKey, MasterId, MasterRow, MasterState, Micros,
-    Page, ReviewItem, ReviewState, StoreError, StoreTx, StoredRecord, StoredResponse,
+    Page, RecordId, ReviewItem, ReviewState, StoreError, StoreTx, StoredRecord, StoredResponse,
 };
 
 mod manual;
@@ -102,10 +105,41 @@ pub struct Mutation {
     pub request_id: String,
 }
 
+/// A change the store has committed, for the in-memory structures to follow.
+enum Committed<'a> {
+    /// A record was written and linked to `master` (new, or moved by an upsert).
+    Placed {
+        record: RecordId,
+        key: &'a SourceKey,
+        master: MasterId,
+        demographics: &'a Demographics,
+    },
+    /// A record's link moved to `master`.
+    Moved { record: RecordId, master: MasterId },
+    /// `loser` was merged into `winner`, whose new records are `moved`.
+    Merged {
+        loser: MasterId,
+        winner: MasterId,
+        moved: &'a [RecordId],
+    },
+}
+
+fn miss_error(miss: DirectoryMiss, what: &'static str) -> ResolverError {
+    match miss {
+        DirectoryMiss::NotFound => ResolverError::NotFound { what },
+        DirectoryMiss::LongChain => StoreError::Corrupt {
+            what: "merge chain",
+        }
+        .into(),
+    }
+}
+
 /// The identity workflow.
 pub struct Resolver {
     store: Arc<dyn IdentityStore>,
     index: RwLock<Index>,
+    /// Masters' records in memory, when the store has no other writer.
+    directory: Option<RwLock<Directory>>,
     writer: Mutex<()>,
     config: ResolverConfig,
     /// Bumped after every committed change to links, so readers can tell
@@ -131,19 +165,39 @@ impl Resolver {
         for entry in &entries {
             index.upsert(entry.record, entry.master, &entry.demographics);
         }
+        let directory = if store.shared() {
+            None
+        } else {
+            let masters = store.load_masters().await?;
+            Some(RwLock::new(Directory::load(&entries, &masters)))
+        };
         tracing::info!(records = entries.len(), "identity index loaded");
         Ok(Self {
             store,
             index: RwLock::new(index),
+            directory,
             writer: Mutex::new(()),
             config,
             generation: AtomicU64::new(0),
         })
     }
 
-    /// How many records the matching index holds, and its approximate size.
+    /// How many records the matching index holds, and the approximate size of
+    /// the index and the directory together.
     pub fn index_stats(&self) -> (usize, usize) {
-        self.with_index(|index| (index.len(), index.approx_memory_bytes()))
+        let directory = self.directory.as_ref().map_or(0, |d| {
+            d.read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .approx_memory_bytes()
+        });
+        self.with_index(|index| (index.len(), index.approx_memory_bytes() + directory))
+    }
+
+    /// Whether identity lookups ([`Self::master_records`], [`Self::cluster_keys`])
+    /// are answered from memory, current with every committed change; when not,
+    /// they query a store other processes may also change.
+    pub fn lookups_in_memory(&self) -> bool {
+        self.directory.is_some()
     }
 
     /// Blocking and scoring against the in-memory index, as one span
@@ -175,14 +229,51 @@ impl Resolver {
         f(&guard)
     }
 
-    /// Applies a committed change to the index, and bumps the generation.
-    fn update_index(&self, f: impl FnOnce(&mut Index)) {
-        let mut guard = self
-            .index
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(&mut guard);
+    /// Applies a committed change to the index and the directory, and bumps
+    /// the generation.
+    fn apply(&self, change: Committed<'_>) {
+        {
+            let mut index = self
+                .index
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match &change {
+                Committed::Placed {
+                    record,
+                    master,
+                    demographics,
+                    ..
+                } => index.upsert(*record, *master, demographics),
+                Committed::Moved { record, master } => index.set_master(*record, *master),
+                Committed::Merged { winner, moved, .. } => {
+                    for record in *moved {
+                        index.set_master(*record, *winner);
+                    }
+                }
+            }
+        }
+        if let Some(directory) = &self.directory {
+            let mut directory = directory
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match change {
+                Committed::Placed {
+                    record,
+                    key,
+                    master,
+                    ..
+                } => directory.place(record, key, master),
+                Committed::Moved { record, master } => directory.move_record(record, master),
+                Committed::Merged { loser, winner, .. } => directory.merge(loser, winner),
+            }
+        }
         self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    fn with_directory<T>(&self, f: impl FnOnce(&Directory) -> T) -> Option<T> {
+        self.directory
+            .as_ref()
+            .map(|d| f(&d.read().unwrap_or_else(std::sync::PoisonError::into_inner)))
     }
 
     /// A counter bumped after every committed change to records and links in
@@ -248,6 +339,9 @@ impl Resolver {
         &self,
         id: MasterId,
     ) -> Result<(MasterId, Vec<SourceKey>), ResolverError> {
+        if let Some(found) = self.with_directory(|d| d.master_keys(id, MAX_REDIRECTS)) {
+            return found.map_err(|miss| miss_error(miss, "master"));
+        }
         // One query per hop: usually the master is active and there is one.
         let mut current = id;
         for _ in 0..MAX_REDIRECTS {
@@ -274,6 +368,9 @@ impl Resolver {
         key: &SourceKey,
     ) -> Result<(MasterId, Vec<SourceKey>), ResolverError> {
         invalid_if(key.validate("source_record"))?;
+        if let Some(found) = self.with_directory(|d| d.cluster_keys(key)) {
+            return found.map_err(|miss| miss_error(miss, "source record"));
+        }
         self.store
             .cluster_keys(key)
             .await?

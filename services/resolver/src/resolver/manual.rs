@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use tessera_matching::{Decision, FieldWeight, SourceKey};
 
-use super::{MasterView, Mutation, Resolver, ResolverError, fingerprint, now};
+use super::{Committed, MasterView, Mutation, Resolver, ResolverError, fingerprint, now};
 use crate::store::{
     EventType, Link, LinkSource, MasterId, MasterState, NewEvent, RecordId, ReviewId, ReviewItem,
     ReviewOutcome, ReviewState, StoreError, StoreTx, StoredRecord,
@@ -88,7 +88,10 @@ impl Resolver {
         };
         Self::remember(&mut *tx, METHOD, mutation, &print, &outcome).await?;
         tx.commit().await?;
-        self.update_index(|index| index.set_master(record.id, target));
+        self.apply(Committed::Moved {
+            record: record.id,
+            master: target,
+        });
         Ok(outcome)
     }
 
@@ -142,10 +145,10 @@ impl Resolver {
         ))
         .await?;
         tx.commit().await?;
-        self.update_index(|index| {
-            for record in &moved {
-                index.set_master(*record, winner);
-            }
+        self.apply(Committed::Merged {
+            loser,
+            winner,
+            moved: &moved,
         });
         let view = self.master(winner).await?;
         self.remember_after(METHOD, mutation, &print, &view).await?;
@@ -207,7 +210,10 @@ impl Resolver {
         ))
         .await?;
         tx.commit().await?;
-        self.update_index(|index| index.set_master(record.id, new_master));
+        self.apply(Committed::Moved {
+            record: record.id,
+            master: new_master,
+        });
         let outcome = Unmerged {
             previous: self.master(current.master).await?,
             new: self.master(new_master).await?,
@@ -298,7 +304,10 @@ impl Resolver {
         ))
         .await?;
         tx.commit().await?;
-        self.update_index(|index| index.set_master(record.id, target));
+        self.apply(Committed::Moved {
+            record: record.id,
+            master: target,
+        });
         let resolved = self
             .store
             .review_item(id)

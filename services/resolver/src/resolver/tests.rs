@@ -652,3 +652,120 @@ async fn a_possible_match_opens_a_review_that_a_person_resolves() {
         assert_eq!(open, 0, "{}", f.label);
     }
 }
+
+/// What the store itself says a master holds, following merge redirects.
+async fn stored_master_keys(
+    store: &Arc<dyn IdentityStore>,
+    id: MasterId,
+) -> Option<(MasterId, Vec<SourceKey>)> {
+    let mut current = id;
+    loop {
+        let (row, keys) = store.master_keys(current).await.unwrap()?;
+        match row.merged_into {
+            Some(next) => current = next,
+            None => return Some((row.id, keys)),
+        }
+    }
+}
+
+/// Every master's and every key's lookup, by `resolver` and by the store.
+async fn assert_lookups_match_the_store(
+    label: &str,
+    step: &str,
+    resolver: &Resolver,
+    store: &Arc<dyn IdentityStore>,
+    masters: &[MasterId],
+    keys: &[SourceKey],
+) {
+    for &id in masters {
+        let ours = resolver.master_records(id).await.ok();
+        assert_eq!(
+            ours,
+            stored_master_keys(store, id).await,
+            "{label}, {step}: master {id}"
+        );
+    }
+    for key in keys {
+        let ours = resolver.cluster_keys(key).await.ok();
+        let stored = store.cluster_keys(key).await.unwrap();
+        assert_eq!(ours, stored, "{label}, {step}: {key:?}");
+    }
+}
+
+#[tokio::test]
+async fn identity_lookups_follow_every_kind_of_change() {
+    for f in fixtures().await {
+        // The embedded store has no other writer, so its lookups come from
+        // memory; PostgreSQL's come from the store. Both must tell the truth.
+        assert_eq!(
+            f.resolver.lookups_in_memory(),
+            f.label == "sqlite",
+            "{}",
+            f.label
+        );
+        let bob = person(
+            "Robert",
+            "Lindqvist",
+            "1950-11-30",
+            "(312) 555-0199",
+            "078-05-1120",
+        );
+        let keys = [
+            SourceKey::new("ehr", "A"),
+            SourceKey::new("crm", "B"),
+            SourceKey::new("billing", "C"),
+            SourceKey::new("crm", "missing"),
+        ];
+        let a = f
+            .resolver
+            .upsert(input("ehr", "A", alice()), &anonymous())
+            .await
+            .unwrap();
+        let b = f
+            .resolver
+            .upsert(input("crm", "B", alice()), &anonymous())
+            .await
+            .unwrap();
+        let c = f
+            .resolver
+            .upsert(input("billing", "C", bob), &anonymous())
+            .await
+            .unwrap();
+        let (ma, mc) = (a.master.unwrap(), c.master.unwrap());
+        assert_eq!(b.master, Some(ma), "{}", f.label);
+        let mut masters = vec![ma, mc, 999_999];
+        let check = async |step: &str, masters: &[MasterId]| {
+            assert_lookups_match_the_store(f.label, step, &f.resolver, &f.store, masters, &keys)
+                .await;
+        };
+        check("upserts", &masters).await;
+
+        f.resolver
+            .link_record(&SourceKey::new("crm", "B"), mc, &with_id("l-1"))
+            .await
+            .unwrap();
+        check("manual link", &masters).await;
+
+        f.resolver.merge(ma, mc, &with_id("m-1")).await.unwrap();
+        check("merge", &masters).await;
+
+        let unmerged = f
+            .resolver
+            .unmerge(&SourceKey::new("billing", "C"), &with_id("u-1"))
+            .await
+            .unwrap();
+        masters.push(unmerged.new.master.id);
+        check("unmerge", &masters).await;
+
+        // A restarted resolver loads the same answers, redirects included.
+        let reopened = open(&f.store).await;
+        assert_lookups_match_the_store(f.label, "restart", &reopened, &f.store, &masters, &keys)
+            .await;
+        assert_eq!(
+            reopened.master_records(mc).await.unwrap().0,
+            ma,
+            "{}: the merged master redirects after a restart",
+            f.label
+        );
+    }
+}

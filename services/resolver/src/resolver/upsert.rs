@@ -14,8 +14,8 @@ use tessera_matching::{Candidate, Decision, Demographics, FieldWeight, SourceKey
 use tracing::Instrument;
 
 use super::{
-    Mutation, Resolver, ResolverError, allowed, best_decision, best_score, fingerprint, invalid_if,
-    now,
+    Committed, Mutation, Resolver, ResolverError, allowed, best_decision, best_score, fingerprint,
+    invalid_if, now,
 };
 use crate::store::{
     EventType, Link, LinkSource, MasterId, Micros, NewEvent, RecordId, ReviewCandidate, ReviewId,
@@ -220,7 +220,12 @@ impl Resolver {
                 "resolver.commit"
             ))
             .await?;
-        self.update_index(|index| index.upsert(record, placement.master, &input.demographics));
+        self.apply(Committed::Placed {
+            record,
+            key: &input.key,
+            master: placement.master,
+            demographics: &input.demographics,
+        });
         let decision = match outcome.decision {
             Decision::Match => "match",
             Decision::PossibleMatch => "possible_match",

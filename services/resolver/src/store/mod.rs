@@ -287,6 +287,8 @@ pub struct Page {
 pub struct IndexEntry {
     /// The record.
     pub record: RecordId,
+    /// Its key.
+    pub key: SourceKey,
     /// Its master.
     pub master: MasterId,
     /// Its demographics.
@@ -299,8 +301,15 @@ pub trait IdentityStore: Send + Sync + 'static {
     /// Starts a transaction; nothing it writes is visible until `commit`.
     async fn begin(&self) -> Result<Box<dyn StoreTx>, StoreError>;
 
-    /// Every linked record with its master, in record order.
+    /// Whether other processes may write to this store. When not, this
+    /// process's resolver sees every change and may answer reads from memory.
+    fn shared(&self) -> bool;
+
+    /// Every linked record with its key and master, in record order.
     async fn load_index(&self) -> Result<Vec<IndexEntry>, StoreError>;
+
+    /// Every master, with the master it was merged into when merged.
+    async fn load_masters(&self) -> Result<Vec<(MasterId, Option<MasterId>)>, StoreError>;
 
     /// A record by key, with its link.
     async fn record_by_key(&self, key: &SourceKey) -> Result<Option<StoredRecord>, StoreError>;

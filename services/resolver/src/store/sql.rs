@@ -76,6 +76,10 @@ impl SqlStore {
         };
         let pool = AnyPoolOptions::new()
             .max_connections(if sqlite { 8 } else { 16 })
+            // A connection to an embedded file cannot drop, and sqlx's SQLite
+            // connections live on worker threads: the ping before each use was
+            // a second thread hop per query for nothing.
+            .test_before_acquire(!sqlite)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if sqlite {
@@ -350,9 +354,15 @@ impl IdentityStore for SqlStore {
         }))
     }
 
+    fn shared(&self) -> bool {
+        // The embedded file belongs to this process; PostgreSQL may have other
+        // writers (replicas).
+        !self.sqlite
+    }
+
     async fn load_index(&self) -> Result<Vec<IndexEntry>, StoreError> {
         let rows = sqlx::query(
-            "SELECT r.id, l.master_id, r.demographics FROM source_records r \
+            "SELECT r.id, r.system, r.local_id, l.master_id, r.demographics FROM source_records r \
              JOIN links l ON l.record_id = r.id ORDER BY r.id",
         )
         .fetch_all(&self.pool)
@@ -362,9 +372,22 @@ impl IdentityStore for SqlStore {
                 let demographics: String = row.try_get("demographics")?;
                 Ok(IndexEntry {
                     record: uid(row.try_get("id")?),
+                    key: key_from_row(row)?,
                     master: uid(row.try_get("master_id")?),
                     demographics: from_json(&demographics, "demographics")?,
                 })
+            })
+            .collect()
+    }
+
+    async fn load_masters(&self) -> Result<Vec<(MasterId, Option<MasterId>)>, StoreError> {
+        let rows = sqlx::query("SELECT id, merged_into FROM masters ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let merged_into: Option<i64> = row.try_get("merged_into")?;
+                Ok((uid(row.try_get("id")?), merged_into.map(uid)))
             })
             .collect()
     }

@@ -80,10 +80,16 @@ async fn committed_record_reads_back_with_its_link() {
         let index = store.load_index().await.unwrap();
         assert_eq!(index.len(), 1, "{backend}");
         assert_eq!(
-            (index[0].record, index[0].master),
-            (record, master),
+            (index[0].record, &index[0].key, index[0].master),
+            (record, &SourceKey::new("ehr", "MRN-1"), master),
             "{backend}"
         );
+        assert_eq!(
+            store.load_masters().await.unwrap(),
+            vec![(master, None)],
+            "{backend}"
+        );
+        assert_eq!(store.shared(), backend == "postgres", "{backend}");
         assert_eq!(store.counts().await.unwrap(), (1, 1), "{backend}");
         assert!(
             store

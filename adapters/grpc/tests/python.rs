@@ -68,6 +68,9 @@ impl PythonAdapter {
             .arg("--in-flight-file")
             .arg(&in_flight_file)
             .stdout(Stdio::piped())
+            // Killed, it cannot remove its generated code: keep that in the
+            // test's own directory, which goes when the test ends.
+            .env("TMPDIR", dir.path())
             .kill_on_drop(true);
         if stall {
             command.arg("--stall");

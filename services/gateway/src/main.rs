@@ -19,6 +19,13 @@ use tessera_gateway::server::{self, ServeOptions, Services, Shutdown};
 use tessera_gateway::{startup, telemetry};
 use tessera_resolver::IdentityGrpc;
 
+/// jemalloc, not glibc's allocator: a view allocates and frees many small
+/// buffers across two worker threads, where glibc's per-thread arenas and
+/// their consolidation passes cost CPU and stall calls.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Tessera: a gRPC federation layer for patient data across siloed systems.
 #[derive(Debug, Parser)]
 #[command(name = "tessera", version, about)]

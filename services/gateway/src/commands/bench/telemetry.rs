@@ -233,7 +233,14 @@ async fn measure(args: &TelemetryBenchArgs, mode: &str) -> anyhow::Result<serde_
     );
 
     let latencies = vec![1; args.adapters];
-    let server = ViewServer::start(&latencies, 2, 200, MASTERS, telemetry.rpc_layer()).await?;
+    let server = ViewServer::start(
+        &latencies,
+        2,
+        200,
+        MASTERS,
+        &tessera_aggregator::SourcePolicy::default(),
+        telemetry.rpc_layer(),
+    ).await?;
     let clients = Clients::connect(server.addr, args.connections).await?;
     let masters = Arc::new(server.masters.clone());
     for master in masters.iter() {

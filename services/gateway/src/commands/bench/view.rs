@@ -450,8 +450,8 @@ pub(super) async fn run(args: &ViewBenchArgs) -> anyhow::Result<serde_json::Valu
     let slowest = *latencies.iter().max().unwrap_or(&0);
     let defaults = SourcePolicy::default();
     let max_concurrency = args.max_concurrency.unwrap_or_else(|| {
-        let in_flight = (args.rate * slowest).div_ceil(1000);
-        usize::try_from(in_flight * 2)
+        let in_flight = args.rate.saturating_mul(slowest).div_ceil(1000);
+        usize::try_from(in_flight.saturating_mul(2))
             .unwrap_or(usize::MAX)
             .max(defaults.max_concurrency)
     });

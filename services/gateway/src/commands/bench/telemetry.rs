@@ -240,7 +240,8 @@ async fn measure(args: &TelemetryBenchArgs, mode: &str) -> anyhow::Result<serde_
         MASTERS,
         &tessera_aggregator::SourcePolicy::default(),
         telemetry.rpc_layer(),
-    ).await?;
+    )
+    .await?;
     let clients = Clients::connect(server.addr, args.connections).await?;
     let masters = Arc::new(server.masters.clone());
     for master in masters.iter() {

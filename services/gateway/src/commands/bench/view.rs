@@ -389,11 +389,7 @@ impl ViewServer {
                 health: fake.clone(),
                 adapter: fake,
             };
-            sources.push(Source::new(
-                format!("silo{i}"),
-                built,
-                policy.clone(),
-            ));
+            sources.push(Source::new(format!("silo{i}"), built, policy.clone()));
         }
         let aggregator = Aggregator::new(
             sources,

@@ -185,11 +185,9 @@ impl Resolver {
     /// How many records the matching index holds, and the approximate size of
     /// the index and the directory together.
     pub fn index_stats(&self) -> (usize, usize) {
-        let directory = self.directory.as_ref().map_or(0, |d| {
-            d.read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .approx_memory_bytes()
-        });
+        let directory = self
+            .with_directory(Directory::approx_memory_bytes)
+            .unwrap_or(0);
         self.with_index(|index| (index.len(), index.approx_memory_bytes() + directory))
     }
 

@@ -71,6 +71,16 @@ fn alice() -> Demographics {
     )
 }
 
+fn bob() -> Demographics {
+    person(
+        "Robert",
+        "Lindqvist",
+        "1950-11-30",
+        "(312) 555-0199",
+        "078-05-1120",
+    )
+}
+
 fn input(system: &str, local_id: &str, demographics: Demographics) -> UpsertInput {
     UpsertInput {
         key: SourceKey::new(system, local_id),
@@ -295,13 +305,6 @@ async fn a_manual_unmerge_survives_rematching() {
 #[tokio::test]
 async fn merge_then_unmerge_restores_both_golden_records() {
     for f in fixtures().await {
-        let bob = person(
-            "Robert",
-            "Lindqvist",
-            "1950-11-30",
-            "(312) 555-0199",
-            "078-05-1120",
-        );
         let a = f
             .resolver
             .upsert(input("ehr", "A", alice()), &anonymous())
@@ -309,7 +312,7 @@ async fn merge_then_unmerge_restores_both_golden_records() {
             .unwrap();
         let b = f
             .resolver
-            .upsert(input("crm", "B", bob.clone()), &anonymous())
+            .upsert(input("crm", "B", bob()), &anonymous())
             .await
             .unwrap();
         let (ma, mb) = (a.master.unwrap(), b.master.unwrap());
@@ -703,13 +706,6 @@ async fn identity_lookups_follow_every_kind_of_change() {
             "{}",
             f.label
         );
-        let bob = person(
-            "Robert",
-            "Lindqvist",
-            "1950-11-30",
-            "(312) 555-0199",
-            "078-05-1120",
-        );
         let keys = [
             SourceKey::new("ehr", "A"),
             SourceKey::new("crm", "B"),
@@ -728,7 +724,7 @@ async fn identity_lookups_follow_every_kind_of_change() {
             .unwrap();
         let c = f
             .resolver
-            .upsert(input("billing", "C", bob), &anonymous())
+            .upsert(input("billing", "C", bob()), &anonymous())
             .await
             .unwrap();
         let (ma, mc) = (a.master.unwrap(), c.master.unwrap());

@@ -245,7 +245,8 @@ impl Adapter for GrpcAdapter {
             // early, so that its answer (or its DEADLINE_EXCEEDED) is back by
             // the caller's deadline.
             let left = request.deadline - now;
-            call.set_timeout(left.saturating_sub(DEADLINE_MARGIN.min(left / 5)));
+            let sent_timeout = left.saturating_sub(DEADLINE_MARGIN.min(left / 5));
+            call.set_timeout(sent_timeout);
             let span = trace::grpc_client_span(FETCH_RECORDS);
             if let Some(headers) = trace::headers(&span) {
                 insert_metadata(call.metadata_mut(), "traceparent", headers.traceparent);
@@ -266,6 +267,15 @@ impl Adapter for GrpcAdapter {
                 }
                 Ok(Err(status)) => {
                     trace::record_grpc_status(&span, trace::grpc_code_name(status.code() as i32));
+                    // A server whose handler outlives the grpc-timeout may end
+                    // the call as CANCELLED rather than DEADLINE_EXCEEDED
+                    // (grpc-python does, depending on timing): past the
+                    // deadline we sent, that is the deadline.
+                    if status.code() == tonic::Code::Cancelled
+                        && Instant::now() >= now + sent_timeout
+                    {
+                        return Err(FetchError::DeadlineExceeded);
+                    }
                     return Err(convert::status_error(&status));
                 }
                 Ok(Ok(response)) => {

@@ -259,14 +259,7 @@ impl FakeAdapter {
         let records = (0..self.config.records)
             .map(|n| Record {
                 record_id: Some(format!("{section}-{n}")),
-                json: serde_json::json!({
-                    "system": self.config.system,
-                    "section": section,
-                    "n": n,
-                    "pad": pad,
-                })
-                .to_string()
-                .into(),
+                json: body(&self.config.system, section, n, &pad).into(),
                 update_time: None,
             })
             .collect();
@@ -276,6 +269,26 @@ impl FakeAdapter {
         }
         result
     }
+}
+
+/// One fake record's JSON, written straight to a string: the benchmarks'
+/// silos make thousands a second, and a `serde_json::Value` in between was
+/// ~1 % of a cold view's CPU.
+fn body(system: &str, section: &str, n: u32, pad: &str) -> String {
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        system: &'a str,
+        section: &'a str,
+        n: u32,
+        pad: &'a str,
+    }
+    let body = Body {
+        system,
+        section,
+        n,
+        pad,
+    };
+    serde_json::to_string(&body).unwrap_or_default()
 }
 
 /// Counts a call as in flight until dropped, and as cancelled if dropped early.
@@ -427,6 +440,33 @@ mod tests {
         let report = conformance::run(adapter, &fixture()).await;
         report.assert_passed();
         assert_eq!(report.skipped(), 0, "{report}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn records_are_json_of_the_configured_size() {
+        let fake = FakeAdapter::new(FakeConfig {
+            records: 2,
+            record_bytes: 30,
+            ..FakeConfig::new("crm", &["cases"], Duration::ZERO)
+        })
+        .expect("valid");
+        let results = fake
+            .fetch(FetchRequest::one("C-1", "cases", Instant::now()))
+            .await
+            .expect("answered");
+        let records = results[0].records.as_ref().expect("records");
+        assert_eq!(records.len(), 2);
+        for (n, record) in records.iter().enumerate() {
+            let json: serde_json::Value = serde_json::from_str(&record.json).expect("JSON");
+            assert_eq!(json["system"], "crm");
+            assert_eq!(json["section"], "cases");
+            assert_eq!(json["n"], n);
+            assert_eq!(json["pad"].as_str().map(str::len), Some(30));
+            assert_eq!(
+                record.record_id.as_deref(),
+                Some(format!("cases-{n}").as_str())
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -110,7 +110,8 @@ pub fn aggregator(
 /// PostgreSQL) can go unseen.
 pub struct ResolverLookup {
     resolver: Arc<Resolver>,
-    cache: moka::future::Cache<Subject, (u64, Identities)>,
+    /// `None` when the resolver answers from memory.
+    cache: Option<moka::future::Cache<Subject, (u64, Identities)>>,
 }
 
 impl std::fmt::Debug for ResolverLookup {
@@ -127,13 +128,13 @@ const LOOKUP_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 impl ResolverLookup {
     /// Lookups over `resolver`.
     pub fn new(resolver: Arc<Resolver>) -> Self {
-        Self {
-            resolver,
-            cache: moka::future::Cache::builder()
+        let cache = (!resolver.lookups_in_memory()).then(|| {
+            moka::future::Cache::builder()
                 .max_capacity(LOOKUP_CACHE_ENTRIES)
                 .time_to_live(LOOKUP_CACHE_TTL)
-                .build(),
-        }
+                .build()
+        });
+        Self { resolver, cache }
     }
 
     async fn lookup(&self, subject: &Subject) -> Result<Identities, LookupError> {
@@ -191,20 +192,21 @@ fn lookup_error(e: ResolverError) -> LookupError {
 #[async_trait]
 impl IdentityLookup for ResolverLookup {
     async fn identities(&self, subject: &Subject) -> Result<Identities, LookupError> {
-        if self.resolver.lookups_in_memory() {
-            // Current with every change and cheaper than a cache lookup.
+        let Some(cache) = &self.cache else {
+            // From memory: current with every change and cheaper than a cache
+            // lookup.
             return self.lookup(subject).await;
-        }
+        };
         // Read the generation first: a change committed after this read makes
         // the entry stale, whichever data the lookup saw.
         let generation = self.resolver.generation();
-        if let Some((cached_at, identities)) = self.cache.get(subject).await
+        if let Some((cached_at, identities)) = cache.get(subject).await
             && cached_at == generation
         {
             return Ok(identities);
         }
         let identities = self.lookup(subject).await?;
-        self.cache
+        cache
             .insert(subject.clone(), (generation, identities.clone()))
             .await;
         Ok(identities)

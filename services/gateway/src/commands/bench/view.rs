@@ -6,7 +6,8 @@
 //! asked before, latency measured from each request's scheduled send time (no
 //! coordinated omission); (2) cached views, closed loop, against (3) the bare
 //! server, closed loop, with the same client; (4) cached views at a constant
-//! half of (2)'s rate; (5) N identical concurrent cold requests for one master,
+//! half of (2)'s rate (or `--cached-rate`), then the bare server open-loop at
+//! that same rate; (5) N identical concurrent cold requests for one master,
 //! counting adapter calls per key.
 
 use std::sync::Arc;
@@ -74,6 +75,10 @@ pub struct ViewBenchArgs {
     /// measured that queue rather than the gateway.
     #[arg(long)]
     max_concurrency: Option<usize>,
+    /// Cached views per second in the open-loop cached phase. Default: half
+    /// the closed-loop cached maximum measured just before.
+    #[arg(long)]
+    cached_rate: Option<u64>,
 }
 
 const DEADLINE: Duration = Duration::from_secs(2);
@@ -519,14 +524,21 @@ pub(super) async fn run(args: &ViewBenchArgs) -> anyhow::Result<serde_json::Valu
     let (bare_addr, bare_stop) = serve_bare(sample.clone()).await?;
     let bare_clients = Clients::connect(bare_addr, args.connections).await?;
     let (bare_rps, _) = closed_loop(&bare_clients, args.concurrency, phase, warm.clone()).await?;
-    let _ = bare_stop.send(());
 
-    // (4) Cached views at half the maximum rate.
-    let half = ((cached_rps / 2.0) as u64).max(1);
+    // (4) Cached views at half the maximum rate, then the bare server at the
+    // same rate: the floor of open-loop latency on this machine — the same
+    // client, transport and cores with no view work at all.
+    let half = args
+        .cached_rate
+        .unwrap_or(((cached_rps / 2.0) as u64).max(1));
     let half_total = usize::try_from(half * args.duration)?;
     let cpu_before = super::cpu_seconds()?;
     let cached = open_loop(&clients, half, half_total, warm.clone(), None).await?;
     let cached_cpu = super::cpu_seconds()? - cpu_before;
+    let cpu_before = super::cpu_seconds()?;
+    let bare = open_loop(&bare_clients, half, half_total, warm.clone(), None).await?;
+    let bare_cpu = super::cpu_seconds()? - cpu_before;
+    let _ = bare_stop.send(());
 
     // (5) Identical concurrent cold requests for one master.
     let fresh = masters[persons - 1].clone();
@@ -561,6 +573,7 @@ pub(super) async fn run(args: &ViewBenchArgs) -> anyhow::Result<serde_json::Valu
 
     let c = &cold.latency;
     let w = &cached.latency;
+    let b = &bare.latency;
     Ok(serde_json::json!({
         "adapters": args.adapters,
         "latency_ms": latencies,
@@ -590,6 +603,11 @@ pub(super) async fn run(args: &ViewBenchArgs) -> anyhow::Result<serde_json::Valu
         "cached_p999_ms": ms(w.value_at_quantile(0.999)),
         "cached_send_lag_p99_ms": ms(cached.send_lag.value_at_quantile(0.99)),
         "cpu_us_per_cached_view": cached_cpu * 1e6 / (cached.completed + cached.errors).max(1) as f64,
+        "bare_open_achieved_rate": bare.completed as f64 / bare.elapsed.as_secs_f64(),
+        "bare_open_p50_ms": ms(b.value_at_quantile(0.50)),
+        "bare_open_p99_ms": ms(b.value_at_quantile(0.99)),
+        "bare_open_send_lag_p99_ms": ms(bare.send_lag.value_at_quantile(0.99)),
+        "cpu_us_per_bare_view": bare_cpu * 1e6 / (bare.completed + bare.errors).max(1) as f64,
         "coalesce_requests": args.coalesce,
         "coalesce_ok": coalesce_ok,
         "coalescing_ratio": coalescing_ratio,

@@ -68,11 +68,24 @@ pub enum Error {
     },
 }
 
-impl Error {
-    pub(crate) fn io(action: impl Into<String>, source: io::Error) -> Self {
-        Self::Io {
-            action: action.into(),
-            source: Arc::new(source),
+impl From<tessera_test_server::Error> for Error {
+    fn from(error: tessera_test_server::Error) -> Self {
+        use tessera_test_server::Error as Shared;
+        match error {
+            Shared::NoSystemUser { .. } => Self::NoMysqlUser,
+            Shared::Io { action, source } => Self::Io { action, source },
+            Shared::Command {
+                command,
+                status,
+                output,
+            } => Self::Command {
+                command,
+                status,
+                output,
+            },
+            Shared::Exited { status, log } => Self::Exited { status, log },
+            Shared::NotReady { seconds, log } => Self::NotReady { seconds, log },
+            Shared::Shutdown { status } => Self::Shutdown { status },
         }
     }
 }

@@ -1,9 +1,6 @@
-//! Where the MariaDB binaries are, and which user runs them.
+//! Where the MariaDB binaries are.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-use nix::unistd::{Gid, Uid, User, geteuid};
+use std::path::PathBuf;
 
 use crate::Error;
 
@@ -38,56 +35,4 @@ fn find(tool: &str) -> Result<PathBuf, Error> {
         .ok_or_else(|| Error::NotInstalled {
             missing: tool.to_owned(),
         })
-}
-
-/// Who runs mariadb-install-db and mariadbd: the current user, or — because
-/// mariadbd refuses to run as root without `--user=root` — the `mysql` system user
-/// when we are root.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum RunAs {
-    /// Not root: run everything as ourselves.
-    CurrentUser,
-    /// Root: hand the directories to this user and switch to it with `setpriv`.
-    User { uid: Uid, gid: Gid },
-}
-
-impl RunAs {
-    pub(crate) fn detect() -> Result<Self, Error> {
-        if !geteuid().is_root() {
-            return Ok(Self::CurrentUser);
-        }
-        let user = User::from_name("mysql")
-            .map_err(|errno| Error::io("looking up the mysql user", errno.into()))?
-            .ok_or(Error::NoMysqlUser)?;
-        Ok(Self::User {
-            uid: user.uid,
-            gid: user.gid,
-        })
-    }
-
-    /// Makes `path` belong to the user that runs the server.
-    pub(crate) fn give(&self, path: &Path) -> Result<(), Error> {
-        match self {
-            Self::CurrentUser => Ok(()),
-            Self::User { uid, gid } => {
-                std::os::unix::fs::chown(path, Some(uid.as_raw()), Some(gid.as_raw()))
-                    .map_err(|e| Error::io(format!("giving {} to mysql", path.display()), e))
-            }
-        }
-    }
-
-    /// A command that runs `program` as that user. `setpriv` execs the program in its
-    /// own process; `--pdeathsig TERM` asks the kernel to send it SIGTERM (mariadbd's
-    /// shutdown) if its parent dies.
-    pub(crate) fn command(&self, program: &Path) -> Command {
-        let mut command = Command::new("setpriv");
-        if let Self::User { uid, gid } = self {
-            command
-                .arg(format!("--reuid={uid}"))
-                .arg(format!("--regid={gid}"))
-                .arg("--init-groups");
-        }
-        command.args(["--pdeathsig=TERM", "--"]).arg(program);
-        command
-    }
 }

@@ -13,9 +13,10 @@
 //! run as root, so when the tests run as root the server runs as the `mysql` system
 //! user.
 //!
-//! No server outlives its test process: each runs under a guard (see the `guard`
-//! module) that stops it and removes its directory when the test process lets go of
-//! it — by dropping the [`TestMariaDb`], or by exiting in any way at all.
+//! No server outlives its test process: each runs under a guard (from
+//! [`tessera_test_server`], which the PostgreSQL harness shares) that stops it and
+//! removes its directory when the test process lets go of it — by dropping the
+//! [`TestMariaDb`], or by exiting in any way at all.
 //!
 //! ```no_run
 //! use sqlx::MySqlPool;
@@ -31,38 +32,53 @@
 //! ```
 
 mod error;
-mod guard;
 mod install;
 
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tessera_test_server::{Guard, ServerDir, Spec, percent_encode, run};
 
 pub use error::Error;
-use install::{RunAs, Tools};
+use install::Tools;
 
 /// The user `mariadb-install-db` creates with no password (socket connections only).
 const SUPERUSER: &str = "root";
-/// How long a server may take to initialise and accept connections.
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
-/// How often to ask whether it does.
-const READY_POLL: Duration = Duration::from_millis(50);
+
+/// MariaDB, as the shared harness starts and stops it.
+const SPEC: Spec = Spec {
+    dir_prefix: "tessera-mariadb-",
+    guard_name: "tessera-test-mariadb-guard",
+    log_file: "mariadbd.log",
+    system_user: "mysql",
+    shutdown_signal: "TERM",
+    ready_timeout: Duration::from_secs(60),
+    ready_poll: Duration::from_millis(50),
+};
+
+/// `sh -c INIT_AND_RUN init INSTALL_DB MARIADBD DATA_DIR SOCKET SETTINGS...`: the
+/// server, as the guard runs it. `exec` makes mariadbd the process the guard signals.
+/// Root (over the socket only) has no password.
+const INIT_AND_RUN: &str = r#"
+set -eu
+install_db=$1 mariadbd=$2 data=$3 socket=$4
+shift 4
+"$install_db" --no-defaults --datadir="$data" --auth-root-authentication-method=normal \
+    --skip-test-db --skip-name-resolve >/dev/null
+exec "$mariadbd" --no-defaults --datadir="$data" --socket="$socket" "$@"
+"#;
 
 /// A running MariaDB server for tests. Dropping it stops the server and removes its
 /// directory.
 #[derive(Debug)]
 pub struct TestMariaDb {
     tools: Tools,
-    /// The server's directory: `data/`, `mysqld.sock`, `mariadbd.log`.
-    base: PathBuf,
     socket: PathBuf,
-    /// The guard process; closing its stdin stops the server.
-    guard: Child,
+    /// Owns the server and its directory (`data/`, `mysqld.sock`, `mariadbd.log`).
+    guard: Guard,
     next_database: AtomicU64,
 }
 
@@ -82,25 +98,14 @@ impl TestMariaDb {
     /// it accepts connections.
     pub fn start() -> Result<TestMariaDb, Error> {
         let tools = Tools::find()?;
-        let run_as = RunAs::detect()?;
-
-        let dir = tempfile::Builder::new()
-            .prefix("tessera-mariadb-")
-            .tempdir_in(temp_parent())
-            .map_err(|e| Error::io("creating the server's temporary directory", e))?;
-        // Traversable by anyone, so that clients running as other users reach the socket.
-        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o711))
-            .map_err(|e| Error::io("opening up the server's temporary directory", e))?;
-        run_as.give(dir.path())?;
+        let dir = ServerDir::create(SPEC)?;
         let data_dir = dir.path().join("data");
         let socket = dir.path().join("mysqld.sock");
-        let log = dir.path().join("mariadbd.log");
 
         // The guard runs mariadb-install-db, then mariadbd: it owns the directory
         // from the start.
-        let mut server = run_as.command(Path::new("sh"));
+        let mut server = dir.command(INIT_AND_RUN);
         server
-            .args(["-c", guard::INIT_AND_RUN, "init"])
             .args([&tools.install_db, &tools.mariadbd, &data_dir, &socket])
             .arg(format!(
                 "--pid-file={}",
@@ -116,18 +121,17 @@ impl TestMariaDb {
                 // Parallel tests, each with its own pool.
                 "--max-connections=300",
             ]);
-        let guard = guard::spawn(dir.path(), &log, &server)?;
-        // From here on the guard removes the directory.
-        let base = dir.keep();
+        let guard = dir.spawn(&server)?;
 
         let mariadb = TestMariaDb {
             tools,
-            base,
             socket,
             guard,
             next_database: AtomicU64::new(0),
         };
-        mariadb.wait_until_ready()?;
+        mariadb
+            .guard
+            .wait_until_ready(|| mariadb.accepts_connections())?;
         Ok(mariadb)
     }
 
@@ -147,7 +151,7 @@ impl TestMariaDb {
             .arg("--no-defaults")
             .arg(format!("--socket={}", self.socket.display()))
             .args(["--user", SUPERUSER, "--batch", "--execute", sql]);
-        run(&mut client)
+        Ok(run(&mut client)?)
     }
 
     /// The connection URL of database `db` on this server, for sqlx
@@ -168,46 +172,11 @@ impl TestMariaDb {
 
     /// Stops the server and removes its directory, reporting whether the server shut
     /// down cleanly. Dropping does the same, silently.
-    pub fn stop(mut self) -> Result<(), Error> {
-        match self.shut_down() {
-            Ok(status) if status.success() => Ok(()),
-            Ok(status) => Err(Error::Shutdown {
-                status: status.to_string(),
-            }),
-            Err(e) => Err(Error::io("waiting for the server's guard", e)),
-        }
+    pub fn stop(self) -> Result<(), Error> {
+        Ok(self.guard.stop()?)
     }
 
-    fn shut_down(&mut self) -> std::io::Result<std::process::ExitStatus> {
-        // Closing the guard's stdin is the stop signal; it exits once mariadbd has and
-        // its directory is gone.
-        drop(self.guard.stdin.take());
-        self.guard.wait()
-    }
-
-    fn wait_until_ready(&self) -> Result<(), Error> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Ok(status) = fs::read_to_string(self.base.join("exited")) {
-                return Err(Error::Exited {
-                    status: format!("exit status {}", status.trim()),
-                    log: self.log(),
-                });
-            }
-            if self.accepts_connections()? {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::NotReady {
-                    seconds: READY_TIMEOUT.as_secs(),
-                    log: self.log(),
-                });
-            }
-            thread::sleep(READY_POLL);
-        }
-    }
-
-    fn accepts_connections(&self) -> Result<bool, Error> {
+    fn accepts_connections(&self) -> Result<bool, tessera_test_server::Error> {
         if !self.socket.exists() {
             return Ok(false);
         }
@@ -216,78 +185,7 @@ impl TestMariaDb {
             .arg(format!("--socket={}", self.socket.display()))
             .args(["--user", SUPERUSER, "--connect-timeout=1", "ping"])
             .output()
-            .map_err(|e| Error::io("running mariadb-admin ping", e))?;
+            .map_err(|e| tessera_test_server::Error::io("running mariadb-admin ping", e))?;
         Ok(output.status.success())
-    }
-
-    fn log(&self) -> String {
-        let path = self.base.join("mariadbd.log");
-        fs::read_to_string(&path)
-            .unwrap_or_else(|e| format!("(could not read {}: {e})", path.display()))
-    }
-}
-
-impl Drop for TestMariaDb {
-    fn drop(&mut self) {
-        // Nothing useful to do with a failure here; `stop` reports it.
-        let _ = self.shut_down();
-    }
-}
-
-/// Where to put servers: the system's temporary directory unless its path is so long
-/// that the socket's path would pass the 107-byte limit of Unix socket addresses.
-fn temp_parent() -> PathBuf {
-    let temp = std::env::temp_dir();
-    if temp.as_os_str().len() <= 60 {
-        temp
-    } else {
-        PathBuf::from("/tmp")
-    }
-}
-
-/// Runs a client tool to completion, with its output in the error if it fails.
-fn run(command: &mut Command) -> Result<(), Error> {
-    let line = format!("{command:?}");
-    let output = command
-        .output()
-        .map_err(|e| Error::io(format!("running {line}"), e))?;
-    if output.status.success() {
-        return Ok(());
-    }
-    Err(Error::Command {
-        command: line,
-        status: output.status.to_string(),
-        output: format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    })
-}
-
-/// Percent-encodes everything in `text` but ASCII letters, digits, `-._~` and `keep`.
-fn percent_encode(text: &str, keep: &[u8]) -> String {
-    let mut encoded = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) || keep.contains(&byte) {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_escape_what_a_url_cannot_hold() {
-        assert_eq!(
-            percent_encode("/tmp/tessera-mariadb-Ab1/mysqld.sock", b"/"),
-            "/tmp/tessera-mariadb-Ab1/mysqld.sock"
-        );
-        assert_eq!(percent_encode("/tmp/my dir?x", b"/"), "/tmp/my%20dir%3Fx");
     }
 }

@@ -1,12 +1,8 @@
-//! Where the PostgreSQL binaries are, and which user runs them.
+//! Where the PostgreSQL binaries are.
 
 use std::ffi::OsStr;
 use std::fs;
-use std::os::unix::fs::chown;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-use nix::unistd::{Gid, Uid, User, geteuid};
 
 use crate::Error;
 
@@ -45,56 +41,6 @@ fn parse_version(name: &OsStr) -> Option<Vec<u32>> {
         .split('.')
         .map(|part| part.parse().ok())
         .collect()
-}
-
-/// Who runs initdb and postgres: the current user, or — because PostgreSQL refuses to
-/// run as root — the `postgres` system user when we are root.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum RunAs {
-    /// Not root: run everything as ourselves.
-    CurrentUser,
-    /// Root: hand the directories to this user and switch to it with `setpriv`.
-    User { uid: Uid, gid: Gid },
-}
-
-impl RunAs {
-    pub(crate) fn detect() -> Result<Self, Error> {
-        if !geteuid().is_root() {
-            return Ok(Self::CurrentUser);
-        }
-        let user = User::from_name("postgres")
-            .map_err(|errno| Error::io("looking up the postgres user", errno.into()))?
-            .ok_or(Error::NoPostgresUser)?;
-        Ok(Self::User {
-            uid: user.uid,
-            gid: user.gid,
-        })
-    }
-
-    /// Makes `path` belong to the user that runs the server.
-    pub(crate) fn give(&self, path: &Path) -> Result<(), Error> {
-        match self {
-            Self::CurrentUser => Ok(()),
-            Self::User { uid, gid } => chown(path, Some(uid.as_raw()), Some(gid.as_raw()))
-                .map_err(|e| Error::io(format!("giving {} to postgres", path.display()), e)),
-        }
-    }
-
-    /// A command that runs `program` as that user. `setpriv` execs the program in its
-    /// own process, so the child's pid is the program's; `--pdeathsig INT` asks the
-    /// kernel to send the program SIGINT (PostgreSQL's fast shutdown) if its parent
-    /// dies.
-    pub(crate) fn command(&self, program: &Path) -> Command {
-        let mut command = Command::new("setpriv");
-        if let Self::User { uid, gid } = self {
-            command
-                .arg(format!("--reuid={uid}"))
-                .arg(format!("--regid={gid}"))
-                .arg("--init-groups");
-        }
-        command.args(["--pdeathsig=INT", "--"]).arg(program);
-        command
-    }
 }
 
 #[cfg(test)]

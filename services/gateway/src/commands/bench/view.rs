@@ -6,8 +6,8 @@
 //! asked before, latency measured from each request's scheduled send time (no
 //! coordinated omission); (2) cached views, closed loop, against (3) the bare
 //! server, closed loop, with the same client; (4) cached views at a constant
-//! half of (2)'s rate (or `--cached-rate`), then the bare server open-loop at
-//! that same rate; (5) N identical concurrent cold requests for one master,
+//! half of (2)'s rate (or `--cached-rate`), alternating with the bare server
+//! open-loop at that same rate; (5) N identical concurrent cold requests for one master,
 //! counting adapter calls per key.
 
 use std::sync::Arc;
@@ -84,6 +84,9 @@ pub struct ViewBenchArgs {
 const DEADLINE: Duration = Duration::from_secs(2);
 /// Masters for the cached phases.
 const WARM_MASTERS: usize = 100;
+/// Stretches the open-loop cached phase is cut into, alternating between the
+/// view server and the bare one; a multiple of 4 (ABBA order).
+const OPEN_LOOP_STRETCHES: usize = 8;
 
 /// A PatientViewService that returns one fixed view: the floor of what any
 /// view server can do over the same transport.
@@ -218,6 +221,30 @@ struct OpenLoop {
     send_lag: Histogram<u64>,
 }
 
+impl OpenLoop {
+    fn new() -> anyhow::Result<Self> {
+        Ok(Self {
+            latency: histogram()?,
+            completed: 0,
+            errors: 0,
+            partial: 0,
+            elapsed: Duration::ZERO,
+            send_lag: histogram()?,
+        })
+    }
+
+    /// Adds another run's counts and times to these.
+    fn absorb(&mut self, other: &OpenLoop) -> anyhow::Result<()> {
+        self.latency.add(&other.latency)?;
+        self.send_lag.add(&other.send_lag)?;
+        self.completed += other.completed;
+        self.errors += other.errors;
+        self.partial += other.partial;
+        self.elapsed += other.elapsed;
+        Ok(())
+    }
+}
+
 /// Sends `total` requests at `rate` per second, each at its scheduled time
 /// whatever the previous ones did, timing each from that scheduled time.
 /// Request `i` asks for `masters[i % masters.len()]`.
@@ -266,14 +293,7 @@ async fn open_loop(
         calls
     })
     .await?;
-    let mut out = OpenLoop {
-        latency: histogram()?,
-        completed: 0,
-        errors: 0,
-        partial: 0,
-        elapsed: Duration::ZERO,
-        send_lag: histogram()?,
-    };
+    let mut out = OpenLoop::new()?;
     while let Some(joined) = calls.join_next().await {
         let (ok, partial, latency, send_lag) = joined?;
         out.send_lag.record(micros(send_lag))?;
@@ -525,19 +545,37 @@ pub(super) async fn run(args: &ViewBenchArgs) -> anyhow::Result<serde_json::Valu
     let bare_clients = Clients::connect(bare_addr, args.connections).await?;
     let (bare_rps, _) = closed_loop(&bare_clients, args.concurrency, phase, warm.clone()).await?;
 
-    // (4) Cached views at half the maximum rate, then the bare server at the
+    // (4) Cached views at half the maximum rate, and the bare server at the
     // same rate: the floor of open-loop latency on this machine — the same
-    // client, transport and cores with no view work at all.
+    // client, transport and cores with no view work at all. The two alternate
+    // in short stretches (cached, bare, bare, cached, ...), so that whatever
+    // the machine or the allocator is doing meanwhile (the closed loops just
+    // before leave work behind) falls on both alike.
     let half = args
         .cached_rate
         .unwrap_or(((cached_rps / 2.0) as u64).max(1));
-    let half_total = usize::try_from(half * args.duration)?;
-    let cpu_before = super::cpu_seconds()?;
-    let cached = open_loop(&clients, half, half_total, warm.clone(), None).await?;
-    let cached_cpu = super::cpu_seconds()? - cpu_before;
-    let cpu_before = super::cpu_seconds()?;
-    let bare = open_loop(&bare_clients, half, half_total, warm.clone(), None).await?;
-    let bare_cpu = super::cpu_seconds()? - cpu_before;
+    // Each side gets `duration` seconds in all.
+    let stretch = (args.duration * 2000).div_ceil(OPEN_LOOP_STRETCHES as u64);
+    let stretch_total = usize::try_from(half * stretch / 1000)?.max(1);
+    // Settle first, unrecorded: the first second after the closed loops ran
+    // slow for whichever server came first.
+    let settle = usize::try_from(half / 2)?.max(1);
+    open_loop(&bare_clients, half, settle, warm.clone(), None).await?;
+    open_loop(&clients, half, settle, warm.clone(), None).await?;
+    let (mut cached, mut bare) = (OpenLoop::new()?, OpenLoop::new()?);
+    let (mut cached_cpu, mut bare_cpu) = (0.0, 0.0);
+    for i in 0..OPEN_LOOP_STRETCHES {
+        let cached_turn = matches!(i % 4, 0 | 3);
+        let (target, totals, cpu) = if cached_turn {
+            (&clients, &mut cached, &mut cached_cpu)
+        } else {
+            (&bare_clients, &mut bare, &mut bare_cpu)
+        };
+        let cpu_before = super::cpu_seconds()?;
+        let run = open_loop(target, half, stretch_total, warm.clone(), None).await?;
+        *cpu += super::cpu_seconds()? - cpu_before;
+        totals.absorb(&run)?;
+    }
     let _ = bare_stop.send(());
 
     // (5) Identical concurrent cold requests for one master.

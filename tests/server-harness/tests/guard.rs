@@ -27,8 +27,10 @@ fn start(script: &str) -> Result<(Guard, PathBuf), Error> {
 
 #[test]
 fn a_ready_server_stops_on_its_signal_and_leaves_nothing() -> Result<(), Error> {
+    // The trap first: a SIGTERM between `touch` and `trap` would end the shell
+    // with 143 (it did, once, in CI).
     let (guard, base) =
-        start(r#"touch "$1/ready"; trap 'exit 0' TERM; while :; do sleep 0.1; done"#)?;
+        start(r#"trap 'exit 0' TERM; touch "$1/ready"; while :; do sleep 0.1; done"#)?;
     guard.wait_until_ready(|| Ok(base.join("ready").exists()))?;
     guard.stop()?;
     assert!(!base.exists(), "{} is left behind", base.display());

@@ -294,14 +294,19 @@ fn identities_to(i: &Identities) -> pb::PatientIdentities {
     }
 }
 
-fn record_to(r: &ViewRecord) -> pb::ViewRecord {
+/// Takes the view's records by value: the strings move into the message
+/// rather than being copied a second time on every view.
+fn record_to(r: ViewRecord) -> pb::ViewRecord {
     pb::ViewRecord {
         json: r.record.json.to_string(),
-        media_type: r.media_type.clone(),
+        media_type: r.media_type,
         provenance: Some(pb::RecordProvenance {
             source: source_name(&r.source),
-            source_record: Some(key_to(&r.source_record)),
-            record_id: r.record.record_id.clone().unwrap_or_default(),
+            source_record: Some(pb::SourceRecordKey {
+                system: r.source_record.system,
+                local_id: r.source_record.local_id,
+            }),
+            record_id: r.record.record_id.unwrap_or_default(),
             fetch_time: Some(r.fetched_at.into()),
             cache_hit: r.cache_hit,
             age: Some(duration_to(r.age)),
@@ -321,16 +326,16 @@ fn status_to(s: &SourceOutcome) -> pb::SourceStatus {
     }
 }
 
-fn view_to(view: &View) -> pb::PatientView {
+fn view_to(view: View) -> pb::PatientView {
     pb::PatientView {
         name: format!("masters/{}/view", view.identities.master),
         identities: Some(identities_to(&view.identities)),
         sections: view
             .sections
-            .iter()
+            .into_iter()
             .map(|(name, records)| {
-                let records = records.iter().map(record_to).collect();
-                (name.clone(), pb::Section { records })
+                let records = records.into_iter().map(record_to).collect();
+                (name, pb::Section { records })
             })
             .collect(),
         source_statuses: view.statuses.iter().map(status_to).collect(),
@@ -339,12 +344,12 @@ fn view_to(view: &View) -> pb::PatientView {
     }
 }
 
-fn chunk_to(chunk: &SectionChunk) -> pb::SectionChunk {
+fn chunk_to(chunk: SectionChunk) -> pb::SectionChunk {
     pb::SectionChunk {
-        section: chunk.section.clone(),
         source: source_name(&chunk.source),
-        records: chunk.records.iter().map(record_to).collect(),
         status: Some(status_to(&chunk.status)),
+        section: chunk.section,
+        records: chunk.records.into_iter().map(record_to).collect(),
     }
 }
 
@@ -386,7 +391,7 @@ impl PatientViewService for PatientViewGrpc {
             r.max_staleness,
         )?;
         let view = aggregator.view(common.request(subject)).await?;
-        Ok(Response::new(view_to(&view)))
+        Ok(Response::new(view_to(view)))
     }
 
     type StreamPatientViewStream = ViewEvents;
@@ -416,7 +421,7 @@ impl PatientViewService for PatientViewGrpc {
                 seen.lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .push(chunk.status.clone());
-                event(Event::Section(chunk_to(&chunk)))
+                event(Event::Section(chunk_to(chunk)))
             }
         });
         let denied = view.denied;
@@ -477,7 +482,7 @@ impl PatientViewService for PatientViewGrpc {
             .into_iter()
             .map(|result| pb::PatientViewResult {
                 result: Some(match result {
-                    Ok(view) => pb::patient_view_result::Result::PatientView(view_to(&view)),
+                    Ok(view) => pb::patient_view_result::Result::PatientView(view_to(view)),
                     Err(e) => pb::patient_view_result::Result::Error(rpc_status(&Status::from(e))),
                 }),
             })

@@ -40,7 +40,9 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tessera_test_server::{Guard, ServerDir, Spec, percent_encode, run};
+use tessera_test_server::{
+    Guard, ServerDir, Spec, percent_encode_component, percent_encode_path, run,
+};
 
 pub use error::Error;
 use install::Tools;
@@ -54,6 +56,7 @@ const SPEC: Spec = Spec {
     guard_name: "tessera-test-mariadb-guard",
     log_file: "mariadbd.log",
     system_user: "mysql",
+    install_script: "scripts/install-mariadb",
     shutdown_signal: "TERM",
     ready_timeout: Duration::from_secs(60),
     ready_poll: Duration::from_millis(50),
@@ -160,8 +163,8 @@ impl TestMariaDb {
     pub fn url(&self, db: &str) -> String {
         format!(
             "mysql://{SUPERUSER}@localhost/{}?socket={}",
-            percent_encode(db, b""),
-            percent_encode(&self.socket.to_string_lossy(), b"/"),
+            percent_encode_component(db),
+            percent_encode_path(&self.socket.to_string_lossy()),
         )
     }
 

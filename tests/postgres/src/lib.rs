@@ -42,7 +42,9 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tessera_test_server::{Guard, ServerDir, Spec, percent_encode, run};
+use tessera_test_server::{
+    Guard, ServerDir, Spec, percent_encode_component, percent_encode_path, run,
+};
 
 pub use error::Error;
 
@@ -58,6 +60,7 @@ const SPEC: Spec = Spec {
     guard_name: "tessera-test-postgres-guard",
     log_file: "postgres.log",
     system_user: "postgres",
+    install_script: "scripts/install-postgres",
     // A fast shutdown: open transactions are rolled back, no waiting for clients.
     shutdown_signal: "INT",
     ready_timeout: Duration::from_secs(30),
@@ -156,8 +159,8 @@ impl TestPostgres {
     pub fn url(&self, db: &str) -> String {
         format!(
             "postgres://{SUPERUSER}@localhost:{PORT}/{}?host={}",
-            percent_encode(db, b""),
-            percent_encode(&self.socket_dir.to_string_lossy(), b"/"),
+            percent_encode_component(db),
+            percent_encode_path(&self.socket_dir.to_string_lossy()),
         )
     }
 

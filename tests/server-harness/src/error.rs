@@ -6,15 +6,19 @@ use std::sync::Arc;
 /// Why a test server could not be started, asked whether it is ready, or stopped.
 ///
 /// `Clone` because a harness's shared server hands its one startup failure to every test
-/// of the process. Each harness turns it into its own error, whose messages name its
-/// server and its install script.
+/// of the process. Each harness wraps it in its own error, which names its server.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// Running as root, but the user the server must run as does not exist.
-    #[error("running as root, but there is no `{user}` system user to run the server as")]
+    #[error(
+        "running as root, which database servers refuse to run as, but there is no \
+         `{user}` system user to run the server as; run {install_script}"
+    )]
     NoSystemUser {
         /// [`Spec::system_user`](crate::Spec::system_user).
         user: &'static str,
+        /// [`Spec::install_script`](crate::Spec::install_script).
+        install_script: &'static str,
     },
     /// A file system or process operation failed.
     #[error("{action}: {source}")]

@@ -18,6 +18,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use nix::unistd::{User, geteuid};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use tempfile::TempDir;
 
 pub use error::Error;
@@ -35,6 +36,9 @@ pub struct Spec {
     /// The user that runs the server when the tests run as root, which database servers
     /// refuse to run as.
     pub system_user: &'static str,
+    /// The script that installs the server (and creates its system user), named in
+    /// errors that only installing mends.
+    pub install_script: &'static str,
     /// The signal that shuts the server down, as `kill` and `setpriv` name it, e.g. `INT`.
     pub shutdown_signal: &'static str,
     /// How long the server may take to initialise and accept connections.
@@ -61,7 +65,10 @@ impl ServerDir {
             let name = spec.system_user;
             let user = User::from_name(name)
                 .map_err(|errno| Error::io(format!("looking up the {name} user"), errno.into()))?
-                .ok_or(Error::NoSystemUser { user: name })?;
+                .ok_or(Error::NoSystemUser {
+                    user: name,
+                    install_script: spec.install_script,
+                })?;
             Some(user)
         } else {
             None
@@ -146,18 +153,23 @@ pub fn run(command: &mut Command) -> Result<(), Error> {
     })
 }
 
-/// Percent-encodes everything in `text` but ASCII letters, digits, `-._~` and `keep`,
-/// for a connection URL.
-pub fn percent_encode(text: &str, keep: &[u8]) -> String {
-    let mut encoded = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) || keep.contains(&byte) {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
+/// What a URL component keeps as it is: ASCII letters, digits and `-._~`.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+/// The same, and `/`: a file path in a URL.
+const PATH: &AsciiSet = &UNRESERVED.remove(b'/');
+
+/// `text` percent-encoded as one URL component (a database name).
+pub fn percent_encode_component(text: &str) -> String {
+    utf8_percent_encode(text, UNRESERVED).to_string()
+}
+
+/// `path` percent-encoded for a URL, its slashes kept (a socket's directory).
+pub fn percent_encode_path(path: &str) -> String {
+    utf8_percent_encode(path, PATH).to_string()
 }
 
 /// Where to put servers: the system's temporary directory unless its path is so long
@@ -178,10 +190,10 @@ mod tests {
     #[test]
     fn urls_escape_what_a_url_cannot_hold() {
         assert_eq!(
-            percent_encode("/tmp/tessera-mariadb-Ab1/mysqld.sock", b"/"),
+            percent_encode_path("/tmp/tessera-mariadb-Ab1/mysqld.sock"),
             "/tmp/tessera-mariadb-Ab1/mysqld.sock"
         );
-        assert_eq!(percent_encode("/tmp/my dir?x", b"/"), "/tmp/my%20dir%3Fx");
-        assert_eq!(percent_encode("a/b", b""), "a%2Fb");
+        assert_eq!(percent_encode_path("/tmp/my dir?x"), "/tmp/my%20dir%3Fx");
+        assert_eq!(percent_encode_component("a/b"), "a%2Fb");
     }
 }

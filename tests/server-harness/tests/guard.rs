@@ -11,6 +11,7 @@ const SPEC: Spec = Spec {
     guard_name: "tessera-test-server-guard",
     log_file: "server.log",
     system_user: "nobody",
+    install_script: "(nothing to install)",
     shutdown_signal: "TERM",
     ready_timeout: Duration::from_secs(10),
     ready_poll: Duration::from_millis(10),

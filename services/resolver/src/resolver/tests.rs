@@ -15,6 +15,16 @@ struct Fixture {
     _dir: Option<tempfile::TempDir>,
 }
 
+impl Fixture {
+    /// An anonymous upsert that must succeed.
+    async fn upsert(&self, system: &str, local_id: &str, who: Demographics) -> UpsertOutcome {
+        self.resolver
+            .upsert(input(system, local_id, who), &anonymous())
+            .await
+            .unwrap()
+    }
+}
+
 /// A resolver over a fresh store on each backend.
 async fn fixtures() -> Vec<Fixture> {
     let mut out = Vec::new();
@@ -104,20 +114,12 @@ fn with_id(request_id: &str) -> Mutation {
 #[tokio::test]
 async fn the_same_person_in_two_silos_gets_one_master() {
     for f in fixtures().await {
-        let first = f
-            .resolver
-            .upsert(input("ehr", "MRN1", alice()), &anonymous())
-            .await
-            .unwrap();
+        let first = f.upsert("ehr", "MRN1", alice()).await;
         assert_eq!(first.decision, Decision::NoMatch, "{}", f.label);
         let mut crm = alice();
         crm.given_names = vec!["ALICE".to_owned()];
         crm.phones = vec!["217.555.0134".to_owned()];
-        let second = f
-            .resolver
-            .upsert(input("crm", "C-9", crm), &anonymous())
-            .await
-            .unwrap();
+        let second = f.upsert("crm", "C-9", crm).await;
         assert_eq!(second.decision, Decision::Match, "{}", f.label);
         assert_eq!(second.master, first.master, "{}", f.label);
         assert!(
@@ -181,16 +183,8 @@ async fn junior_and_senior_stay_apart() {
         senior.name_suffix = "SR".to_owned();
         let mut junior = person("James", "Whitfield", "1989-09-17", "(555) 201-3344", "");
         junior.sex = Sex::Male;
-        let s = f
-            .resolver
-            .upsert(input("ehr", "J1", senior), &anonymous())
-            .await
-            .unwrap();
-        let j = f
-            .resolver
-            .upsert(input("crm", "J2", junior), &anonymous())
-            .await
-            .unwrap();
+        let s = f.upsert("ehr", "J1", senior).await;
+        let j = f.upsert("crm", "J2", junior).await;
         assert_ne!(s.master, j.master, "{}: junior merged into senior", f.label);
         assert_ne!(j.decision, Decision::Match, "{}", f.label);
     }
@@ -225,16 +219,8 @@ async fn household_members_sharing_address_phone_and_email_stay_apart() {
 #[tokio::test]
 async fn a_manual_unmerge_survives_rematching() {
     for f in fixtures().await {
-        let a = f
-            .resolver
-            .upsert(input("ehr", "A", alice()), &anonymous())
-            .await
-            .unwrap();
-        let b = f
-            .resolver
-            .upsert(input("billing", "B", alice()), &anonymous())
-            .await
-            .unwrap();
+        let a = f.upsert("ehr", "A", alice()).await;
+        let b = f.upsert("billing", "B", alice()).await;
         assert_eq!(a.master, b.master, "{}", f.label);
 
         let unmerged = f
@@ -247,11 +233,7 @@ async fn a_manual_unmerge_survives_rematching() {
         assert_ne!(Some(new_master), a.master, "{}", f.label);
 
         // The silo sends the same record again, and the other record too.
-        let again = f
-            .resolver
-            .upsert(input("billing", "B", alice()), &anonymous())
-            .await
-            .unwrap();
+        let again = f.upsert("billing", "B", alice()).await;
         assert_eq!(
             again.master,
             Some(new_master),
@@ -272,11 +254,7 @@ async fn a_manual_unmerge_survives_rematching() {
 
         // A new record matching both masters a person kept apart is not
         // auto-linked to either: it goes to review with both as candidates.
-        let c = f
-            .resolver
-            .upsert(input("crm", "C", alice()), &anonymous())
-            .await
-            .unwrap();
+        let c = f.upsert("crm", "C", alice()).await;
         assert_eq!(c.decision, Decision::PossibleMatch, "{}", f.label);
         assert!(
             c.master != a.master && c.master != Some(new_master),
@@ -305,16 +283,8 @@ async fn a_manual_unmerge_survives_rematching() {
 #[tokio::test]
 async fn merge_then_unmerge_restores_both_golden_records() {
     for f in fixtures().await {
-        let a = f
-            .resolver
-            .upsert(input("ehr", "A", alice()), &anonymous())
-            .await
-            .unwrap();
-        let b = f
-            .resolver
-            .upsert(input("crm", "B", bob()), &anonymous())
-            .await
-            .unwrap();
+        let a = f.upsert("ehr", "A", alice()).await;
+        let b = f.upsert("crm", "B", bob()).await;
         let (ma, mb) = (a.master.unwrap(), b.master.unwrap());
         assert_ne!(ma, mb, "{}", f.label);
         let golden_a = f.resolver.master(ma).await.unwrap().golden;
@@ -516,11 +486,7 @@ async fn bad_input_names_fields_and_writes_nothing() {
 #[tokio::test]
 async fn validate_only_scores_without_writing() {
     for f in fixtures().await {
-        let a = f
-            .resolver
-            .upsert(input("ehr", "A", alice()), &anonymous())
-            .await
-            .unwrap();
+        let a = f.upsert("ehr", "A", alice()).await;
         let mut dry = input("crm", "B", alice());
         dry.validate_only = true;
         let outcome = f.resolver.upsert(dry, &anonymous()).await.unwrap();
@@ -539,11 +505,7 @@ async fn validate_only_scores_without_writing() {
 #[tokio::test]
 async fn a_restarted_resolver_rebuilds_its_index_from_the_store() {
     for f in fixtures().await {
-        let a = f
-            .resolver
-            .upsert(input("ehr", "A", alice()), &anonymous())
-            .await
-            .unwrap();
+        let a = f.upsert("ehr", "A", alice()).await;
         let reopened = open(&f.store).await;
         assert_eq!(reopened.index_stats().0, 1, "{}", f.label);
         let b = reopened
@@ -577,16 +539,8 @@ async fn a_possible_match_opens_a_review_that_a_person_resolves() {
         f.resolver = Resolver::open(Arc::clone(&f.store), Arc::new(Model::builtin()), config)
             .await
             .unwrap();
-        let a = f
-            .resolver
-            .upsert(input("ehr", "A", alice()), &anonymous())
-            .await
-            .unwrap();
-        let b = f
-            .resolver
-            .upsert(input("crm", "B", thin.clone()), &anonymous())
-            .await
-            .unwrap();
+        let a = f.upsert("ehr", "A", alice()).await;
+        let b = f.upsert("crm", "B", thin.clone()).await;
         assert_eq!(b.decision, Decision::PossibleMatch, "{}", f.label);
         assert_ne!(b.master, a.master, "{}", f.label);
         assert!(b.review_item.is_some(), "{}", f.label);
@@ -712,21 +666,9 @@ async fn identity_lookups_follow_every_kind_of_change() {
             SourceKey::new("billing", "C"),
             SourceKey::new("crm", "missing"),
         ];
-        let a = f
-            .resolver
-            .upsert(input("ehr", "A", alice()), &anonymous())
-            .await
-            .unwrap();
-        let b = f
-            .resolver
-            .upsert(input("crm", "B", alice()), &anonymous())
-            .await
-            .unwrap();
-        let c = f
-            .resolver
-            .upsert(input("billing", "C", bob()), &anonymous())
-            .await
-            .unwrap();
+        let a = f.upsert("ehr", "A", alice()).await;
+        let b = f.upsert("crm", "B", alice()).await;
+        let c = f.upsert("billing", "C", bob()).await;
         let (ma, mc) = (a.master.unwrap(), c.master.unwrap());
         assert_eq!(b.master, Some(ma), "{}", f.label);
         let mut masters = vec![ma, mc, 999_999];

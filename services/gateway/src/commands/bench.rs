@@ -61,13 +61,15 @@ pub struct ResolverBenchArgs {
 
 /// Runs a benchmark.
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    };
     let report = match command {
-        BenchCommand::Resolver(args) => runtime.block_on(resolver(&args))?,
-        BenchCommand::View(args) => runtime.block_on(view::run(&args))?,
-        BenchCommand::Telemetry(args) => runtime.block_on(telemetry::run(&args))?,
+        BenchCommand::Resolver(args) => runtime()?.block_on(resolver(&args))?,
+        BenchCommand::View(args) => view::run(&args)?,
+        BenchCommand::Telemetry(args) => runtime()?.block_on(telemetry::run(&args))?,
     };
     let mut out = std::io::stdout().lock();
     writeln!(out, "{report}")?;
@@ -239,10 +241,30 @@ async fn resolver(args: &ResolverBenchArgs) -> anyhow::Result<serde_json::Value>
 
 /// CPU time (user and system) this process has used, in seconds.
 pub(super) fn cpu_seconds() -> anyhow::Result<f64> {
+    cpu_seconds_in("/proc/self/stat")
+}
+
+/// CPU time (user and system) of each of these threads of this process that
+/// is still running, in seconds.
+pub(super) fn thread_cpu_seconds(
+    threads: &[nix::unistd::Pid],
+) -> anyhow::Result<std::collections::HashMap<nix::unistd::Pid, f64>> {
+    let mut seconds = std::collections::HashMap::new();
+    for &tid in threads {
+        let path = format!("/proc/self/task/{tid}/stat");
+        if std::path::Path::new(&path).exists() {
+            seconds.insert(tid, cpu_seconds_in(&path)?);
+        }
+    }
+    Ok(seconds)
+}
+
+/// The CPU time in a `/proc` `stat` file, in seconds.
+fn cpu_seconds_in(path: &str) -> anyhow::Result<f64> {
     // Linux's clock ticks for these fields: USER_HZ, 100 on every architecture.
     const TICKS_PER_SECOND: f64 = 100.0;
-    let stat = std::fs::read_to_string("/proc/self/stat")
-        .context("cannot read /proc/self/stat for the CPU time")?;
+    let stat = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {path} for the CPU time"))?;
     // After the command name (in parentheses), fields 3 onwards: utime is 14,
     // stime 15.
     let fields: Vec<&str> = stat
@@ -252,10 +274,10 @@ pub(super) fn cpu_seconds() -> anyhow::Result<f64> {
     let ticks = |index: usize| -> anyhow::Result<f64> {
         let value = fields
             .get(index)
-            .context("/proc/self/stat has too few fields")?;
+            .with_context(|| format!("{path} has too few fields"))?;
         Ok(value
             .parse::<u64>()
-            .context("/proc/self/stat is not numeric")? as f64)
+            .with_context(|| format!("{path} is not numeric"))? as f64)
     };
     Ok((ticks(11)? + ticks(12)?) / TICKS_PER_SECOND)
 }

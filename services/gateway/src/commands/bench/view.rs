@@ -9,9 +9,15 @@
 //! half of (2)'s rate (or `--cached-rate`), alternating with the bare server
 //! open-loop at that same rate; (5) N identical concurrent cold requests for one master,
 //! counting adapter calls per key.
+//!
+//! By default the servers and the load generator share one runtime and every
+//! CPU. With `--split-cores` the servers get a runtime pinned to half the
+//! CPUs and the generator one pinned to the other half, as a generator on
+//! another machine would be; the generator then paces by spinning (it has its
+//! CPUs to itself) and the report adds the servers' own CPU per view.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -79,6 +85,12 @@ pub struct ViewBenchArgs {
     /// the closed-loop cached maximum measured just before.
     #[arg(long)]
     cached_rate: Option<u64>,
+    /// Run the servers and the load generator on disjoint halves of this
+    /// process's CPUs (the servers on the first half), each on a runtime of
+    /// its own, as a load generator on another machine would; the report then
+    /// adds the servers' own CPU time per view. Needs at least 2 CPUs.
+    #[arg(long)]
+    split_cores: bool,
 }
 
 const DEADLINE: Duration = Duration::from_secs(2);
@@ -117,6 +129,155 @@ impl PatientViewService for BareView {
     ) -> Result<tonic::Response<pb::BatchGetPatientViewsResponse>, tonic::Status> {
         Err(tonic::Status::unimplemented("bare server"))
     }
+}
+
+/// Where the servers run: on the load generator's runtime, or on a runtime of
+/// their own pinned to CPUs of their own.
+struct Placement {
+    servers: Option<tokio::runtime::Runtime>,
+    /// The servers' runtime threads, for their CPU time.
+    server_threads: Arc<Mutex<Vec<nix::unistd::Pid>>>,
+}
+
+impl Placement {
+    /// Runs `future` where the servers run.
+    async fn spawn<F>(&self, future: F) -> anyhow::Result<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        Ok(match &self.servers {
+            Some(runtime) => runtime.spawn(future).await?,
+            None => tokio::spawn(future).await?,
+        })
+    }
+
+    /// How the generator keeps its schedule: spinning when it has CPUs of its
+    /// own.
+    fn pacing(&self) -> Pacing {
+        if self.servers.is_some() {
+            Pacing::Spin
+        } else {
+            Pacing::Sleep
+        }
+    }
+
+    /// CPU seconds of each of the servers' own runtime threads; `None` when
+    /// the servers share the load generator's runtime.
+    fn server_cpu(&self) -> anyhow::Result<Option<ThreadCpu>> {
+        if self.servers.is_none() {
+            return Ok(None);
+        }
+        let threads = self
+            .server_threads
+            .lock()
+            .map_err(|_| anyhow::anyhow!("server thread list poisoned"))?
+            .clone();
+        super::thread_cpu_seconds(&threads).map(Some)
+    }
+}
+
+/// CPU seconds by thread.
+type ThreadCpu = std::collections::HashMap<nix::unistd::Pid, f64>;
+
+/// CPU seconds the threads used between two readings: a thread started
+/// meanwhile counts in full; one that ended meanwhile (an idle blocking-pool
+/// thread) drops out, with what little it used.
+fn cpu_between(before: Option<&ThreadCpu>, after: Option<&ThreadCpu>) -> Option<f64> {
+    let (before, after) = (before?, after?);
+    Some(
+        after
+            .iter()
+            .map(|(tid, seconds)| seconds - before.get(tid).copied().unwrap_or(0.0))
+            .sum(),
+    )
+}
+
+/// Pins the calling thread to `cpus`.
+fn pin(cpus: &[usize]) -> anyhow::Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    for &cpu in cpus {
+        set.set(cpu)?;
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+        .context("cannot pin a benchmark thread to its CPUs")
+}
+
+/// This process's CPUs, split in two halves: the servers', the generator's.
+fn split_cpus() -> anyhow::Result<(Vec<usize>, Vec<usize>)> {
+    let allowed = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
+        .context("cannot read this process's CPUs")?;
+    let cpus: Vec<usize> = (0..nix::sched::CpuSet::count())
+        .filter(|&cpu| allowed.is_set(cpu).unwrap_or(false))
+        .collect();
+    anyhow::ensure!(
+        cpus.len() >= 2,
+        "--split-cores needs at least 2 CPUs; this process may use {}",
+        cpus.len()
+    );
+    let (servers, generator) = cpus.split_at(cpus.len() / 2);
+    Ok((servers.to_vec(), generator.to_vec()))
+}
+
+/// A multi-threaded runtime of threads called `name`, one worker per CPU in
+/// `cpus`, every thread pinned to them and its ID pushed to `threads`; when
+/// `cpus` is empty, tokio's default workers, unpinned.
+fn runtime(
+    name: &str,
+    cpus: Vec<usize>,
+    threads: Arc<Mutex<Vec<nix::unistd::Pid>>>,
+) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if !cpus.is_empty() {
+        builder.worker_threads(cpus.len());
+    }
+    builder
+        .enable_all()
+        .thread_name(name)
+        .on_thread_start(move || {
+            // A thread that cannot be pinned runs unpinned: the figures stay
+            // true, only less separated.
+            if !cpus.is_empty() {
+                let _ = pin(&cpus);
+            }
+            if let Ok(mut threads) = threads.lock() {
+                threads.push(nix::unistd::gettid());
+            }
+        })
+        .build()
+        .context("cannot start the benchmark's runtime")
+}
+
+/// Runs the benchmark on runtimes of its own and returns its report.
+pub(super) fn run(args: &ViewBenchArgs) -> anyhow::Result<serde_json::Value> {
+    let server_threads = Arc::default();
+    let (generator, placement) = if args.split_cores {
+        let (servers, generator) = split_cpus()?;
+        pin(&generator)?;
+        let placement = Placement {
+            servers: Some(runtime(
+                "bench-servers",
+                servers,
+                Arc::clone(&server_threads),
+            )?),
+            server_threads,
+        };
+        (runtime("bench-load", generator, Arc::default())?, placement)
+    } else {
+        let placement = Placement {
+            servers: None,
+            server_threads,
+        };
+        (
+            runtime("bench-view", Vec::new(), Arc::default())?,
+            placement,
+        )
+    };
+    let report = generator.block_on(measure(args, &placement));
+    if let Some(servers) = placement.servers {
+        servers.shutdown_background();
+    }
+    report
 }
 
 fn histogram() -> anyhow::Result<Histogram<u64>> {
@@ -245,18 +406,45 @@ impl OpenLoop {
     }
 }
 
+/// How the open-loop generator keeps its schedule.
+#[derive(Debug, Clone, Copy)]
+enum Pacing {
+    /// An OS thread sleeping on the kernel's timer hands each call to the
+    /// runtime. tokio's own timer fires on whole-millisecond ticks, and only
+    /// when a worker gets round to it: requests left about 1 ms after their
+    /// time (2 ms at p99), and that delay was counted as the server's
+    /// latency. The thread costs no CPU while it waits, but every call costs
+    /// a wake-up of the thread and one of a parked worker.
+    Sleep,
+    /// A task on the generator's runtime yields until each call's time and
+    /// spawns the call where it runs: no wake-ups, but the task keeps the
+    /// generator's CPUs busy, so only for a generator with CPUs of its own
+    /// (`--split-cores`).
+    Spin,
+}
+
+/// One call of an open loop: whether it succeeded, whether the view was
+/// partial, its latency from `scheduled`, and how late it was sent.
+async fn call(
+    mut client: PatientViewServiceClient<Channel>,
+    request: tonic::Request<pb::GetPatientViewRequest>,
+    scheduled: std::time::Instant,
+) -> (bool, bool, Duration, Duration) {
+    let send_lag = scheduled.elapsed();
+    let result = client.get_patient_view(request).await;
+    let latency = scheduled.elapsed();
+    let partial = result
+        .as_ref()
+        .is_ok_and(|v| !v.get_ref().unreachable.is_empty());
+    (result.is_ok(), partial, latency, send_lag)
+}
+
 /// Sends `total` requests at `rate` per second, each at its scheduled time
 /// whatever the previous ones did, timing each from that scheduled time.
 /// Request `i` asks for `masters[i % masters.len()]`.
-///
-/// The schedule is kept by an OS thread sleeping on the kernel's timer, not by
-/// a task on tokio's. tokio's timer fires on whole-millisecond ticks, and only
-/// when a worker gets round to it: requests left about 1 ms after their time
-/// (2 ms at p99), and that delay was counted as the server's latency. The
-/// thread hands each call to the runtime as a task, so the calls themselves
-/// run where they did before.
 async fn open_loop(
     clients: &Clients,
+    pacing: Pacing,
     rate: u64,
     total: usize,
     masters: Arc<Vec<String>>,
@@ -267,32 +455,42 @@ async fn open_loop(
     let runtime = tokio::runtime::Handle::current();
     let clients = clients.clone();
     let start = std::time::Instant::now();
-    let mut calls = tokio::task::spawn_blocking(move || {
-        let mut calls = tokio::task::JoinSet::new();
-        for i in 0..total {
-            let scheduled = start + interval.mul_f64(i as f64);
-            let now = std::time::Instant::now();
-            if scheduled > now {
-                std::thread::sleep(scheduled - now);
-            }
-            let mut client = clients.get();
-            let request = request(&masters[i % masters.len()], max_staleness);
-            let send_lag = scheduled.elapsed();
-            calls.spawn_on(
-                async move {
-                    let result = client.get_patient_view(request).await;
-                    let latency = scheduled.elapsed();
-                    let partial = result
-                        .as_ref()
-                        .is_ok_and(|v| !v.get_ref().unreachable.is_empty());
-                    (result.is_ok(), partial, latency, send_lag)
-                },
-                &runtime,
-            );
+    let send = move |calls: &mut tokio::task::JoinSet<_>, i: usize, scheduled| {
+        let request = request(&masters[i % masters.len()], max_staleness);
+        calls.spawn_on(call(clients.get(), request, scheduled), &runtime);
+    };
+    let mut calls = match pacing {
+        Pacing::Sleep => {
+            tokio::task::spawn_blocking(move || {
+                let mut calls = tokio::task::JoinSet::new();
+                for i in 0..total {
+                    let scheduled = start + interval.mul_f64(i as f64);
+                    let now = std::time::Instant::now();
+                    if scheduled > now {
+                        std::thread::sleep(scheduled - now);
+                    }
+                    send(&mut calls, i, scheduled);
+                }
+                calls
+            })
+            .await?
         }
-        calls
-    })
-    .await?;
+        Pacing::Spin => {
+            // On a worker, not on the thread blocked on the benchmark.
+            tokio::spawn(async move {
+                let mut calls = tokio::task::JoinSet::new();
+                for i in 0..total {
+                    let scheduled = start + interval.mul_f64(i as f64);
+                    while std::time::Instant::now() < scheduled {
+                        tokio::task::yield_now().await;
+                    }
+                    send(&mut calls, i, scheduled);
+                }
+                calls
+            })
+            .await?
+        }
+    };
     let mut out = OpenLoop::new()?;
     while let Some(joined) = calls.join_next().await {
         let (ok, partial, latency, send_lag) = joined?;
@@ -456,8 +654,8 @@ impl ViewServer {
     }
 }
 
-/// Runs the benchmark and returns its report.
-pub(super) async fn run(args: &ViewBenchArgs) -> anyhow::Result<serde_json::Value> {
+/// The benchmark's phases, the servers placed by `placement`.
+async fn measure(args: &ViewBenchArgs, placement: &Placement) -> anyhow::Result<serde_json::Value> {
     anyhow::ensure!(
         args.adapters > 0 && !args.latency_ms.is_empty(),
         "need adapters and latencies"
@@ -488,15 +686,23 @@ pub(super) async fn run(args: &ViewBenchArgs) -> anyhow::Result<serde_json::Valu
         masters,
         stats,
         _dir,
-    } = ViewServer::start(
-        &latencies,
-        args.records,
-        args.record_bytes,
-        persons,
-        &policy,
-        crate::telemetry::rpc::RpcLayer::default(),
-    )
-    .await?;
+    } = {
+        let (latencies, records, record_bytes) =
+            (latencies.clone(), args.records, args.record_bytes);
+        placement
+            .spawn(async move {
+                ViewServer::start(
+                    &latencies,
+                    records,
+                    record_bytes,
+                    persons,
+                    &policy,
+                    crate::telemetry::rpc::RpcLayer::default(),
+                )
+                .await
+            })
+            .await??
+    };
     let clients = Clients::connect(addr, args.connections).await?;
 
     // Cached masters: the tail of the population.
@@ -516,8 +722,11 @@ pub(super) async fn run(args: &ViewBenchArgs) -> anyhow::Result<serde_json::Valu
 
     // (1) Cold views at a constant rate.
     let cpu_before = super::cpu_seconds()?;
+    let server_cpu_before = placement.server_cpu()?;
+    let pacing = placement.pacing();
     let cold = open_loop(
         &clients,
+        pacing,
         args.rate,
         cold_total,
         Arc::new(masters[..cold_total].to_vec()),
@@ -527,6 +736,7 @@ pub(super) async fn run(args: &ViewBenchArgs) -> anyhow::Result<serde_json::Valu
     // Client, server and fake silos together: what one cold view costs this
     // machine, steadier than any latency figure on a shared VM.
     let cold_cpu = super::cpu_seconds()? - cpu_before;
+    let cold_server_cpu = cpu_between(server_cpu_before.as_ref(), placement.server_cpu()?.as_ref());
     // The slowest source's own p99, timed around the adapter call: what the
     // view cannot beat. tokio's timer wheel rounds the fakes' sleeps up to the
     // next millisecond, so this sits a little above the nominal latency.
@@ -541,7 +751,7 @@ pub(super) async fn run(args: &ViewBenchArgs) -> anyhow::Result<serde_json::Valu
     let phase = Duration::from_secs(args.duration.clamp(1, 5));
     let (cached_rps, cached_errors) =
         closed_loop(&clients, args.concurrency, phase, warm.clone()).await?;
-    let (bare_addr, bare_stop) = serve_bare(sample.clone()).await?;
+    let (bare_addr, bare_stop) = placement.spawn(serve_bare(sample.clone())).await??;
     let bare_clients = Clients::connect(bare_addr, args.connections).await?;
     let (bare_rps, _) = closed_loop(&bare_clients, args.concurrency, phase, warm.clone()).await?;
 
@@ -560,20 +770,34 @@ pub(super) async fn run(args: &ViewBenchArgs) -> anyhow::Result<serde_json::Valu
     // Settle first, unrecorded: the first second after the closed loops ran
     // slow for whichever server came first.
     let settle = usize::try_from(half / 2)?.max(1);
-    open_loop(&bare_clients, half, settle, warm.clone(), None).await?;
-    open_loop(&clients, half, settle, warm.clone(), None).await?;
+    open_loop(&bare_clients, pacing, half, settle, warm.clone(), None).await?;
+    open_loop(&clients, pacing, half, settle, warm.clone(), None).await?;
     let (mut cached, mut bare) = (OpenLoop::new()?, OpenLoop::new()?);
     let (mut cached_cpu, mut bare_cpu) = (0.0, 0.0);
+    let (mut cached_server_cpu, mut bare_server_cpu) = (Some(0.0), Some(0.0));
     for i in 0..OPEN_LOOP_STRETCHES {
         let cached_turn = matches!(i % 4, 0 | 3);
-        let (target, totals, cpu) = if cached_turn {
-            (&clients, &mut cached, &mut cached_cpu)
+        let (target, totals, cpu, server_cpu) = if cached_turn {
+            (
+                &clients,
+                &mut cached,
+                &mut cached_cpu,
+                &mut cached_server_cpu,
+            )
         } else {
-            (&bare_clients, &mut bare, &mut bare_cpu)
+            (
+                &bare_clients,
+                &mut bare,
+                &mut bare_cpu,
+                &mut bare_server_cpu,
+            )
         };
         let cpu_before = super::cpu_seconds()?;
-        let run = open_loop(target, half, stretch_total, warm.clone(), None).await?;
+        let server_cpu_before = placement.server_cpu()?;
+        let run = open_loop(target, pacing, half, stretch_total, warm.clone(), None).await?;
         *cpu += super::cpu_seconds()? - cpu_before;
+        let spent = cpu_between(server_cpu_before.as_ref(), placement.server_cpu()?.as_ref());
+        *server_cpu = server_cpu.zip(spent).map(|(sum, spent)| sum + spent);
         totals.absorb(&run)?;
     }
     let _ = bare_stop.send(());
@@ -609,10 +833,14 @@ pub(super) async fn run(args: &ViewBenchArgs) -> anyhow::Result<serde_json::Valu
     let _ = stop.send(());
     let _ = server.await;
 
+    // Server CPU per view, when the servers run on CPUs of their own.
+    let per_view = |cpu: Option<f64>, run: &OpenLoop| {
+        cpu.map(|cpu| cpu * 1e6 / (run.completed + run.errors).max(1) as f64)
+    };
     let c = &cold.latency;
     let w = &cached.latency;
     let b = &bare.latency;
-    Ok(serde_json::json!({
+    let mut report = serde_json::json!({
         "adapters": args.adapters,
         "latency_ms": latencies,
         "rate": args.rate,
@@ -652,5 +880,104 @@ pub(super) async fn run(args: &ViewBenchArgs) -> anyhow::Result<serde_json::Valu
         "hedges_sent": hedges,
         "retries_sent": retries,
         "cache_bytes": cache_bytes,
-    }))
+    });
+    // Past what one `json!` can expand.
+    if let Some(fields) = report.as_object_mut() {
+        fields.insert("split_cores".into(), args.split_cores.into());
+        for (name, cpu, run) in [
+            ("server_cpu_us_per_cold_view", cold_server_cpu, &cold),
+            ("server_cpu_us_per_cached_view", cached_server_cpu, &cached),
+            ("server_cpu_us_per_bare_view", bare_server_cpu, &bare),
+        ] {
+            fields.insert(name.into(), per_view(cpu, run).into());
+        }
+        if args.split_cores {
+            // The process's CPU time then includes the generator spinning
+            // between sends: not a cost of any view.
+            for name in [
+                "cpu_us_per_cold_view",
+                "cpu_us_per_cached_view",
+                "cpu_us_per_bare_view",
+            ] {
+                fields.insert(name.into(), serde_json::Value::Null);
+            }
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tid(n: i32) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(n)
+    }
+
+    #[test]
+    fn cpu_between_counts_new_threads_in_full_and_drops_ended_ones() {
+        let before: ThreadCpu = [(tid(1), 1.0), (tid(2), 5.0)].into();
+        // Thread 2 ended, thread 3 started.
+        let after: ThreadCpu = [(tid(1), 1.5), (tid(3), 0.25)].into();
+        assert_eq!(cpu_between(Some(&before), Some(&after)), Some(0.75));
+        assert_eq!(cpu_between(None, Some(&after)), None);
+        assert_eq!(cpu_between(Some(&before), None), None);
+    }
+
+    /// The whole benchmark, tiny, with the servers on CPUs of their own: it
+    /// runs to the end, every call succeeds, coalescing holds, and the
+    /// servers' CPU per view is counted. Nothing here is timed.
+    #[test]
+    fn split_cores_runs_every_phase_and_counts_the_servers_cpu() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: ViewBenchArgs,
+        }
+        let cli = Cli::parse_from([
+            "bench",
+            "--adapters",
+            "2",
+            "--latency-ms",
+            "1",
+            "--rate",
+            "100",
+            "--duration",
+            "1",
+            "--cached-rate",
+            "200",
+            "--coalesce",
+            "20",
+            "--split-cores",
+        ]);
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        let report = std::thread::spawn(move || run(&cli.args))
+            .join()
+            .expect("the benchmark thread panicked");
+        if cpus < 2 {
+            let err = report.expect_err("one CPU cannot be split");
+            assert!(err.to_string().contains("at least 2 CPUs"), "{err}");
+            return;
+        }
+        let report = report.expect("the benchmark failed");
+        assert_eq!(report["errors"], 0);
+        assert_eq!(report["coalescing_ratio"], 1.0);
+        assert_eq!(report["coalesce_ok"], 20);
+        assert_eq!(report["split_cores"], true);
+        for field in [
+            "server_cpu_us_per_cold_view",
+            "server_cpu_us_per_cached_view",
+            "server_cpu_us_per_bare_view",
+        ] {
+            let value = report[field].as_f64();
+            assert!(value.is_some_and(|v| v >= 0.0), "{field}: {report}");
+        }
+        assert!(report["cpu_us_per_cached_view"].is_null());
+        assert!(
+            report["cached_achieved_rate"]
+                .as_f64()
+                .is_some_and(|r| r > 0.0)
+        );
+    }
 }

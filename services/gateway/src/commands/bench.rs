@@ -23,6 +23,8 @@ use tokio::sync::oneshot;
 
 use crate::server::{self, ServeOptions, Services};
 
+mod load;
+mod placement;
 mod telemetry;
 mod view;
 

@@ -27,7 +27,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use tokio::sync::oneshot;
 
-use super::view::{Clients, ViewServer, closed_loop, request};
+use super::load::{Clients, closed_loop, request};
+use super::view::ViewServer;
 use crate::config::{LoggingConfig, TelemetryConfig};
 use crate::telemetry::{Env, Telemetry};
 

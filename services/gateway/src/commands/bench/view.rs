@@ -16,13 +16,11 @@
 //! another machine would be; the generator then paces by spinning (it has its
 //! CPUs to itself) and the report adds the servers' own CPU per view.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use hdrhistogram::Histogram;
 use tessera_adapter_core::BuiltAdapter;
 use tessera_adapter_core::fake::{FakeAdapter, FakeConfig, FakeStats};
 use tessera_aggregator::{
@@ -31,15 +29,14 @@ use tessera_aggregator::{
 use tessera_matching::{Demographics, Model, SourceKey};
 use tessera_proto::v1::{
     self as pb,
-    patient_view_service_client::PatientViewServiceClient,
     patient_view_service_server::{PatientViewService, PatientViewServiceServer},
 };
 use tessera_resolver::store::SqlStore;
 use tessera_resolver::{Resolver, ResolverConfig};
 use tokio::sync::oneshot;
-use tokio::time::Instant;
-use tonic::transport::Channel;
 
+use super::load::{Clients, OpenLoop, closed_loop, micros, ms, open_loop, request};
+use super::placement::{Placement, cpu_between, pin, runtime, split_cpus};
 use crate::adapters::ResolverLookup;
 use crate::server::{self, ServeOptions, Services};
 
@@ -93,7 +90,6 @@ pub struct ViewBenchArgs {
     split_cores: bool,
 }
 
-const DEADLINE: Duration = Duration::from_secs(2);
 /// Masters for the cached phases.
 const WARM_MASTERS: usize = 100;
 /// Stretches the open-loop cached phase is cut into, alternating between the
@@ -131,123 +127,6 @@ impl PatientViewService for BareView {
     }
 }
 
-/// Where the servers run: on the load generator's runtime, or on a runtime of
-/// their own pinned to CPUs of their own.
-struct Placement {
-    servers: Option<tokio::runtime::Runtime>,
-    /// The servers' runtime threads, for their CPU time.
-    server_threads: Arc<Mutex<Vec<nix::unistd::Pid>>>,
-}
-
-impl Placement {
-    /// Runs `future` where the servers run.
-    async fn spawn<F>(&self, future: F) -> anyhow::Result<F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        Ok(match &self.servers {
-            Some(runtime) => runtime.spawn(future).await?,
-            None => tokio::spawn(future).await?,
-        })
-    }
-
-    /// How the generator keeps its schedule: spinning when it has CPUs of its
-    /// own.
-    fn pacing(&self) -> Pacing {
-        if self.servers.is_some() {
-            Pacing::Spin
-        } else {
-            Pacing::Sleep
-        }
-    }
-
-    /// CPU seconds of each of the servers' own runtime threads; `None` when
-    /// the servers share the load generator's runtime.
-    fn server_cpu(&self) -> anyhow::Result<Option<ThreadCpu>> {
-        if self.servers.is_none() {
-            return Ok(None);
-        }
-        let threads = self
-            .server_threads
-            .lock()
-            .map_err(|_| anyhow::anyhow!("server thread list poisoned"))?
-            .clone();
-        super::thread_cpu_seconds(&threads).map(Some)
-    }
-}
-
-/// CPU seconds by thread.
-type ThreadCpu = std::collections::HashMap<nix::unistd::Pid, f64>;
-
-/// CPU seconds the threads used between two readings: a thread started
-/// meanwhile counts in full; one that ended meanwhile (an idle blocking-pool
-/// thread) drops out, with what little it used.
-fn cpu_between(before: Option<&ThreadCpu>, after: Option<&ThreadCpu>) -> Option<f64> {
-    let (before, after) = (before?, after?);
-    Some(
-        after
-            .iter()
-            .map(|(tid, seconds)| seconds - before.get(tid).copied().unwrap_or(0.0))
-            .sum(),
-    )
-}
-
-/// Pins the calling thread to `cpus`.
-fn pin(cpus: &[usize]) -> anyhow::Result<()> {
-    let mut set = nix::sched::CpuSet::new();
-    for &cpu in cpus {
-        set.set(cpu)?;
-    }
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
-        .context("cannot pin a benchmark thread to its CPUs")
-}
-
-/// This process's CPUs, split in two halves: the servers', the generator's.
-fn split_cpus() -> anyhow::Result<(Vec<usize>, Vec<usize>)> {
-    let allowed = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
-        .context("cannot read this process's CPUs")?;
-    let cpus: Vec<usize> = (0..nix::sched::CpuSet::count())
-        .filter(|&cpu| allowed.is_set(cpu).unwrap_or(false))
-        .collect();
-    anyhow::ensure!(
-        cpus.len() >= 2,
-        "--split-cores needs at least 2 CPUs; this process may use {}",
-        cpus.len()
-    );
-    let (servers, generator) = cpus.split_at(cpus.len() / 2);
-    Ok((servers.to_vec(), generator.to_vec()))
-}
-
-/// A multi-threaded runtime of threads called `name`, one worker per CPU in
-/// `cpus`, every thread pinned to them and its ID pushed to `threads`; when
-/// `cpus` is empty, tokio's default workers, unpinned.
-fn runtime(
-    name: &str,
-    cpus: Vec<usize>,
-    threads: Arc<Mutex<Vec<nix::unistd::Pid>>>,
-) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if !cpus.is_empty() {
-        builder.worker_threads(cpus.len());
-    }
-    builder
-        .enable_all()
-        .thread_name(name)
-        .on_thread_start(move || {
-            // A thread that cannot be pinned runs unpinned: the figures stay
-            // true, only less separated.
-            if !cpus.is_empty() {
-                let _ = pin(&cpus);
-            }
-            if let Ok(mut threads) = threads.lock() {
-                threads.push(nix::unistd::gettid());
-            }
-        })
-        .build()
-        .context("cannot start the benchmark's runtime")
-}
-
 /// Runs the benchmark on runtimes of its own and returns its report.
 pub(super) fn run(args: &ViewBenchArgs) -> anyhow::Result<serde_json::Value> {
     let server_threads = Arc::default();
@@ -280,18 +159,6 @@ pub(super) fn run(args: &ViewBenchArgs) -> anyhow::Result<serde_json::Value> {
     report
 }
 
-fn histogram() -> anyhow::Result<Histogram<u64>> {
-    Ok(Histogram::new_with_bounds(1, 60_000_000, 3)?)
-}
-
-pub(super) fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
-}
-
-pub(super) fn ms(v: u64) -> f64 {
-    v as f64 / 1000.0
-}
-
 /// Persons, each with one record in every silo, bulk-loaded as masters.
 pub(super) async fn seed_identities(
     store: &SqlStore,
@@ -319,226 +186,6 @@ pub(super) async fn seed_identities(
         .chunks(adapters)
         .map(|m| format!("masters/{}", m[0]))
         .collect())
-}
-
-pub(super) fn request(
-    master: &str,
-    max_staleness: Option<Duration>,
-) -> tonic::Request<pb::GetPatientViewRequest> {
-    let mut request = tonic::Request::new(pb::GetPatientViewRequest {
-        subject: Some(pb::PatientSubject {
-            subject: Some(pb::patient_subject::Subject::Master(master.to_owned())),
-        }),
-        purpose: pb::PurposeOfUse::Treatment.into(),
-        max_staleness: max_staleness.and_then(|d| prost_types::Duration::try_from(d).ok()),
-        ..pb::GetPatientViewRequest::default()
-    });
-    request.set_timeout(DEADLINE);
-    request
-}
-
-/// Clients over several connections, handed out round-robin.
-#[derive(Clone)]
-pub(super) struct Clients {
-    clients: Arc<Vec<PatientViewServiceClient<Channel>>>,
-    next: Arc<AtomicU64>,
-}
-
-impl Clients {
-    pub(super) async fn connect(
-        addr: std::net::SocketAddr,
-        connections: usize,
-    ) -> anyhow::Result<Self> {
-        let mut clients = Vec::new();
-        for _ in 0..connections.max(1) {
-            let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-                .tcp_nodelay(true)
-                .connect()
-                .await
-                .context("cannot connect to the in-process server")?;
-            clients.push(PatientViewServiceClient::new(channel));
-        }
-        Ok(Self {
-            clients: Arc::new(clients),
-            next: Arc::default(),
-        })
-    }
-
-    pub(super) fn get(&self) -> PatientViewServiceClient<Channel> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) as usize % self.clients.len();
-        self.clients[i].clone()
-    }
-}
-
-/// Results of an open-loop phase.
-struct OpenLoop {
-    latency: Histogram<u64>,
-    completed: u64,
-    errors: u64,
-    partial: u64,
-    elapsed: Duration,
-    /// From each request's scheduled time to its handing to the runtime: how
-    /// well the generator kept its schedule.
-    send_lag: Histogram<u64>,
-}
-
-impl OpenLoop {
-    fn new() -> anyhow::Result<Self> {
-        Ok(Self {
-            latency: histogram()?,
-            completed: 0,
-            errors: 0,
-            partial: 0,
-            elapsed: Duration::ZERO,
-            send_lag: histogram()?,
-        })
-    }
-
-    /// Adds another run's counts and times to these.
-    fn absorb(&mut self, other: &OpenLoop) -> anyhow::Result<()> {
-        self.latency.add(&other.latency)?;
-        self.send_lag.add(&other.send_lag)?;
-        self.completed += other.completed;
-        self.errors += other.errors;
-        self.partial += other.partial;
-        self.elapsed += other.elapsed;
-        Ok(())
-    }
-}
-
-/// How the open-loop generator keeps its schedule.
-#[derive(Debug, Clone, Copy)]
-enum Pacing {
-    /// An OS thread sleeping on the kernel's timer hands each call to the
-    /// runtime. tokio's own timer fires on whole-millisecond ticks, and only
-    /// when a worker gets round to it: requests left about 1 ms after their
-    /// time (2 ms at p99), and that delay was counted as the server's
-    /// latency. The thread costs no CPU while it waits, but every call costs
-    /// a wake-up of the thread and one of a parked worker.
-    Sleep,
-    /// A task on the generator's runtime yields until each call's time and
-    /// spawns the call where it runs: no wake-ups, but the task keeps the
-    /// generator's CPUs busy, so only for a generator with CPUs of its own
-    /// (`--split-cores`).
-    Spin,
-}
-
-/// One call of an open loop: whether it succeeded, whether the view was
-/// partial, its latency from `scheduled`, and how late it was sent.
-async fn call(
-    mut client: PatientViewServiceClient<Channel>,
-    request: tonic::Request<pb::GetPatientViewRequest>,
-    scheduled: std::time::Instant,
-) -> (bool, bool, Duration, Duration) {
-    let send_lag = scheduled.elapsed();
-    let result = client.get_patient_view(request).await;
-    let latency = scheduled.elapsed();
-    let partial = result
-        .as_ref()
-        .is_ok_and(|v| !v.get_ref().unreachable.is_empty());
-    (result.is_ok(), partial, latency, send_lag)
-}
-
-/// Sends `total` requests at `rate` per second, each at its scheduled time
-/// whatever the previous ones did, timing each from that scheduled time.
-/// Request `i` asks for `masters[i % masters.len()]`.
-async fn open_loop(
-    clients: &Clients,
-    pacing: Pacing,
-    rate: u64,
-    total: usize,
-    masters: Arc<Vec<String>>,
-    max_staleness: Option<Duration>,
-) -> anyhow::Result<OpenLoop> {
-    anyhow::ensure!(total == 0 || !masters.is_empty(), "no masters to ask for");
-    let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
-    let runtime = tokio::runtime::Handle::current();
-    let clients = clients.clone();
-    let start = std::time::Instant::now();
-    let send = move |calls: &mut tokio::task::JoinSet<_>, i: usize, scheduled| {
-        let request = request(&masters[i % masters.len()], max_staleness);
-        calls.spawn_on(call(clients.get(), request, scheduled), &runtime);
-    };
-    let mut calls = match pacing {
-        Pacing::Sleep => {
-            tokio::task::spawn_blocking(move || {
-                let mut calls = tokio::task::JoinSet::new();
-                for i in 0..total {
-                    let scheduled = start + interval.mul_f64(i as f64);
-                    let now = std::time::Instant::now();
-                    if scheduled > now {
-                        std::thread::sleep(scheduled - now);
-                    }
-                    send(&mut calls, i, scheduled);
-                }
-                calls
-            })
-            .await?
-        }
-        Pacing::Spin => {
-            // On a worker, not on the thread blocked on the benchmark.
-            tokio::spawn(async move {
-                let mut calls = tokio::task::JoinSet::new();
-                for i in 0..total {
-                    let scheduled = start + interval.mul_f64(i as f64);
-                    while std::time::Instant::now() < scheduled {
-                        tokio::task::yield_now().await;
-                    }
-                    send(&mut calls, i, scheduled);
-                }
-                calls
-            })
-            .await?
-        }
-    };
-    let mut out = OpenLoop::new()?;
-    while let Some(joined) = calls.join_next().await {
-        let (ok, partial, latency, send_lag) = joined?;
-        out.send_lag.record(micros(send_lag))?;
-        out.latency.record(micros(latency))?;
-        out.completed += u64::from(ok);
-        out.errors += u64::from(!ok);
-        out.partial += u64::from(partial);
-    }
-    out.elapsed = start.elapsed();
-    Ok(out)
-}
-
-/// Calls per second with `concurrency` callers in a closed loop for `duration`.
-pub(super) async fn closed_loop(
-    clients: &Clients,
-    concurrency: usize,
-    duration: Duration,
-    masters: Arc<Vec<String>>,
-) -> anyhow::Result<(f64, u64)> {
-    let stop = Instant::now() + duration;
-    let mut workers = tokio::task::JoinSet::new();
-    for w in 0..concurrency {
-        let mut client = clients.get();
-        let masters = masters.clone();
-        workers.spawn(async move {
-            let (mut done, mut errors, mut i) = (0u64, 0u64, w);
-            while Instant::now() < stop {
-                match client
-                    .get_patient_view(request(&masters[i % masters.len()], None))
-                    .await
-                {
-                    Ok(_) => done += 1,
-                    Err(_) => errors += 1,
-                }
-                i += concurrency;
-            }
-            (done, errors)
-        });
-    }
-    let start = Instant::now();
-    let (mut done, mut errors) = (0, 0);
-    while let Some(joined) = workers.join_next().await {
-        let (d, e) = joined?;
-        done += d;
-        errors += e;
-    }
-    Ok((done as f64 / start.elapsed().as_secs_f64(), errors))
 }
 
 /// Serves `service` on 127.0.0.1:0 until `stop` fires.
@@ -909,20 +556,6 @@ async fn measure(args: &ViewBenchArgs, placement: &Placement) -> anyhow::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tid(n: i32) -> nix::unistd::Pid {
-        nix::unistd::Pid::from_raw(n)
-    }
-
-    #[test]
-    fn cpu_between_counts_new_threads_in_full_and_drops_ended_ones() {
-        let before: ThreadCpu = [(tid(1), 1.0), (tid(2), 5.0)].into();
-        // Thread 2 ended, thread 3 started.
-        let after: ThreadCpu = [(tid(1), 1.5), (tid(3), 0.25)].into();
-        assert_eq!(cpu_between(Some(&before), Some(&after)), Some(0.75));
-        assert_eq!(cpu_between(None, Some(&after)), None);
-        assert_eq!(cpu_between(Some(&before), None), None);
-    }
 
     /// The whole benchmark, tiny, with the servers on CPUs of their own: it
     /// runs to the end, every call succeeds, coalescing holds, and the

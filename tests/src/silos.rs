@@ -85,7 +85,7 @@ impl Silos {
     pub async fn start(options: SilosOptions) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("tessera-silos-")
-            .tempdir_in(short_temp_dir())?;
+            .tempdir_in(tessera_test_server::temp_parent())?;
         let fhir = tokio::task::spawn_blocking(FhirServer::start);
         let postgres = tokio::task::spawn_blocking(|| {
             let server = TestPostgres::start()?;
@@ -386,17 +386,6 @@ pub fn python() -> PathBuf {
     std::env::var_os("TESSERA_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join(".venv/bin/python"))
-}
-
-/// A temporary directory whose paths stay well inside the 107-byte limit of Unix
-/// socket addresses.
-fn short_temp_dir() -> PathBuf {
-    let temp = std::env::temp_dir();
-    if temp.as_os_str().len() <= 60 {
-        temp
-    } else {
-        PathBuf::from("/tmp")
-    }
 }
 
 fn fhir_uuid(n: usize) -> String {

@@ -174,7 +174,7 @@ pub fn percent_encode_path(path: &str) -> String {
 
 /// Where to put servers: the system's temporary directory unless its path is so long
 /// that the socket's path would pass the 107-byte limit of Unix socket addresses.
-fn temp_parent() -> PathBuf {
+pub fn temp_parent() -> PathBuf {
     let temp = std::env::temp_dir();
     if temp.as_os_str().len() <= 60 {
         temp

@@ -11,12 +11,44 @@ use super::load::Pacing;
 /// Where the servers run: on the load generator's runtime, or on a runtime of
 /// their own pinned to CPUs of their own.
 pub(super) struct Placement {
-    pub(super) servers: Option<tokio::runtime::Runtime>,
+    servers: Option<tokio::runtime::Runtime>,
     /// The servers' runtime threads, for their CPU time.
-    pub(super) server_threads: Arc<Mutex<Vec<nix::unistd::Pid>>>,
+    server_threads: Arc<Mutex<Vec<nix::unistd::Pid>>>,
 }
 
 impl Placement {
+    /// The load generator's runtime and where the servers go: with `split`,
+    /// each on a runtime pinned to its half of this process's CPUs (the
+    /// calling thread joins the generator's half); without, one runtime for
+    /// both.
+    pub(super) fn new(split: bool) -> anyhow::Result<(tokio::runtime::Runtime, Self)> {
+        let server_threads = Arc::default();
+        if !split {
+            let generator = runtime("bench-view", Vec::new(), None)?;
+            let placement = Self {
+                servers: None,
+                server_threads,
+            };
+            return Ok((generator, placement));
+        }
+        let (servers, generator) = split_cpus()?;
+        pin(&generator)?;
+        let servers = runtime("bench-servers", servers, Some(Arc::clone(&server_threads)))?;
+        let generator = runtime("bench-load", generator, None)?;
+        let placement = Self {
+            servers: Some(servers),
+            server_threads,
+        };
+        Ok((generator, placement))
+    }
+
+    /// Stops the servers' own runtime, if any, without waiting for its tasks.
+    pub(super) fn shutdown(self) {
+        if let Some(servers) = self.servers {
+            servers.shutdown_background();
+        }
+    }
+
     /// Runs `future` where the servers run.
     pub(super) async fn spawn<F>(&self, future: F) -> anyhow::Result<F::Output>
     where
@@ -71,7 +103,7 @@ pub(super) fn cpu_between(before: Option<&ThreadCpu>, after: Option<&ThreadCpu>)
 }
 
 /// Pins the calling thread to `cpus`.
-pub(super) fn pin(cpus: &[usize]) -> anyhow::Result<()> {
+fn pin(cpus: &[usize]) -> anyhow::Result<()> {
     let mut set = nix::sched::CpuSet::new();
     for &cpu in cpus {
         set.set(cpu)?;
@@ -81,7 +113,7 @@ pub(super) fn pin(cpus: &[usize]) -> anyhow::Result<()> {
 }
 
 /// This process's CPUs, split in two halves: the servers', the generator's.
-pub(super) fn split_cpus() -> anyhow::Result<(Vec<usize>, Vec<usize>)> {
+fn split_cpus() -> anyhow::Result<(Vec<usize>, Vec<usize>)> {
     let allowed = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
         .context("cannot read this process's CPUs")?;
     let cpus: Vec<usize> = (0..nix::sched::CpuSet::count())
@@ -97,12 +129,12 @@ pub(super) fn split_cpus() -> anyhow::Result<(Vec<usize>, Vec<usize>)> {
 }
 
 /// A multi-threaded runtime of threads called `name`, one worker per CPU in
-/// `cpus`, every thread pinned to them and its ID pushed to `threads`; when
-/// `cpus` is empty, tokio's default workers, unpinned.
-pub(super) fn runtime(
+/// `cpus`, every thread pinned to them and its ID pushed to `threads` if
+/// given; when `cpus` is empty, tokio's default workers, unpinned.
+fn runtime(
     name: &str,
     cpus: Vec<usize>,
-    threads: Arc<Mutex<Vec<nix::unistd::Pid>>>,
+    threads: Option<Arc<Mutex<Vec<nix::unistd::Pid>>>>,
 ) -> anyhow::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if !cpus.is_empty() {
@@ -117,7 +149,7 @@ pub(super) fn runtime(
             if !cpus.is_empty() {
                 let _ = pin(&cpus);
             }
-            if let Ok(mut threads) = threads.lock() {
+            if let Some(Ok(mut threads)) = threads.as_ref().map(|t| t.lock()) {
                 threads.push(nix::unistd::gettid());
             }
         })

@@ -36,7 +36,7 @@ use tessera_resolver::{Resolver, ResolverConfig};
 use tokio::sync::oneshot;
 
 use super::load::{Clients, OpenLoop, closed_loop, micros, ms, open_loop, request};
-use super::placement::{Placement, cpu_between, pin, runtime, split_cpus};
+use super::placement::{Placement, cpu_between};
 use crate::adapters::ResolverLookup;
 use crate::server::{self, ServeOptions, Services};
 
@@ -129,33 +129,9 @@ impl PatientViewService for BareView {
 
 /// Runs the benchmark on runtimes of its own and returns its report.
 pub(super) fn run(args: &ViewBenchArgs) -> anyhow::Result<serde_json::Value> {
-    let server_threads = Arc::default();
-    let (generator, placement) = if args.split_cores {
-        let (servers, generator) = split_cpus()?;
-        pin(&generator)?;
-        let placement = Placement {
-            servers: Some(runtime(
-                "bench-servers",
-                servers,
-                Arc::clone(&server_threads),
-            )?),
-            server_threads,
-        };
-        (runtime("bench-load", generator, Arc::default())?, placement)
-    } else {
-        let placement = Placement {
-            servers: None,
-            server_threads,
-        };
-        (
-            runtime("bench-view", Vec::new(), Arc::default())?,
-            placement,
-        )
-    };
+    let (generator, placement) = Placement::new(args.split_cores)?;
     let report = generator.block_on(measure(args, &placement));
-    if let Some(servers) = placement.servers {
-        servers.shutdown_background();
-    }
+    placement.shutdown();
     report
 }
 

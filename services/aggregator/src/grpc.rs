@@ -10,11 +10,11 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::{Stream, StreamExt, stream};
 use prost::Message;
+use tessera_proto::error::{self, EdgeError, ServiceError, Violation};
 use tessera_proto::google::rpc;
 use tessera_proto::v1::{self as pb, patient_view_service_server::PatientViewService};
 use tokio::time::Instant;
 use tonic::metadata::MetadataMap;
-use tessera_proto::error::{self, EdgeError, ServiceError, Violation};
 use tonic::{Code, Request, Response, Status};
 
 use crate::authz::{Caller, Purpose};
@@ -69,9 +69,7 @@ impl ServiceError for ViewError {
             Self::Lookup(LookupError::Invalid { .. }) | Self::UnknownSection { .. } => {
                 Code::InvalidArgument
             }
-            Self::Lookup(LookupError::Unavailable(_)) | Self::AllFailed { .. } => {
-                Code::Unavailable
-            }
+            Self::Lookup(LookupError::Unavailable(_)) | Self::AllFailed { .. } => Code::Unavailable,
             Self::AllDenied => Code::PermissionDenied,
         }
     }

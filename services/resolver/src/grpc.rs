@@ -888,7 +888,10 @@ mod tests {
     fn a_loading_index_is_unavailable_and_retryable() {
         let err = IdentityGrpc::pending().resolver().unwrap_err();
         assert_eq!(err.code(), Code::Unavailable);
-        assert_eq!(err.get_details_error_info().unwrap().reason, "INDEX_LOADING");
+        assert_eq!(
+            err.get_details_error_info().unwrap().reason,
+            "INDEX_LOADING"
+        );
         assert!(err.get_details_retry_info().is_some());
     }
 

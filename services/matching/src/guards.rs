@@ -308,8 +308,6 @@ fn year_gap(a: &Prepared, b: &Prepared) -> u16 {
     }
 }
 
-/// Applies the guard and thresholds: final score, decision, grade, guard weight.
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -271,6 +271,7 @@ pub(crate) fn score_pair_above(
 /// bits, or it does not link automatically.
 pub(crate) const AMBIGUITY_MARGIN: f64 = 4.0;
 
+/// Applies the guard and thresholds: final score, decision, grade, guard weight.
 pub(crate) fn decide(
     score: f64,
     conflict: Option<Conflict>,

@@ -5,6 +5,9 @@
 //! servers, and embeds the file descriptor set that the gateway serves through
 //! gRPC reflection. Services convert these types to their own domain types at
 //! their gRPC edge; nothing past that edge sees generated types.
+//!
+//! [`error`] is that edge's other half: the one place where a service's errors
+//! become `tonic::Status` with google.rpc details, in the one [`ERROR_DOMAIN`].
 
 /// Google API definitions the contract imports (vendored under `proto/third_party`).
 pub mod google {
@@ -30,6 +33,10 @@ pub mod tessera {
 }
 
 pub use tessera::v1;
+
+pub mod error;
+
+pub use error::ERROR_DOMAIN;
 
 /// The encoded `FileDescriptorSet` of every `.proto` in the contract (imports
 /// included), for gRPC server reflection.

@@ -10,12 +10,12 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::{Stream, StreamExt, stream};
 use prost::Message;
+use tessera_proto::error::{self, EdgeError, ServiceError, Violation};
 use tessera_proto::google::rpc;
 use tessera_proto::v1::{self as pb, patient_view_service_server::PatientViewService};
 use tokio::time::Instant;
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Response, Status};
-use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::authz::{Caller, Purpose};
 use crate::view::{
@@ -23,8 +23,6 @@ use crate::view::{
     Subject, View, ViewError, ViewRecord, ViewRequest, summarize,
 };
 
-/// The `ErrorInfo.domain` of view errors.
-const DOMAIN: &str = "tessera.dev";
 /// The most subjects in one BatchGetPatientViews.
 const MAX_BATCH: usize = 100;
 
@@ -55,73 +53,96 @@ impl PatientViewGrpc {
 
     fn aggregator(&self) -> Result<&Aggregator, Status> {
         self.aggregator.get().ok_or_else(|| {
-            Status::with_error_details(
-                Code::Unavailable,
-                "the patient view is still starting",
-                ErrorDetails::with_error_info("STARTING", DOMAIN, HashMap::new()),
-            )
+            EdgeError::NotReady {
+                reason: "STARTING",
+                message: "the patient view is still starting",
+            }
+            .into()
         })
+    }
+}
+
+impl ServiceError for ViewError {
+    fn code(&self) -> Code {
+        match self {
+            Self::Lookup(LookupError::NotFound { .. }) => Code::NotFound,
+            Self::Lookup(LookupError::Invalid { .. }) | Self::UnknownSection { .. } => {
+                Code::InvalidArgument
+            }
+            Self::Lookup(LookupError::Unavailable(_)) | Self::AllFailed { .. } => Code::Unavailable,
+            Self::AllDenied => Code::PermissionDenied,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Lookup(LookupError::NotFound { .. }) => "NOT_FOUND",
+            Self::Lookup(LookupError::Invalid { .. }) | Self::UnknownSection { .. } => {
+                "INVALID_ARGUMENT"
+            }
+            Self::Lookup(LookupError::Unavailable(_)) => "STORE_UNAVAILABLE",
+            Self::AllDenied => "SECTIONS_DENIED",
+            Self::AllFailed { .. } => "ALL_SOURCES_FAILED",
+        }
+    }
+
+    /// Invalid fields read `field: description`; the store's own error is not
+    /// passed on.
+    fn message(&self) -> String {
+        match self {
+            Self::Lookup(LookupError::Unavailable(_)) => {
+                "the identity store is unavailable".to_owned()
+            }
+            Self::Lookup(LookupError::Invalid { .. }) | Self::UnknownSection { .. } => self
+                .violations()
+                .iter()
+                .map(|v| format!("{}: {}", v.field, v.description))
+                .collect::<Vec<_>>()
+                .join("; "),
+            other => other.to_string(),
+        }
+    }
+
+    fn metadata(&self) -> HashMap<String, String> {
+        match self {
+            Self::Lookup(LookupError::NotFound { what }) => {
+                HashMap::from([("resource".to_owned(), (*what).to_owned())])
+            }
+            Self::AllFailed { statuses } => statuses
+                .iter()
+                .map(|s| {
+                    (
+                        format!("sources/{}/{}", s.source, s.section),
+                        SourceState::name(s.state).to_owned(),
+                    )
+                })
+                .collect(),
+            _ => HashMap::new(),
+        }
+    }
+
+    fn violations(&self) -> Vec<Violation> {
+        match self {
+            Self::Lookup(LookupError::Invalid { field, description }) => {
+                vec![Violation::new(field.clone(), description.clone())]
+            }
+            Self::UnknownSection { index, .. } => vec![Violation::new(
+                format!("read_mask.paths[{index}]"),
+                "no source serves this section",
+            )],
+            _ => Vec::new(),
+        }
     }
 }
 
 impl From<ViewError> for Status {
     fn from(err: ViewError) -> Self {
-        let message = err.to_string();
-        match err {
-            ViewError::Lookup(LookupError::NotFound { what }) => Status::with_error_details(
-                Code::NotFound,
-                message,
-                ErrorDetails::with_error_info(
-                    "NOT_FOUND",
-                    DOMAIN,
-                    HashMap::from([("resource".to_owned(), what.to_owned())]),
-                ),
-            ),
-            ViewError::Lookup(LookupError::Invalid { field, description }) => {
-                invalid(&field, &description)
-            }
-            ViewError::Lookup(LookupError::Unavailable(_)) => Status::with_error_details(
-                Code::Unavailable,
-                "the identity store is unavailable",
-                ErrorDetails::with_error_info("STORE_UNAVAILABLE", DOMAIN, HashMap::new()),
-            ),
-            ViewError::UnknownSection { index, .. } => invalid(
-                &format!("read_mask.paths[{index}]"),
-                "no source serves this section",
-            ),
-            ViewError::AllDenied => Status::with_error_details(
-                Code::PermissionDenied,
-                message,
-                ErrorDetails::with_error_info("SECTIONS_DENIED", DOMAIN, HashMap::new()),
-            ),
-            ViewError::AllFailed { statuses } => {
-                let metadata: HashMap<String, String> = statuses
-                    .iter()
-                    .map(|s| {
-                        (
-                            format!("sources/{}/{}", s.source, s.section),
-                            SourceState::name(s.state).to_owned(),
-                        )
-                    })
-                    .collect();
-                Status::with_error_details(
-                    Code::Unavailable,
-                    message,
-                    ErrorDetails::with_error_info("ALL_SOURCES_FAILED", DOMAIN, metadata),
-                )
-            }
-        }
+        error::status(&err)
     }
 }
 
 fn invalid(field: &str, description: &str) -> Status {
-    let mut details = ErrorDetails::with_bad_request_violation(field, description);
-    details.set_error_info("INVALID_ARGUMENT", DOMAIN, HashMap::new());
-    Status::with_error_details(
-        Code::InvalidArgument,
-        format!("{field}: {description}"),
-        details,
-    )
+    EdgeError::invalid(field, description).into()
 }
 
 // ---- requests -----------------------------------------------------------------
@@ -493,6 +514,8 @@ impl PatientViewService for PatientViewGrpc {
 
 #[cfg(test)]
 mod tests {
+    use tonic_types::StatusExt;
+
     use super::*;
 
     fn metadata(timeout: &str) -> MetadataMap {
@@ -604,6 +627,11 @@ mod tests {
         assert_eq!(status.code(), Code::Unavailable);
         let info = status.get_details_error_info().expect("error info");
         assert_eq!(info.reason, "ALL_SOURCES_FAILED");
+        assert_eq!(info.domain, tessera_proto::ERROR_DOMAIN);
+        assert!(
+            status.get_details_retry_info().is_some(),
+            "the caller may retry when the sources recover"
+        );
         assert_eq!(info.metadata["sources/ehr/encounters"], "TIMEOUT");
         let rpc = rpc_status(&status);
         assert_eq!(rpc.code, Code::Unavailable as i32);

@@ -1,6 +1,6 @@
-//! The contract's services that this process does not serve: every RPC whose
-//! implementation has not landed, or is not configured, answers UNIMPLEMENTED,
-//! naming what is missing. Nothing here pretends to work.
+//! The contract's services that this process does not serve: every RPC of a
+//! service the config does not enable, or that the gateway does not implement,
+//! answers UNIMPLEMENTED, naming what is missing. Nothing here pretends to work.
 
 use std::pin::Pin;
 
@@ -16,8 +16,8 @@ use crate::status::ServiceError;
 
 const RESOLVER_MISSING: &str = "the identity resolver is not configured: add an `identity` \
      section (with `identity.store`) to the config file";
-const AGGREGATOR_MISSING: &str =
-    "the patient view aggregator (services/aggregator) has not landed; no adapters are wired";
+const AGGREGATOR_MISSING: &str = "the patient view is not configured: it needs an `identity` \
+     section and at least one entry in `sources` in the config file";
 const ADAPTER_MISSING: &str = "the gateway is not a source adapter; SourceAdapterService is \
      implemented by out-of-process adapters, and the gateway does not yet re-export its own sources";
 
@@ -67,7 +67,7 @@ unimplemented_service! { IdentityService for IdentityStub, "IdentityService", RE
         list_link_events: "ListLinkEvents"(pb::ListLinkEventsRequest) -> pb::ListLinkEventsResponse;
 }
 
-/// PatientViewService until the aggregator lands.
+/// PatientViewService when the config has no `identity` section or no `sources`.
 #[derive(Debug, Default)]
 pub struct PatientViewStub;
 

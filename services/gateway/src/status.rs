@@ -1,16 +1,13 @@
-//! The one place where the gateway's errors become `tonic::Status`, with
-//! google.rpc error details (`ErrorInfo` reasons in UPPER_SNAKE_CASE).
+//! The gateway's own errors and their gRPC codes and `ErrorInfo` reasons;
+//! [`tessera_proto::error::status`] turns them into `tonic::Status`.
 //!
 //! Messages here reach callers: they name what went wrong and never carry
 //! patient data.
 
 use std::collections::HashMap;
 
+use tessera_proto::error;
 use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
-
-/// The `ErrorInfo.domain` of every error Tessera raises.
-pub const ERROR_DOMAIN: &str = "tessera.dev";
 
 /// Why a call could not be served.
 #[derive(Debug, thiserror::Error)]
@@ -25,25 +22,39 @@ pub enum ServiceError {
     },
 }
 
+impl error::ServiceError for ServiceError {
+    fn code(&self) -> Code {
+        match self {
+            Self::NotImplemented { .. } => Code::Unimplemented,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::NotImplemented { .. } => "NOT_IMPLEMENTED",
+        }
+    }
+
+    fn metadata(&self) -> HashMap<String, String> {
+        match self {
+            Self::NotImplemented { method, .. } => {
+                HashMap::from([("method".to_owned(), (*method).to_owned())])
+            }
+        }
+    }
+}
+
 impl From<ServiceError> for Status {
     fn from(err: ServiceError) -> Self {
-        let message = err.to_string();
-        match err {
-            ServiceError::NotImplemented { method, .. } => Status::with_error_details(
-                Code::Unimplemented,
-                message,
-                ErrorDetails::with_error_info(
-                    "NOT_IMPLEMENTED",
-                    ERROR_DOMAIN,
-                    HashMap::from([("method".to_owned(), method.to_owned())]),
-                ),
-            ),
-        }
+        error::status(&err)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use tessera_proto::ERROR_DOMAIN;
+    use tonic_types::StatusExt;
+
     use super::*;
 
     #[test]
@@ -63,6 +74,10 @@ mod tests {
         assert_eq!(
             info.metadata["method"],
             "tessera.v1.IdentityService/GetMaster"
+        );
+        assert!(
+            status.get_details_retry_info().is_none(),
+            "a missing implementation is not worth retrying"
         );
     }
 }

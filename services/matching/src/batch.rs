@@ -9,13 +9,15 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::blocking::keys;
 use crate::compare::f;
+use crate::guards::{
+    consecutive_ids, differing_fields, ids_vouch, incompatible, overridable, rewritten_field,
+    same_value, sequential_ids_only,
+};
 use crate::model::Model;
 use crate::normalize::{Prepared, prepare};
 use crate::record::Demographics;
 use crate::score::{
-    AMBIGUITY_MARGIN, Conflict, MatchConfig, TermFreq, consecutive_ids, differing_fields,
-    ids_vouch, incompatible, overridable, rewritten_field, same_value, score_pair,
-    score_pair_above, sequential_ids_only,
+    AMBIGUITY_MARGIN, Conflict, MatchConfig, TermFreq, score_pair, score_pair_above,
 };
 
 /// Most cross-cluster pairs checked before a merge.

@@ -8,12 +8,13 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::blocking::{BlockKey, keys};
+use crate::guards::incompatible;
 use crate::model::Model;
 use crate::normalize::{Prepared, prepare};
 use crate::record::{Decision, Demographics, FieldWeight};
 use crate::score::{
     AMBIGUITY_MARGIN, Conflict, MatchConfig, MatchGrade, PairScore, TermFreq, decide,
-    field_weights, incompatible, probability, score_pair_above,
+    field_weights, probability, score_pair_above,
 };
 
 /// A record's ID, assigned by the identity store.

@@ -21,6 +21,7 @@ mod compare;
 mod contact;
 mod csv_io;
 mod error;
+mod guards;
 mod index;
 mod model;
 mod nickname;

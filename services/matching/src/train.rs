@@ -4,6 +4,8 @@
 //! session estimating only the fields its rule does not constrain (as Splink does). Sparse levels are shrunk toward the
 //! built-in model, so a field absent from the data keeps its built-in weights.
 
+use rand::rngs::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -45,23 +47,6 @@ impl Default for TrainConfig {
             prior_strength: 20.0,
             normalize: NormalizeConfig::default(),
         }
-    }
-}
-
-/// A 64-bit SplitMix generator: small, deterministic, good enough for sampling.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
     }
 }
 
@@ -134,12 +119,16 @@ fn estimate_u(prepared: &[Prepared], config: &TrainConfig, builtin: &Model) -> V
     let counts: Vec<Vec<f64>> = (0..chunks)
         .into_par_iter()
         .map(|c| {
-            let mut rng = SplitMix(config.seed ^ (c as u64).wrapping_mul(0x1234_5678_9abc_def1));
+            // One stream per chunk, so the sample does not depend on which
+            // thread runs which chunk.
+            let mut rng = ChaCha8Rng::seed_from_u64(
+                config.seed ^ (c as u64).wrapping_mul(0x1234_5678_9abc_def1),
+            );
             let mut counts: Vec<Vec<f64>> =
                 FIELDS.iter().map(|(_, l)| vec![0.0; l.len()]).collect();
             for _ in 0..per_chunk {
-                let i = rng.below(n);
-                let mut j = rng.below(n - 1);
+                let i = rng.random_range(0..n);
+                let mut j = rng.random_range(0..n - 1);
                 if j >= i {
                     j += 1;
                 }

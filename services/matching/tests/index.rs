@@ -224,6 +224,11 @@ fn training_without_labels_learns_from_duplicates() {
         rows.push(dup);
     }
     let model = train(&rows, &TrainConfig::default()).unwrap();
+    assert_eq!(
+        train(&rows, &TrainConfig::default()).unwrap(),
+        model,
+        "one seed, one model"
+    );
     let back = Model::from_json(&model.to_json()).unwrap();
     assert_eq!(back, model);
     assert!(model.description.contains("600"));

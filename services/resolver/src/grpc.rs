@@ -11,9 +11,9 @@ use tessera_matching::{
     Address, Candidate, Decision, Demographics, FieldViolation, FieldWeight, MatchGrade, Sex,
     SourceKey,
 };
+use tessera_proto::error::{self, EdgeError, ServiceError, Violation};
 use tessera_proto::v1::{self as pb, identity_service_server::IdentityService};
 use tonic::{Code, Request, Response, Status};
-use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::golden::SurvivorshipRule;
 use crate::resolver::{MasterView, Mutation, Resolver, ResolverError, ReviewDecision, UpsertInput};
@@ -22,8 +22,6 @@ use crate::store::{
     ReviewOutcome, ReviewState,
 };
 
-/// The `ErrorInfo.domain` of resolver errors.
-const DOMAIN: &str = "tessera.dev";
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 1000;
 const DEFAULT_CANDIDATES: usize = 10;
@@ -58,50 +56,67 @@ impl IdentityGrpc {
 
     fn resolver(&self) -> Result<&Resolver, Status> {
         self.resolver.get().map(AsRef::as_ref).ok_or_else(|| {
-            Status::with_error_details(
-                Code::Unavailable,
-                "the identity index is still loading",
-                ErrorDetails::with_error_info("INDEX_LOADING", DOMAIN, HashMap::new()),
-            )
+            EdgeError::NotReady {
+                reason: "INDEX_LOADING",
+                message: "the identity index is still loading",
+            }
+            .into()
         })
+    }
+}
+
+impl ServiceError for ResolverError {
+    fn code(&self) -> Code {
+        match self {
+            Self::InvalidArgument(_) => Code::InvalidArgument,
+            Self::NotFound { .. } => Code::NotFound,
+            Self::FailedPrecondition { .. } => Code::FailedPrecondition,
+            Self::Store(_) => Code::Unavailable,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::InvalidArgument(_) => "INVALID_ARGUMENT",
+            Self::NotFound { .. } => "NOT_FOUND",
+            Self::FailedPrecondition { reason, .. } => reason,
+            Self::Store(_) => "STORE_UNAVAILABLE",
+        }
+    }
+
+    /// The store's own error stays in the log: callers learn only that the
+    /// store is unavailable.
+    fn message(&self) -> String {
+        match self {
+            Self::Store(_) => "the identity store is unavailable".to_owned(),
+            other => other.to_string(),
+        }
+    }
+
+    fn metadata(&self) -> HashMap<String, String> {
+        match self {
+            Self::NotFound { what } => HashMap::from([("resource".to_owned(), (*what).to_owned())]),
+            _ => HashMap::new(),
+        }
+    }
+
+    fn violations(&self) -> Vec<Violation> {
+        match self {
+            Self::InvalidArgument(violations) => violations
+                .iter()
+                .map(|v| Violation::new(v.field.clone(), v.description.clone()))
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 }
 
 impl From<ResolverError> for Status {
     fn from(err: ResolverError) -> Self {
-        let message = err.to_string();
-        match err {
-            ResolverError::InvalidArgument(violations) => {
-                let mut details = ErrorDetails::new();
-                for v in violations {
-                    details.add_bad_request_violation(v.field, v.description);
-                }
-                details.set_error_info("INVALID_ARGUMENT", DOMAIN, HashMap::new());
-                Status::with_error_details(Code::InvalidArgument, message, details)
-            }
-            ResolverError::NotFound { what } => Status::with_error_details(
-                Code::NotFound,
-                message,
-                ErrorDetails::with_error_info(
-                    "NOT_FOUND",
-                    DOMAIN,
-                    HashMap::from([("resource".to_owned(), what.to_owned())]),
-                ),
-            ),
-            ResolverError::FailedPrecondition { reason, .. } => Status::with_error_details(
-                Code::FailedPrecondition,
-                message,
-                ErrorDetails::with_error_info(reason, DOMAIN, HashMap::new()),
-            ),
-            ResolverError::Store(e) => {
-                tracing::error!(error = %e, "identity store failure");
-                Status::with_error_details(
-                    Code::Unavailable,
-                    "the identity store is unavailable",
-                    ErrorDetails::with_error_info("STORE_UNAVAILABLE", DOMAIN, HashMap::new()),
-                )
-            }
+        if let ResolverError::Store(e) = &err {
+            tracing::error!(error = %e, "identity store failure");
         }
+        error::status(&err)
     }
 }
 
@@ -810,6 +825,8 @@ impl IdentityService for IdentityGrpc {
 
 #[cfg(test)]
 mod tests {
+    use tonic_types::StatusExt;
+
     use super::*;
 
     #[test]
@@ -859,6 +876,23 @@ mod tests {
         assert_eq!(status.code(), Code::InvalidArgument);
         let bad = status.get_details_bad_request().unwrap();
         assert_eq!(bad.field_violations[0].field, "source_record.key.system");
+        let info = status.get_details_error_info().unwrap();
+        assert_eq!(
+            (info.reason.as_str(), info.domain.as_str()),
+            ("INVALID_ARGUMENT", tessera_proto::ERROR_DOMAIN)
+        );
+        assert!(status.get_details_retry_info().is_none());
+    }
+
+    #[test]
+    fn a_loading_index_is_unavailable_and_retryable() {
+        let err = IdentityGrpc::pending().resolver().unwrap_err();
+        assert_eq!(err.code(), Code::Unavailable);
+        assert_eq!(
+            err.get_details_error_info().unwrap().reason,
+            "INDEX_LOADING"
+        );
+        assert!(err.get_details_retry_info().is_some());
     }
 
     #[test]

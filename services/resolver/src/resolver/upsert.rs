@@ -130,67 +130,19 @@ impl Resolver {
                     .await?
             }
         };
-        let placement = match existing
-            .as_ref()
-            .and_then(|r| r.link.as_ref().map(|l| (r, l)))
-        {
-            Some((_, link)) if link.link_source == LinkSource::Manual => Placement {
-                master: link.master,
-                decision: link.decision,
-                source: LinkSource::Manual,
-                score: link.score,
-                weights: link.field_weights.clone(),
-                events: vec![event(
-                    link.master,
-                    EventType::RecordUpdated,
-                    record,
-                    None,
-                    mutation,
-                )],
-                review: None,
-            },
-            Some((stored, link)) => {
-                self.replace_auto(
-                    &mut *tx,
-                    stored,
-                    &input.demographics,
-                    link,
-                    &candidates,
-                    mutation,
-                )
-                .await?
-            }
-            None => place_new(&mut *tx, record, &candidates, mutation).await?,
-        };
-
+        let mut placement = self
+            .place(
+                &mut *tx,
+                existing.as_ref(),
+                record,
+                &input.demographics,
+                &candidates,
+                mutation,
+            )
+            .await?;
         let now = now();
-        let created_at = existing
-            .as_ref()
-            .and_then(|r| r.link.as_ref())
-            .map_or(now, |l| l.created_at);
-        tx.set_link(&Link {
-            record,
-            master: placement.master,
-            decision: placement.decision,
-            link_source: placement.source,
-            score: placement.score,
-            field_weights: placement.weights.clone(),
-            created_at,
-            updated_at: now,
-        })
-        .await?;
-        let review_item = match &placement.review {
-            Some(review) => Some(tx.open_review(record, placement.master, review).await?),
-            None => None,
-        };
-        for mut e in placement.events {
-            e.record = Some(record);
-            e.decision = Some(placement.decision);
-            e.link_source = Some(placement.source);
-            e.score = placement.score;
-            e.field_weights.clone_from(&placement.weights);
-            tx.add_event(&e).await?;
-        }
+        let review_item =
+            write_placement(&mut *tx, existing.as_ref(), record, &mut placement, now).await?;
         let (score, field_weights) = best_score(&candidates);
         let outcome = UpsertOutcome {
             record,
@@ -226,28 +178,46 @@ impl Resolver {
             master: placement.master,
             demographics: &input.demographics,
         });
-        let decision = match outcome.decision {
-            Decision::Match => "match",
-            Decision::PossibleMatch => "possible_match",
-            Decision::NoMatch => "no_match",
-        };
-        let link = if placement.source == LinkSource::Manual {
-            "manual"
-        } else {
-            "auto"
-        };
-        let span = tracing::Span::current();
-        span.record("tessera.decision", decision);
-        span.record("tessera.link", link);
-        decisions().add(
-            1,
-            &[
-                KeyValue::new("outcome", decision),
-                KeyValue::new("link", link),
-            ],
-        );
+        record_decision(outcome.decision, placement.source);
         tracing::debug!(decision = ?outcome.decision, "source record upserted");
         Ok(outcome)
+    }
+
+    /// Where an upserted record goes: a MANUAL link stays as a person decided
+    /// it, an automatic one is re-decided, a new record is placed.
+    async fn place(
+        &self,
+        tx: &mut dyn StoreTx,
+        existing: Option<&StoredRecord>,
+        record: RecordId,
+        demographics: &Demographics,
+        candidates: &[Candidate],
+        mutation: &Mutation,
+    ) -> Result<Placement, ResolverError> {
+        Ok(
+            match existing.and_then(|r| r.link.as_ref().map(|l| (r, l))) {
+                Some((_, link)) if link.link_source == LinkSource::Manual => Placement {
+                    master: link.master,
+                    decision: link.decision,
+                    source: LinkSource::Manual,
+                    score: link.score,
+                    weights: link.field_weights.clone(),
+                    events: vec![event(
+                        link.master,
+                        EventType::RecordUpdated,
+                        record,
+                        None,
+                        mutation,
+                    )],
+                    review: None,
+                },
+                Some((stored, link)) => {
+                    self.replace_auto(tx, stored, demographics, link, candidates, mutation)
+                        .await?
+                }
+                None => place_new(tx, record, candidates, mutation).await?,
+            },
+        )
     }
 
     /// Scores without writing: the decision an upsert would make for a new record
@@ -409,6 +379,68 @@ impl Resolver {
 }
 
 /// Places a record the index has never seen.
+/// Writes a placement: the record's link, its review item if one opens, and
+/// its events. Returns the review item.
+async fn write_placement(
+    tx: &mut dyn StoreTx,
+    existing: Option<&StoredRecord>,
+    record: RecordId,
+    placement: &mut Placement,
+    now: Micros,
+) -> Result<Option<ReviewId>, ResolverError> {
+    let created_at = existing
+        .and_then(|r| r.link.as_ref())
+        .map_or(now, |l| l.created_at);
+    tx.set_link(&Link {
+        record,
+        master: placement.master,
+        decision: placement.decision,
+        link_source: placement.source,
+        score: placement.score,
+        field_weights: placement.weights.clone(),
+        created_at,
+        updated_at: now,
+    })
+    .await?;
+    let review = match &placement.review {
+        Some(review) => Some(tx.open_review(record, placement.master, review).await?),
+        None => None,
+    };
+    for mut e in std::mem::take(&mut placement.events) {
+        e.record = Some(record);
+        e.decision = Some(placement.decision);
+        e.link_source = Some(placement.source);
+        e.score = placement.score;
+        e.field_weights.clone_from(&placement.weights);
+        tx.add_event(&e).await?;
+    }
+    Ok(review)
+}
+
+/// Records an upsert's decision on its span and in the decisions metric.
+fn record_decision(decision: Decision, source: LinkSource) {
+    let decision = match decision {
+        Decision::Match => "match",
+        Decision::PossibleMatch => "possible_match",
+        Decision::NoMatch => "no_match",
+    };
+    let link = if source == LinkSource::Manual {
+        "manual"
+    } else {
+        "auto"
+    };
+    let span = tracing::Span::current();
+    span.record("tessera.decision", decision);
+    span.record("tessera.link", link);
+    decisions().add(
+        1,
+        &[
+            KeyValue::new("outcome", decision),
+            KeyValue::new("link", link),
+        ],
+    );
+}
+
 async fn place_new(
     tx: &mut dyn StoreTx,
     record: RecordId,

@@ -504,7 +504,11 @@ fn a_grpc_error_prints_its_code_reason_and_field_violations() {
             "no section `bogus`; known: demographics",
         ),
     ]);
-    details.set_error_info("INVALID_SUBJECT", "tessera.dev", HashMap::new());
+    details.set_error_info(
+        "INVALID_SUBJECT",
+        tessera_proto::ERROR_DOMAIN,
+        HashMap::new(),
+    );
     let status =
         Status::with_error_details(Code::InvalidArgument, "the request is invalid", details);
     insta::assert_snapshot!(RpcError::from_status(&status).to_string(), @r"

@@ -1,0 +1,93 @@
+//! Opening a [`SqlStore`]: the pool, the migrations, SQLite's checkpointer.
+
+use std::sync::Arc;
+
+use sqlx::Executor;
+use sqlx::any::AnyPoolOptions;
+
+use crate::store::StoreError;
+
+use super::SqlStore;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Checkpoints SQLite's write-ahead log in the background, so that no commit on
+/// the request path pays for a checkpoint (SQLite's automatic checkpoint runs
+/// inside whichever commit crosses the threshold).
+#[derive(Debug)]
+pub(super) struct Checkpointer(tokio::task::JoinHandle<()>);
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How often the background checkpointer runs.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl SqlStore {
+    /// Connects to `url` and applies the backend's migrations. SQLite URLs
+    /// (`sqlite://PATH`) create the file if it is missing.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (url, sqlite) = if let Some(rest) = url.strip_prefix("sqlite:") {
+            let sep = if rest.contains('?') { '&' } else { '?' };
+            let url = if rest.contains("mode=") {
+                url.to_owned()
+            } else {
+                format!("{url}{sep}mode=rwc")
+            };
+            (url, true)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (url.to_owned(), false)
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(if sqlite { 8 } else { 16 })
+            // A connection to an embedded file cannot drop, and sqlx's SQLite
+            // connections live on worker threads: the ping before each use was
+            // a second thread hop per query for nothing.
+            .test_before_acquire(!sqlite)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
+                             PRAGMA wal_autocheckpoint = 0;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        let checkpointer = if sqlite {
+            SQLITE_MIGRATIONS.run(&pool).await?;
+            let pool = pool.clone();
+            Some(Arc::new(Checkpointer(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    // PASSIVE never blocks writers; a failure is retried next tick.
+                    if let Err(e) = pool.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
+                        tracing::warn!(error = %e, "identity store checkpoint failed");
+                    }
+                }
+            }))))
+        } else {
+            POSTGRES_MIGRATIONS.run(&pool).await?;
+            None
+        };
+        Ok(Self {
+            pool,
+            sqlite,
+            _checkpointer: checkpointer,
+        })
+    }
+}

@@ -11,7 +11,8 @@
 //! the gateway pins). Nothing here records a URL's query or a patient's path
 //! segment: [`redact_path`] replaces them before a URL reaches a span.
 
-use opentelemetry::trace::{TraceContextExt, TraceFlags};
+use opentelemetry::propagation::{Injector, TextMapPropagator};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The name of every HTTP client span (its `otel.name` is the method).
@@ -30,29 +31,41 @@ pub struct TraceHeaders {
 }
 
 /// The headers for a request made inside `span`, or `None` when the span has no
-/// OpenTelemetry context (tracing is off, or the span is disabled).
+/// OpenTelemetry context (tracing is off, or the span is disabled). OpenTelemetry's
+/// W3C propagator writes them, so they are what every other OpenTelemetry
+/// client would send.
 pub fn headers(span: &tracing::Span) -> Option<TraceHeaders> {
     if span.is_disabled() {
         return None;
     }
-    let context = span.context();
-    let span_ref = context.span();
-    let span_context = span_ref.span_context();
-    if !span_context.is_valid() {
-        return None;
-    }
-    let flags = span_context.trace_flags() & TraceFlags::SAMPLED;
-    let traceparent = format!(
-        "00-{}-{}-{:02x}",
-        span_context.trace_id(),
-        span_context.span_id(),
-        flags.to_u8()
-    );
-    let state = span_context.trace_state().header();
+    from_context(&span.context())
+}
+
+/// The W3C headers for an OpenTelemetry context, if it holds a valid span.
+fn from_context(context: &opentelemetry::Context) -> Option<TraceHeaders> {
+    let mut collected = Collected::default();
+    TraceContextPropagator::new().inject_context(context, &mut collected);
     Some(TraceHeaders {
-        traceparent,
-        tracestate: (!state.is_empty()).then_some(state),
+        traceparent: collected.traceparent?,
+        tracestate: collected.tracestate.filter(|state| !state.is_empty()),
     })
+}
+
+/// The outgoing W3C headers, as the propagator sets them.
+#[derive(Default)]
+struct Collected {
+    traceparent: Option<String>,
+    tracestate: Option<String>,
+}
+
+impl Injector for Collected {
+    fn set(&mut self, key: &str, value: String) {
+        match key {
+            "traceparent" => self.traceparent = Some(value),
+            "tracestate" => self.tracestate = Some(value),
+            _ => {}
+        }
+    }
 }
 
 /// A client span for one HTTP request: `otel.name` is the method, and the URL is
@@ -226,5 +239,37 @@ mod tests {
     fn without_a_tracing_pipeline_there_are_no_headers() {
         let span = tracing::info_span!("test");
         assert_eq!(headers(&span), None);
+    }
+
+    #[test]
+    fn a_span_context_becomes_w3c_headers() {
+        use opentelemetry::trace::{
+            SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+        };
+        let span_context = |state: TraceState| {
+            SpanContext::new(
+                TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+                SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+                TraceFlags::SAMPLED,
+                true,
+                state,
+            )
+        };
+        let context = opentelemetry::Context::new()
+            .with_remote_span_context(span_context(TraceState::default()));
+        assert_eq!(
+            from_context(&context),
+            Some(TraceHeaders {
+                traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned(),
+                tracestate: None,
+            })
+        );
+        let state = TraceState::from_key_value([("vendor", "x")]).unwrap();
+        let context = opentelemetry::Context::new().with_remote_span_context(span_context(state));
+        assert_eq!(
+            from_context(&context).and_then(|h| h.tracestate),
+            Some("vendor=x".to_owned())
+        );
+        assert_eq!(from_context(&opentelemetry::Context::new()), None);
     }
 }

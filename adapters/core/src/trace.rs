@@ -12,6 +12,7 @@
 //! segment: [`redact_path`] replaces them before a URL reaches a span.
 
 use opentelemetry::propagation::{Injector, TextMapPropagator};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -39,6 +40,20 @@ pub fn headers(span: &tracing::Span) -> Option<TraceHeaders> {
         return None;
     }
     from_context(&span.context())
+}
+
+/// The headers for a request that starts a trace of its own (the caller sent
+/// none): span `span_id` of trace `trace_id`, sampled. `None` when either ID is
+/// zero, which W3C Trace Context forbids.
+pub fn root_headers(trace_id: u128, span_id: u64) -> Option<TraceHeaders> {
+    let span_context = SpanContext::new(
+        TraceId::from(trace_id),
+        SpanId::from(span_id),
+        TraceFlags::SAMPLED,
+        false,
+        TraceState::default(),
+    );
+    from_context(&opentelemetry::Context::new().with_remote_span_context(span_context))
 }
 
 /// The W3C headers for an OpenTelemetry context, if it holds a valid span.
@@ -243,9 +258,6 @@ mod tests {
 
     #[test]
     fn a_span_context_becomes_w3c_headers() {
-        use opentelemetry::trace::{
-            SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
-        };
         let span_context = |state: TraceState| {
             SpanContext::new(
                 TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
@@ -271,5 +283,19 @@ mod tests {
             Some("vendor=x".to_owned())
         );
         assert_eq!(from_context(&opentelemetry::Context::new()), None);
+    }
+
+    #[test]
+    fn a_trace_of_its_own_is_sampled_and_needs_nonzero_ids() {
+        let headers = root_headers(
+            0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736,
+            0x00f0_67aa_0ba9_02b7,
+        );
+        assert_eq!(
+            headers.map(|h| h.traceparent),
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned())
+        );
+        assert_eq!(root_headers(0, 1), None);
+        assert_eq!(root_headers(1, 0), None);
     }
 }

@@ -76,7 +76,9 @@ impl Trace {
         if span_id == 0 {
             span_id = 1;
         }
-        format!("00-{:032x}-{:016x}-01", self.trace_id, span_id)
+        tessera_adapter_core::trace::root_headers(self.trace_id, span_id)
+            .map(|headers| headers.traceparent)
+            .unwrap_or_default()
     }
 }
 

@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use rand::rngs::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -228,8 +230,7 @@ impl FakeAdapter {
         self.stats.clone()
     }
 
-    fn latency(&self, draw: u64) -> Duration {
-        let unit = (draw >> 11) as f64 / (1u64 << 53) as f64;
+    fn latency(&self, unit: f64) -> Duration {
         if self.config.slow_fraction > 0.0 && unit < self.config.slow_fraction {
             return self.config.slow_latency.unwrap_or_default();
         }
@@ -306,12 +307,23 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// SplitMix64: a deterministic draw per call, without a RNG dependency.
-fn draw(n: u64) -> u64 {
-    let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+/// The random numbers of one call, seeded by its number: the same config gives
+/// the same latencies and failures, call by call, on every run.
+struct Draw {
+    /// Picks the latency (slow tail, jitter), uniform in [0, 1).
+    latency: f64,
+    /// Picks an injected failure, uniform in [0, 1).
+    fail: f64,
+}
+
+impl Draw {
+    fn of_call(n: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(n);
+        Self {
+            latency: rng.random(),
+            fail: rng.random(),
+        }
+    }
 }
 
 #[async_trait]
@@ -332,8 +344,8 @@ impl Adapter for FakeAdapter {
         if self.config.hang {
             std::future::pending::<()>().await;
         }
-        let draw = draw(n);
-        let wait = tokio::time::sleep(self.latency(draw));
+        let draw = Draw::of_call(n);
+        let wait = tokio::time::sleep(self.latency(draw.latency));
         if tokio::time::timeout_at(request.deadline, wait)
             .await
             .is_err()
@@ -342,8 +354,7 @@ impl Adapter for FakeAdapter {
             return Err(FetchError::DeadlineExceeded);
         }
         guard.finished = true;
-        let fail = (draw & 0xFFFF) as f64 / 65536.0;
-        if fail < self.config.fail_fraction {
+        if draw.fail < self.config.fail_fraction {
             return Err(FetchError::unavailable("injected failure"));
         }
         Ok(request
@@ -500,8 +511,31 @@ mod tests {
         })
         .expect("valid");
         let slow = (0..1000)
-            .filter(|n| fake.latency(draw(*n)) == Duration::from_millis(500))
+            .filter(|n| fake.latency(Draw::of_call(*n).latency) == Duration::from_millis(500))
             .count();
         assert!((70..130).contains(&slow), "{slow} slow of 1000");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_same_config_fails_the_same_calls_on_every_run() {
+        let failures = || async {
+            let fake = FakeAdapter::new(FakeConfig {
+                fail_fraction: 0.5,
+                jitter: Some(Duration::from_millis(100)),
+                ..FakeConfig::new("crm", &["cases"], Duration::ZERO)
+            })
+            .expect("valid");
+            let mut failed = Vec::new();
+            for _ in 0..64 {
+                let request =
+                    FetchRequest::one("C-1", "cases", Instant::now() + Duration::from_secs(1));
+                failed.push(fake.fetch(request).await.is_err());
+            }
+            failed
+        };
+        let first = failures().await;
+        assert_eq!(first, failures().await);
+        let count = first.iter().filter(|f| **f).count();
+        assert!((16..48).contains(&count), "{count} failed of 64");
     }
 }

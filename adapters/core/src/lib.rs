@@ -16,19 +16,22 @@
 //! message names what failed (`HTTP 503 from upstream`), never whose record.
 //!
 //! [`trace`] carries the caller's trace context onto the silo calls an adapter
-//! makes, with client spans that hold no patient data.
+//! makes, with client spans that hold no patient data, and [`retry_after`]
+//! reads a silo's `Retry-After` the same way for every HTTP adapter.
 
 mod adapter;
 pub mod conformance;
 mod error;
 pub mod fake;
 mod registry;
+mod retry_after;
 pub mod trace;
 mod types;
 
 pub use adapter::{Adapter, BoxFeed, FeedRecord, Health, HealthCheck, HealthState};
 pub use error::{BuildError, FetchError, FetchErrorKind};
 pub use registry::{AdapterFactory, AdapterKind, BuildContext, BuiltAdapter, Registry};
+pub use retry_after::{MAX_RETRY_AFTER, parse_retry_after, retry_after};
 pub use types::{
     Capabilities, Description, FetchRequest, FetchResult, MEDIA_TYPE_FHIR_JSON, MEDIA_TYPE_JSON,
     Record, SectionDescriptor, valid_section_name,

@@ -11,7 +11,9 @@
 //! the gateway pins). Nothing here records a URL's query or a patient's path
 //! segment: [`redact_path`] replaces them before a URL reaches a span.
 
-use opentelemetry::trace::{TraceContextExt, TraceFlags};
+use opentelemetry::propagation::{Injector, TextMapPropagator};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The name of every HTTP client span (its `otel.name` is the method).
@@ -30,29 +32,55 @@ pub struct TraceHeaders {
 }
 
 /// The headers for a request made inside `span`, or `None` when the span has no
-/// OpenTelemetry context (tracing is off, or the span is disabled).
+/// OpenTelemetry context (tracing is off, or the span is disabled). OpenTelemetry's
+/// W3C propagator writes them, so they are what every other OpenTelemetry
+/// client would send.
 pub fn headers(span: &tracing::Span) -> Option<TraceHeaders> {
     if span.is_disabled() {
         return None;
     }
-    let context = span.context();
-    let span_ref = context.span();
-    let span_context = span_ref.span_context();
-    if !span_context.is_valid() {
-        return None;
-    }
-    let flags = span_context.trace_flags() & TraceFlags::SAMPLED;
-    let traceparent = format!(
-        "00-{}-{}-{:02x}",
-        span_context.trace_id(),
-        span_context.span_id(),
-        flags.to_u8()
+    from_context(&span.context())
+}
+
+/// The headers for a request that starts a trace of its own (the caller sent
+/// none): span `span_id` of trace `trace_id`, sampled. `None` when either ID is
+/// zero, which W3C Trace Context forbids.
+pub fn root_headers(trace_id: u128, span_id: u64) -> Option<TraceHeaders> {
+    let span_context = SpanContext::new(
+        TraceId::from(trace_id),
+        SpanId::from(span_id),
+        TraceFlags::SAMPLED,
+        false,
+        TraceState::default(),
     );
-    let state = span_context.trace_state().header();
+    from_context(&opentelemetry::Context::new().with_remote_span_context(span_context))
+}
+
+/// The W3C headers for an OpenTelemetry context, if it holds a valid span.
+fn from_context(context: &opentelemetry::Context) -> Option<TraceHeaders> {
+    let mut collected = Collected::default();
+    TraceContextPropagator::new().inject_context(context, &mut collected);
     Some(TraceHeaders {
-        traceparent,
-        tracestate: (!state.is_empty()).then_some(state),
+        traceparent: collected.traceparent?,
+        tracestate: collected.tracestate.filter(|state| !state.is_empty()),
     })
+}
+
+/// The outgoing W3C headers, as the propagator sets them.
+#[derive(Default)]
+struct Collected {
+    traceparent: Option<String>,
+    tracestate: Option<String>,
+}
+
+impl Injector for Collected {
+    fn set(&mut self, key: &str, value: String) {
+        match key {
+            "traceparent" => self.traceparent = Some(value),
+            "tracestate" => self.tracestate = Some(value),
+            _ => {}
+        }
+    }
 }
 
 /// A client span for one HTTP request: `otel.name` is the method, and the URL is
@@ -226,5 +254,48 @@ mod tests {
     fn without_a_tracing_pipeline_there_are_no_headers() {
         let span = tracing::info_span!("test");
         assert_eq!(headers(&span), None);
+    }
+
+    #[test]
+    fn a_span_context_becomes_w3c_headers() {
+        let span_context = |state: TraceState| {
+            SpanContext::new(
+                TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+                SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+                TraceFlags::SAMPLED,
+                true,
+                state,
+            )
+        };
+        let context = opentelemetry::Context::new()
+            .with_remote_span_context(span_context(TraceState::default()));
+        assert_eq!(
+            from_context(&context),
+            Some(TraceHeaders {
+                traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned(),
+                tracestate: None,
+            })
+        );
+        let state = TraceState::from_key_value([("vendor", "x")]).unwrap();
+        let context = opentelemetry::Context::new().with_remote_span_context(span_context(state));
+        assert_eq!(
+            from_context(&context).and_then(|h| h.tracestate),
+            Some("vendor=x".to_owned())
+        );
+        assert_eq!(from_context(&opentelemetry::Context::new()), None);
+    }
+
+    #[test]
+    fn a_trace_of_its_own_is_sampled_and_needs_nonzero_ids() {
+        let headers = root_headers(
+            0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736,
+            0x00f0_67aa_0ba9_02b7,
+        );
+        assert_eq!(
+            headers.map(|h| h.traceparent),
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned())
+        );
+        assert_eq!(root_headers(0, 1), None);
+        assert_eq!(root_headers(1, 0), None);
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use fhir_sdk::client::{Client, RequestSettings};
 use fhir_sdk::version::FhirR4B;
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, RETRY_AFTER};
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap};
 use reqwest::{Method, StatusCode};
 use tessera_adapter_core::FetchError;
 use tokio::time::Instant;
@@ -21,6 +21,9 @@ use url::Url;
 use crate::auth::Auth;
 use crate::config::RetryConfig;
 use crate::mapping;
+
+/// `Retry-After`, read as every adapter reads it.
+pub(crate) use tessera_adapter_core::retry_after;
 
 /// The media type the adapter asks for and sends.
 pub(crate) const FHIR_JSON: &str = "application/fhir+json";
@@ -73,7 +76,9 @@ impl Trace {
         if span_id == 0 {
             span_id = 1;
         }
-        format!("00-{:032x}-{:016x}-01", self.trace_id, span_id)
+        tessera_adapter_core::trace::root_headers(self.trace_id, span_id)
+            .map(|headers| headers.traceparent)
+            .unwrap_or_default()
     }
 }
 
@@ -285,19 +290,6 @@ fn is_retryable_status(status: StatusCode) -> bool {
             | StatusCode::BAD_GATEWAY
             | StatusCode::SERVICE_UNAVAILABLE
             | StatusCode::GATEWAY_TIMEOUT
-    )
-}
-
-/// `Retry-After` as delta-seconds or an HTTP date.
-pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds.min(86_400)));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(
-        at.duration_since(std::time::SystemTime::now())
-            .unwrap_or(Duration::ZERO),
     )
 }
 

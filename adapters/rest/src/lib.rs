@@ -18,7 +18,14 @@
 //! denied; 429 rate limited with its `Retry-After`; 5xx unavailable (with
 //! `Retry-After` when sent); a body that is not JSON malformed; a record whose ID
 //! or time cannot be read is skipped and counted. Errors name the HTTP status,
-//! never the URL (which holds the local ID) or the body.
+//! never the URL (which holds the local ID) or the body. One call fetches one
+//! local ID per request: the adapter does not claim `batch_fetch`.
+//!
+//! The parts: `config` (the serde types and their checks), `section` (a
+//! section compiled: its request and JSONPaths), `client` (auth, one page per
+//! request, status to error), `paging` (cursor, `Link` header, page number),
+//! `mapping` (JSON to records and demographics) and `adapter` (the kind and the
+//! `Adapter` trait over them).
 //!
 //! ```yaml
 //! kind: rest
@@ -36,7 +43,11 @@
 //! ```
 
 mod adapter;
+mod client;
 mod config;
+mod mapping;
+mod paging;
+mod section;
 
 pub use adapter::{RestAdapter, RestKind};
 pub use config::{AuthConfig, Method, Pagination, RestConfig, Secret, SectionConfig};

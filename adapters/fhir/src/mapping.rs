@@ -8,16 +8,12 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use fhir_sdk::r4b::codes::{AdministrativeGender, ContactPointSystem, NameUse};
 use fhir_sdk::r4b::resources::{Patient, Resource};
 use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tessera_adapter_core::{FetchError, Record};
-use tessera_matching::{Address, Demographics, Sex};
-
-/// The identifier system of US social security numbers.
-const US_SSN: &str = "http://hl7.org/fhir/sid/us-ssn";
+use tessera_types::Demographics;
 
 /// One page of a search, its resources checked.
 #[derive(Debug, Default)]
@@ -208,79 +204,12 @@ pub(crate) fn status_error(
     }
 }
 
-/// A Patient's demographics, as the resolver reads them.
+/// A Patient's demographics, as the resolver reads them: the shared
+/// `tessera-fhir-patient` mapping of the Patient's JSON.
 pub(crate) fn demographics(patient: &Patient) -> Demographics {
-    let names: Vec<_> = patient.name.iter().flatten().collect();
-    let current = names
-        .iter()
-        .find(|n| n.r#use == Some(NameUse::Official))
-        .or_else(|| names.iter().find(|n| n.r#use == Some(NameUse::Usual)))
-        .or_else(|| {
-            names
-                .iter()
-                .find(|n| !matches!(n.r#use, Some(NameUse::Maiden | NameUse::Old)))
-        })
-        .or(names.first());
-    let mut d = Demographics::default();
-    if let Some(name) = current {
-        d.given_names = name.given.iter().flatten().cloned().collect();
-        d.family_name = name.family.clone().unwrap_or_default();
-        d.name_suffix = name
-            .suffix
-            .iter()
-            .flatten()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(" ");
-    }
-    d.previous_family_names = names
-        .iter()
-        .filter(|n| matches!(n.r#use, Some(NameUse::Maiden | NameUse::Old)))
-        .filter_map(|n| n.family.clone())
-        .collect();
-    d.birth_date = patient
-        .birth_date
-        .as_ref()
-        .and_then(|b| serde_json::to_value(b).ok())
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default();
-    d.sex = match patient.gender {
-        Some(AdministrativeGender::Male) => Sex::Male,
-        Some(AdministrativeGender::Female) => Sex::Female,
-        Some(AdministrativeGender::Other) => Sex::Other,
-        Some(AdministrativeGender::Unknown) => Sex::Unknown,
-        None => Sex::Unspecified,
-    };
-    d.addresses = patient
-        .address
-        .iter()
-        .flatten()
-        .map(|a| Address {
-            lines: a.line.iter().flatten().cloned().collect(),
-            city: a.city.clone().unwrap_or_default(),
-            state: a.state.clone().unwrap_or_default(),
-            postal_code: a.postal_code.clone().unwrap_or_default(),
-            country: a.country.clone().unwrap_or_default(),
-        })
-        .collect();
-    for telecom in patient.telecom.iter().flatten() {
-        let Some(value) = telecom.value.clone() else {
-            continue;
-        };
-        match telecom.system {
-            Some(ContactPointSystem::Phone | ContactPointSystem::Sms) => d.phones.push(value),
-            Some(ContactPointSystem::Email) => d.emails.push(value),
-            _ => {}
-        }
-    }
-    d.national_id = patient
-        .identifier
-        .iter()
-        .flatten()
-        .find(|i| i.system.as_deref() == Some(US_SSN))
-        .and_then(|i| i.value.clone())
-        .unwrap_or_default();
-    d
+    serde_json::to_value(patient)
+        .map(|json| tessera_fhir_patient::demographics(&json))
+        .unwrap_or_default()
 }
 
 /// The value of `patient`'s identifier in `system`.

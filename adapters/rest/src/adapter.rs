@@ -19,7 +19,7 @@ use tessera_adapter_core::{
     Description, FeedRecord, FetchError, FetchRequest, FetchResult, Health, HealthCheck, Record,
     SectionDescriptor,
 };
-use tessera_matching::{Address, Demographics, Sex};
+use tessera_types::{Address, Demographics, Sex};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -152,30 +152,10 @@ pub struct RestAdapter {
 }
 
 fn read_secret(secret: &Secret, base_dir: &Path, field: &str) -> Result<String, BuildError> {
-    let value = match secret {
-        Secret::Env(var) => std::env::var(var).map_err(|_| {
-            BuildError::config(field, format!("environment variable {var} is not set"))
-        })?,
-        Secret::File(path) => {
-            let path = if path.is_absolute() {
-                path.clone()
-            } else {
-                base_dir.join(path)
-            };
-            std::fs::read_to_string(&path).map_err(|e| {
-                BuildError::Setup(format!(
-                    "{field}: cannot read {}: {}",
-                    path.display(),
-                    e.kind()
-                ))
-            })?
-        }
-    };
-    let value = value.trim().to_owned();
-    if value.is_empty() {
-        return Err(BuildError::config(field, "the secret is empty"));
-    }
-    Ok(value)
+    let value = secret
+        .resolve_in(base_dir)
+        .map_err(|e| BuildError::config(field, e.to_string()))?;
+    Ok(value.expose().to_owned())
 }
 
 fn header_map(headers: &BTreeMap<String, String>, field: &str) -> Result<HeaderMap, BuildError> {
@@ -980,13 +960,7 @@ fn feed_record(
             country,
         }]
     };
-    let sex = match one("sex").to_ascii_lowercase().as_str() {
-        "male" | "m" => Sex::Male,
-        "female" | "f" => Sex::Female,
-        "other" | "o" => Sex::Other,
-        "unknown" | "u" => Sex::Unknown,
-        _ => Sex::Unspecified,
-    };
+    let sex = Sex::from_code(&one("sex")).unwrap_or_default();
     Ok(FeedRecord {
         local_id,
         demographics: Demographics {

@@ -229,3 +229,50 @@ pub(crate) fn is_logical_id(id: &str) -> bool {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use tessera_types::Sex;
+
+    use super::demographics;
+
+    /// The live adapter reads a Patient through fhir-sdk's model; its demographics
+    /// must be the shared mapping's answer for the JSON as served, so a person
+    /// found over FHIR REST and in a Bulk export matches itself.
+    #[test]
+    fn a_parsed_patient_maps_as_its_json() {
+        let json = json!({
+            "resourceType": "Patient",
+            "id": "p1",
+            "name": [
+                {"use": "maiden", "family": "Brown", "given": ["Mary"]},
+                {"use": "official", "family": "Jones", "given": ["Mary", "Ann"],
+                 "suffix": ["PhD", "Jr."]}
+            ],
+            "telecom": [
+                {"system": "phone", "value": "555-0101", "use": "home"},
+                {"system": "sms", "value": "555-0102", "use": "mobile"},
+                {"system": "email", "value": "mary@example.org", "rank": 1}
+            ],
+            "gender": "female",
+            "birthDate": "1980-02-29",
+            "address": [
+                {"use": "old", "line": ["9 Old Rd"], "city": "Oldtown"},
+                {"line": ["1 Main St"], "city": "Springfield", "state": "IL",
+                 "postalCode": "62704"}
+            ],
+            "identifier": [{"system": "http://hl7.org/fhir/sid/us-ssn", "value": "123-45-6789"}]
+        });
+        let patient: fhir_sdk::r4b::resources::Patient =
+            serde_json::from_value(json.clone()).expect("a valid Patient");
+        let parsed = demographics(&patient);
+        assert_eq!(parsed, tessera_fhir_patient::demographics(&json));
+        assert_eq!(parsed.family_name, "Jones");
+        assert_eq!(parsed.name_suffix, "JR");
+        assert_eq!(parsed.previous_family_names, ["Brown"]);
+        assert_eq!(parsed.phones, ["555-0102", "555-0101"]);
+        assert_eq!(parsed.sex, Sex::Female);
+        assert_eq!(parsed.addresses[0].city, "Springfield");
+    }
+}

@@ -4,7 +4,7 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
-use tessera_matching::Demographics;
+use tessera_types::Demographics;
 
 use crate::{Description, FetchError, FetchRequest, FetchResult};
 

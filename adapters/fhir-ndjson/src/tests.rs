@@ -10,7 +10,7 @@ use tessera_adapter_core::conformance::{self, Fixture, MalformedUpstream};
 use tessera_adapter_core::{
     Adapter, BuildContext, FetchError, FetchRequest, HealthCheck, HealthState,
 };
-use tessera_matching::Sex;
+use tessera_types::Sex;
 use tokio::time::Instant;
 
 use crate::{NdjsonAdapter, NdjsonConfig};

@@ -9,6 +9,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use tessera_adapter_core::BuildError;
+pub use tessera_types::Secret;
 use url::Url;
 
 /// Configuration of a `fhir` adapter: one FHIR R4 server (an EHR).
@@ -186,7 +187,9 @@ pub enum AuthConfig {
     None,
     /// A static bearer token.
     Bearer {
-        /// The token (never logged or printed).
+        /// The token (never logged or printed): the token itself, `env:NAME` or
+        /// `file:PATH` (relative to the config's directory), read when the adapter
+        /// is built.
         token: Secret,
     },
     /// SMART Backend Services: OAuth 2 client credentials with a `private_key_jwt`
@@ -250,29 +253,6 @@ impl Default for RetryConfig {
             backoff: default_backoff(),
             max_wait: default_max_wait(),
         }
-    }
-}
-
-/// A secret string: deserialized like a string, printed as `***`.
-#[derive(Clone, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// A secret holding `value`.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
     }
 }
 

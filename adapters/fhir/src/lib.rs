@@ -121,6 +121,9 @@ impl FhirAdapter {
         let auth = match &config.auth {
             AuthConfig::None => Auth::None,
             AuthConfig::Bearer { token } => {
+                let token = token
+                    .resolve_in(&context.base_dir)
+                    .map_err(|e| BuildError::config("auth.token", e.to_string()))?;
                 Auth::bearer(token.expose()).map_err(|m| BuildError::config("auth.token", m))?
             }
             AuthConfig::SmartBackend {

@@ -8,16 +8,12 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use fhir_sdk::r4b::codes::{AdministrativeGender, ContactPointSystem, NameUse};
 use fhir_sdk::r4b::resources::{Patient, Resource};
 use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tessera_adapter_core::{FetchError, Record};
-use tessera_matching::{Address, Demographics, Sex};
-
-/// The identifier system of US social security numbers.
-const US_SSN: &str = "http://hl7.org/fhir/sid/us-ssn";
+use tessera_types::Demographics;
 
 /// One page of a search, its resources checked.
 #[derive(Debug, Default)]
@@ -208,79 +204,12 @@ pub(crate) fn status_error(
     }
 }
 
-/// A Patient's demographics, as the resolver reads them.
+/// A Patient's demographics, as the resolver reads them: the shared
+/// `tessera-fhir-patient` mapping of the Patient's JSON.
 pub(crate) fn demographics(patient: &Patient) -> Demographics {
-    let names: Vec<_> = patient.name.iter().flatten().collect();
-    let current = names
-        .iter()
-        .find(|n| n.r#use == Some(NameUse::Official))
-        .or_else(|| names.iter().find(|n| n.r#use == Some(NameUse::Usual)))
-        .or_else(|| {
-            names
-                .iter()
-                .find(|n| !matches!(n.r#use, Some(NameUse::Maiden | NameUse::Old)))
-        })
-        .or(names.first());
-    let mut d = Demographics::default();
-    if let Some(name) = current {
-        d.given_names = name.given.iter().flatten().cloned().collect();
-        d.family_name = name.family.clone().unwrap_or_default();
-        d.name_suffix = name
-            .suffix
-            .iter()
-            .flatten()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(" ");
-    }
-    d.previous_family_names = names
-        .iter()
-        .filter(|n| matches!(n.r#use, Some(NameUse::Maiden | NameUse::Old)))
-        .filter_map(|n| n.family.clone())
-        .collect();
-    d.birth_date = patient
-        .birth_date
-        .as_ref()
-        .and_then(|b| serde_json::to_value(b).ok())
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default();
-    d.sex = match patient.gender {
-        Some(AdministrativeGender::Male) => Sex::Male,
-        Some(AdministrativeGender::Female) => Sex::Female,
-        Some(AdministrativeGender::Other) => Sex::Other,
-        Some(AdministrativeGender::Unknown) => Sex::Unknown,
-        None => Sex::Unspecified,
-    };
-    d.addresses = patient
-        .address
-        .iter()
-        .flatten()
-        .map(|a| Address {
-            lines: a.line.iter().flatten().cloned().collect(),
-            city: a.city.clone().unwrap_or_default(),
-            state: a.state.clone().unwrap_or_default(),
-            postal_code: a.postal_code.clone().unwrap_or_default(),
-            country: a.country.clone().unwrap_or_default(),
-        })
-        .collect();
-    for telecom in patient.telecom.iter().flatten() {
-        let Some(value) = telecom.value.clone() else {
-            continue;
-        };
-        match telecom.system {
-            Some(ContactPointSystem::Phone | ContactPointSystem::Sms) => d.phones.push(value),
-            Some(ContactPointSystem::Email) => d.emails.push(value),
-            _ => {}
-        }
-    }
-    d.national_id = patient
-        .identifier
-        .iter()
-        .flatten()
-        .find(|i| i.system.as_deref() == Some(US_SSN))
-        .and_then(|i| i.value.clone())
-        .unwrap_or_default();
-    d
+    serde_json::to_value(patient)
+        .map(|json| tessera_fhir_patient::demographics(&json))
+        .unwrap_or_default()
 }
 
 /// The value of `patient`'s identifier in `system`.
@@ -299,4 +228,51 @@ pub(crate) fn is_logical_id(id: &str) -> bool {
         && id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use tessera_types::Sex;
+
+    use super::demographics;
+
+    /// The live adapter reads a Patient through fhir-sdk's model; its demographics
+    /// must be the shared mapping's answer for the JSON as served, so a person
+    /// found over FHIR REST and in a Bulk export matches itself.
+    #[test]
+    fn a_parsed_patient_maps_as_its_json() {
+        let json = json!({
+            "resourceType": "Patient",
+            "id": "p1",
+            "name": [
+                {"use": "maiden", "family": "Brown", "given": ["Mary"]},
+                {"use": "official", "family": "Jones", "given": ["Mary", "Ann"],
+                 "suffix": ["PhD", "Jr."]}
+            ],
+            "telecom": [
+                {"system": "phone", "value": "555-0101", "use": "home"},
+                {"system": "sms", "value": "555-0102", "use": "mobile"},
+                {"system": "email", "value": "mary@example.org", "rank": 1}
+            ],
+            "gender": "female",
+            "birthDate": "1980-02-29",
+            "address": [
+                {"use": "old", "line": ["9 Old Rd"], "city": "Oldtown"},
+                {"line": ["1 Main St"], "city": "Springfield", "state": "IL",
+                 "postalCode": "62704"}
+            ],
+            "identifier": [{"system": "http://hl7.org/fhir/sid/us-ssn", "value": "123-45-6789"}]
+        });
+        let patient: fhir_sdk::r4b::resources::Patient =
+            serde_json::from_value(json.clone()).expect("a valid Patient");
+        let parsed = demographics(&patient);
+        assert_eq!(parsed, tessera_fhir_patient::demographics(&json));
+        assert_eq!(parsed.family_name, "Jones");
+        assert_eq!(parsed.name_suffix, "JR");
+        assert_eq!(parsed.previous_family_names, ["Brown"]);
+        assert_eq!(parsed.phones, ["555-0102", "555-0101"]);
+        assert_eq!(parsed.sex, Sex::Female);
+        assert_eq!(parsed.addresses[0].city, "Springfield");
+    }
 }

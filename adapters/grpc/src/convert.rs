@@ -7,8 +7,8 @@ use tessera_adapter_core::{
     Capabilities, Description, FeedRecord, FetchError, FetchResult, Record, SectionDescriptor,
     valid_section_name,
 };
-use tessera_matching::{Address, Demographics, Sex};
 use tessera_proto::v1 as pb;
+use tessera_types::{Address, Demographics, Sex};
 use tonic::Code;
 
 /// The longest message from the process passed on in a pair's error.

@@ -311,32 +311,12 @@ impl Auth {
     }
 }
 
-/// A secret's value, trimmed; empty is an error.
+/// A secret's value, resolved from the config or its `env:`/`file:` reference.
 fn read_secret(secret: &Secret, base_dir: &Path, field: &str) -> Result<String, BuildError> {
-    let value = match secret {
-        Secret::Env(var) => std::env::var(var).map_err(|_| {
-            BuildError::config(field, format!("environment variable {var} is not set"))
-        })?,
-        Secret::File(path) => {
-            let path = if path.is_absolute() {
-                path.clone()
-            } else {
-                base_dir.join(path)
-            };
-            std::fs::read_to_string(&path).map_err(|e| {
-                BuildError::Setup(format!(
-                    "{field}: cannot read {}: {}",
-                    path.display(),
-                    e.kind()
-                ))
-            })?
-        }
-    };
-    let value = value.trim().to_owned();
-    if value.is_empty() {
-        return Err(BuildError::config(field, "the secret is empty"));
-    }
-    Ok(value)
+    let value = secret
+        .resolve_in(base_dir)
+        .map_err(|e| BuildError::config(field, e.to_string()))?;
+    Ok(value.expose().to_owned())
 }
 
 /// A header value that HTTP/2's HPACK never indexes and `Debug` never prints.

@@ -1,13 +1,15 @@
 //! The `rest` kind's configuration and its checks without I/O.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json_path::JsonPath;
 use tessera_adapter_core::{BuildError, valid_section_name};
+/// A secret, read when the adapter is built: `env:NAME`, `file:PATH` (relative
+/// to the config's directory) or the older `{env: NAME}` and `{file: PATH}`.
+pub use tessera_types::Secret;
 
 /// Configuration of a `rest` adapter: one JSON-over-HTTP API, a request per
 /// section.
@@ -97,17 +99,6 @@ pub(crate) const FEED_FIELDS: &[&str] = &[
     "national_id",
     "update_time",
 ];
-
-/// A secret, read when the adapter is built: from an environment variable or
-/// a file (a mounted Kubernetes secret; relative to the config's directory).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "snake_case")]
-pub enum Secret {
-    /// The name of an environment variable holding it.
-    Env(String),
-    /// A file holding it (surrounding whitespace is trimmed).
-    File(PathBuf),
-}
 
 /// How the adapter authenticates to the API.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use serde_json_path::JsonPath;
 use tessera_adapter_core::{FeedRecord, Record};
-use tessera_matching::{Address, Demographics, Sex};
+use tessera_types::{Address, Demographics, Sex};
 
 use crate::section::Section;
 
@@ -109,13 +109,7 @@ pub(crate) fn feed_record(
     } else {
         vec![address]
     };
-    let sex = match one("sex").to_ascii_lowercase().as_str() {
-        "male" | "m" => Sex::Male,
-        "female" | "f" => Sex::Female,
-        "other" | "o" => Sex::Other,
-        "unknown" | "u" => Sex::Unknown,
-        _ => Sex::Unspecified,
-    };
+    let sex = Sex::from_code(&one("sex")).unwrap_or_default();
     Ok(FeedRecord {
         local_id,
         demographics: Demographics {

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 use tessera_adapter_core::{FeedRecord, Record};
-use tessera_matching::{Address, Demographics, Sex};
+use tessera_types::{Address, Demographics, Sex};
 
 /// How a section's rows become records.
 #[derive(Debug, Clone)]
@@ -126,7 +126,7 @@ pub(crate) fn feed_record(mut row: Map<String, Value>) -> Result<FeedRecord, Str
     let family_name = text("family_name");
     let name_suffix = text("name_suffix");
     let birth_date = text("birth_date");
-    let sex = sex(&text("sex"));
+    let sex = Sex::from_code(&text("sex")).unwrap_or_default();
     let city = text("city");
     let state = text("state");
     let postal_code = text("postal_code");
@@ -204,16 +204,6 @@ fn many(value: Option<Value>, split: bool) -> Vec<String> {
             .filter(|s| !s.is_empty())
             .into_iter()
             .collect(),
-    }
-}
-
-fn sex(text: &str) -> Sex {
-    match text.to_ascii_lowercase().as_str() {
-        "male" | "m" => Sex::Male,
-        "female" | "f" => Sex::Female,
-        "other" | "o" => Sex::Other,
-        "unknown" | "u" => Sex::Unknown,
-        _ => Sex::Unspecified,
     }
 }
 

@@ -91,7 +91,7 @@ pub fn read_records_csv(reader: impl Read) -> Result<Vec<(SourceKey, Demographic
             }
             values[c] = v.trim();
         }
-        let sex = parse_sex(values[5]).ok_or_else(|| MatchError::Csv {
+        let sex = Sex::from_code(values[5]).ok_or_else(|| MatchError::Csv {
             line,
             column: "sex".to_owned(),
             reason: "sex must be m, f, o, u (or male, female, other, unknown, an iso 5218 code) or empty",
@@ -143,19 +143,6 @@ fn read_error(e: &csv::Error, line: u64) -> MatchError {
             reason: "malformed csv".to_owned(),
         },
     }
-}
-
-/// Sex as silos write it: letters, words, or ISO/IEC 5218 codes (0, 1, 2, 9).
-fn parse_sex(v: &str) -> Option<Sex> {
-    Some(match v.trim().to_ascii_lowercase().as_str() {
-        "" => Sex::Unspecified,
-        "m" | "male" | "man" | "boy" | "1" => Sex::Male,
-        "f" | "female" | "woman" | "w" | "girl" | "2" => Sex::Female,
-        "o" | "other" | "x" | "nb" | "non-binary" | "nonbinary" | "intersex" => Sex::Other,
-        "u" | "unknown" | "unk" | "n" | "na" | "n/a" | "not known" | "unspecified"
-        | "not specified" | "?" | "0" | "9" => Sex::Unknown,
-        _ => return None,
-    })
 }
 
 #[cfg(test)]

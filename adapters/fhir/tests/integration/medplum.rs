@@ -13,8 +13,8 @@ use tessera_adapter_core::{
 use tessera_adapter_fhir::{
     FhirAdapter, FhirConfig, FhirKind, PatientIdConfig, Section, SectionOptions,
 };
-use tessera_matching::Sex;
 use tessera_test_fhir_server::FhirServer;
+use tessera_types::Sex;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio::time::Instant;

@@ -305,7 +305,7 @@ impl Inner {
         if patients.len() == 1 || !self.config.options(section).include.is_empty() {
             let each = patients.iter().map(|id| async move {
                 let outcome = self
-                    .search_section(section, &[id.clone()], trace, deadline)
+                    .search_section(section, std::slice::from_ref(id), trace, deadline)
                     .await;
                 (id.clone(), outcome)
             });

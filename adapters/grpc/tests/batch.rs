@@ -18,9 +18,12 @@ use tessera_proto::v1::source_adapter_service_server::{
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
+/// The (local IDs, sections) of one FetchRecords call.
+type Call = (Vec<String>, Vec<String>);
+
 /// A process that batches up to 50 local IDs and records each FetchRecords.
 #[derive(Default, Clone)]
-struct Recording(Arc<Mutex<Vec<(Vec<String>, Vec<String>)>>>);
+struct Recording(Arc<Mutex<Vec<Call>>>);
 
 #[tonic::async_trait]
 impl SourceAdapterService for Recording {

@@ -234,7 +234,9 @@ async fn one_view_is_one_trace_under_the_callers_span_with_every_step_in_it() {
             ("ehr".to_owned(), "encounters".to_owned()),
         ]
     );
-    // Each section: one cache lookup (a miss), one call, one attempt, nested.
+    // Each section: one cache lookup (a miss); each source: one call for all
+    // its sections (a batch) with one attempt, nested under the first lookup
+    // that waited for it.
     for attempt in tree.named("adapter.attempt") {
         assert_eq!(
             tree.path(attempt),
@@ -242,7 +244,8 @@ async fn one_view_is_one_trace_under_the_callers_span_with_every_step_in_it() {
         );
         assert_eq!(attempt.attributes["tessera.attempt.kind"], "first");
     }
-    assert_eq!(tree.named("adapter.attempt").len(), 3);
+    assert_eq!(tree.named("adapter.call").len(), 2, "ehr and billing");
+    assert_eq!(tree.named("adapter.attempt").len(), 2);
     for lookup in tree.named("cache.lookup") {
         assert_eq!(lookup.attributes["tessera.cache.result"], "miss");
     }

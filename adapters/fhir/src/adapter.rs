@@ -1,7 +1,7 @@
 //! The adapter: finding the patient, searching each section (paged, same origin
 //! only), the identity feed and the health check.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -17,6 +17,7 @@ use url::Url;
 
 use crate::client::{Call, FhirHttp, Trace};
 use crate::config::{FhirConfig, PatientIdConfig, Section};
+use crate::filing::{self, malformed_owners, patient_references};
 use crate::mapping::{self, Checked};
 
 /// A FHIR R4 server, as Tessera reaches it.
@@ -34,6 +35,19 @@ struct Inner {
 struct SectionOutcome {
     records: Result<Vec<Record>, FetchError>,
     skipped: u32,
+    /// For a search of several patients: the patients each skipped resource
+    /// references, so its skip is counted under them.
+    skipped_owners: Vec<Vec<String>>,
+}
+
+impl SectionOutcome {
+    fn new(records: Result<Vec<Record>, FetchError>) -> Self {
+        Self {
+            records,
+            skipped: 0,
+            skipped_owners: Vec::new(),
+        }
+    }
 }
 
 impl FhirAdapter {
@@ -72,12 +86,17 @@ impl Adapter for FhirAdapter {
             tessera.local_ids = request.local_ids.len(),
             tessera.sections = request.sections.len(),
         );
-        let inner = &self.inner;
-        let per_patient = request.local_ids.iter().map(|local_id| {
-            inner.fetch_patient(local_id, &request.sections, request.deadline, trace)
-        });
-        let results = join_all(per_patient).instrument(span).await;
-        Ok(results.into_iter().flatten().collect())
+        let results = self
+            .inner
+            .fetch_batch(
+                &request.local_ids,
+                &request.sections,
+                request.deadline,
+                trace,
+            )
+            .instrument(span)
+            .await;
+        Ok(results)
     }
 
     fn identity_feed(&self, updated_since: Option<SystemTime>) -> BoxFeed<'_> {
@@ -86,118 +105,235 @@ impl Adapter for FhirAdapter {
 }
 
 impl Inner {
-    async fn fetch_patient(
+    /// Every (local ID, section) pair: one Patient search for all the local
+    /// IDs, then one search per section for all the patients found.
+    async fn fetch_batch(
         &self,
-        local_id: &str,
+        local_ids: &[String],
         sections: &[String],
         deadline: Instant,
         trace: Trace,
     ) -> Vec<FetchResult> {
-        let result = |section: &str, records, skipped| FetchResult {
-            local_id: local_id.to_owned(),
-            section: section.to_owned(),
-            records,
-            skipped_malformed: skipped,
-        };
-        let patient =
-            tokio::time::timeout_at(deadline, self.find_patient(local_id, trace, deadline))
+        let patients =
+            tokio::time::timeout_at(deadline, self.find_patients(local_ids, trace, deadline))
                 .await
-                .unwrap_or(Err(FetchError::DeadlineExceeded));
+                .unwrap_or_else(|_| {
+                    local_ids
+                        .iter()
+                        .map(|id| (id.clone(), Err(FetchError::DeadlineExceeded)))
+                        .collect()
+                });
+        // The logical ids of the patients found, for the section searches.
+        let mut found: Vec<String> = Vec::new();
+        for patient in patients.values().flatten() {
+            if let Some(id) = patient.resource.as_base_resource().id()
+                && !found.contains(id)
+            {
+                found.push(id.clone());
+            }
+        }
         let searches = sections.iter().map(|name| {
-            let section = Section::from_name(name).filter(|s| self.config.sections.contains(s));
-            let patient = &patient;
+            let (patients, found) = (&patients, &found);
             async move {
-                let outcome = match (section, patient) {
-                    (None, _) => SectionOutcome {
-                        records: Err(FetchError::UnknownSection {
-                            section: name.clone(),
-                        }),
-                        skipped: 0,
-                    },
-                    (Some(_), Err(e)) => SectionOutcome {
-                        records: Err(e.clone()),
-                        skipped: 0,
-                    },
-                    (Some(Section::Demographics), Ok(patient)) => SectionOutcome {
-                        records: Ok(vec![patient.record()]),
-                        skipped: 0,
-                    },
-                    (Some(section), Ok(patient)) => {
-                        let id = patient.resource.as_base_resource().id().clone();
-                        let search = self.search_section(
-                            section,
-                            id.as_deref().unwrap_or(""),
-                            trace,
-                            deadline,
-                        );
+                let section = Section::from_name(name).filter(|s| self.config.sections.contains(s));
+                let mut by_patient = match section {
+                    Some(section) if section != Section::Demographics && !found.is_empty() => {
+                        let search = self.search_sections(section, found, trace, deadline);
                         tokio::time::timeout_at(deadline, search)
                             .await
-                            .unwrap_or(SectionOutcome {
-                                records: Err(FetchError::DeadlineExceeded),
-                                skipped: 0,
-                            })
+                            .unwrap_or_default()
                     }
+                    _ => HashMap::new(),
                 };
-                result(name, outcome.records, outcome.skipped)
+                local_ids
+                    .iter()
+                    .map(|local_id| {
+                        let patient = patients.get(local_id);
+                        let outcome = section_outcome(name, section, patient, &mut by_patient);
+                        FetchResult {
+                            local_id: local_id.clone(),
+                            section: name.clone(),
+                            records: outcome.records,
+                            skipped_malformed: outcome.skipped,
+                        }
+                    })
+                    .collect::<Vec<_>>()
             }
         });
-        join_all(searches).await
+        join_all(searches).await.into_iter().flatten().collect()
     }
 
-    /// The Patient a local ID names.
-    async fn find_patient(
+    /// The Patient each local ID names, in one search (paged): `_id=a,b` or
+    /// `identifier=system|a,system|b`.
+    async fn find_patients(
         &self,
-        local_id: &str,
+        local_ids: &[String],
         trace: Trace,
         deadline: Instant,
-    ) -> Result<Checked, FetchError> {
-        let (param, value) = match &self.config.patient_id {
-            PatientIdConfig::LogicalId => {
-                if !mapping::is_logical_id(local_id) {
-                    return Err(FetchError::NotFound);
-                }
-                ("_id", local_id.to_owned())
+    ) -> HashMap<String, Result<Checked, FetchError>> {
+        let mut wanted: Vec<&str> = Vec::new();
+        let mut results: HashMap<String, Result<Checked, FetchError>> = HashMap::new();
+        for local_id in local_ids {
+            let valid = match &self.config.patient_id {
+                PatientIdConfig::LogicalId => mapping::is_logical_id(local_id),
+                PatientIdConfig::Identifier { .. } => true,
+            };
+            if valid {
+                wanted.push(local_id);
+            } else {
+                results.insert(local_id.clone(), Err(FetchError::NotFound));
             }
+        }
+        if wanted.is_empty() {
+            return results;
+        }
+        let (param, values): (&str, Vec<String>) = match &self.config.patient_id {
+            PatientIdConfig::LogicalId => ("_id", wanted.iter().map(|&id| id.to_owned()).collect()),
             PatientIdConfig::Identifier { system } => (
                 "identifier",
-                format!("{system}|{}", escape_search_value(local_id)),
+                wanted
+                    .iter()
+                    .map(|id| format!("{system}|{}", escape_search_value(id)))
+                    .collect(),
             ),
         };
+        // Twice as many as asked for, to see a local ID matching two patients.
         let params = vec![
-            (param.to_owned(), value),
-            ("_count".to_owned(), "2".to_owned()),
+            (param.to_owned(), values.join(",")),
+            ("_count".to_owned(), (2 * wanted.len()).to_string()),
         ];
-        let call = self.search_call("Patient", params)?;
-        let body = self
-            .http
-            .send(&call, trace, deadline)
-            .instrument(tracing::info_span!(
-                "fhir.find_patient",
-                fhir.resource_type = "Patient"
-            ))
-            .await?;
-        let page = mapping::parse_bundle(&body)?;
-        let mut patients = page
-            .resources
-            .into_iter()
-            .filter(|r| matches!(r.resource, fhir_sdk::r4b::resources::Resource::Patient(_)));
-        match (patients.next(), patients.next()) {
-            (Some(patient), None) => Ok(patient),
-            (None, _) if page.skipped > 0 => Err(FetchError::Malformed {
-                message: "the patient resource is malformed".to_owned(),
-            }),
-            (None, _) => Err(FetchError::NotFound),
-            (Some(_), Some(_)) => Err(FetchError::Malformed {
-                message: "the local ID matches more than one patient".to_owned(),
-            }),
+        let span = tracing::info_span!("fhir.find_patient", fhir.resource_type = "Patient");
+        let pages = self
+            .all_pages("Patient", params, self.config.max_pages, trace, deadline)
+            .instrument(span)
+            .await;
+        let (resources, skipped) = match pages {
+            Ok(found) => found,
+            Err(e) => {
+                for local_id in wanted {
+                    results.insert(local_id.to_owned(), Err(e.clone()));
+                }
+                return results;
+            }
+        };
+        for (local_id, result) in
+            filing::file_patients(&self.config.patient_id, &wanted, resources, skipped)
+        {
+            results.insert(local_id, result);
         }
+        results
     }
 
-    /// Every page of one section for one patient.
+    /// Every page of a search, up to `max_pages`: the resources and how many
+    /// were skipped as malformed.
+    async fn all_pages(
+        &self,
+        resource_type: &str,
+        params: Vec<(String, String)>,
+        max_pages: u32,
+        trace: Trace,
+        deadline: Instant,
+    ) -> Result<(Vec<Checked>, u32), FetchError> {
+        let mut call = self.search_call(resource_type, params)?;
+        let (mut resources, mut skipped) = (Vec::new(), 0);
+        for page_number in 1..=max_pages {
+            let body = self.http.send(&call, trace, deadline).await?;
+            let page = mapping::parse_bundle(&body)?;
+            skipped += page.skipped;
+            resources.extend(page.resources);
+            let Some(next) = page.next else {
+                break;
+            };
+            if page_number == max_pages {
+                tracing::warn!(max_pages, "search cut short at max_pages");
+                break;
+            }
+            call = Call::Get(self.next_link(&next)?);
+        }
+        Ok((resources, skipped))
+    }
+
+    /// One section for several patients, by logical id: one search for all of
+    /// them, its records split by the patient each references. A section with
+    /// `_include`s is searched patient by patient (an included resource names
+    /// no patient to file it under).
+    async fn search_sections(
+        &self,
+        section: Section,
+        patients: &[String],
+        trace: Trace,
+        deadline: Instant,
+    ) -> HashMap<String, SectionOutcome> {
+        if patients.len() == 1 || !self.config.options(section).include.is_empty() {
+            let each = patients.iter().map(|id| async move {
+                let outcome = self
+                    .search_section(section, std::slice::from_ref(id), trace, deadline)
+                    .await;
+                (id.clone(), outcome)
+            });
+            return join_all(each).await.into_iter().collect();
+        }
+        let outcome = self
+            .search_section(section, patients, trace, deadline)
+            .await;
+        let records = match outcome.records {
+            Ok(records) => records,
+            Err(e) => {
+                return patients
+                    .iter()
+                    .map(|id| (id.clone(), SectionOutcome::new(Err(e.clone()))))
+                    .collect();
+            }
+        };
+        let mut by_patient: HashMap<String, SectionOutcome> = patients
+            .iter()
+            .map(|id| (id.clone(), SectionOutcome::new(Ok(Vec::new()))))
+            .collect();
+        // A skipped resource counts under the patients it references; one
+        // that names none of them (or a record filed under none), under the
+        // first patient, so the skips add up.
+        let mut unfiled = outcome
+            .skipped
+            .saturating_sub(u32::try_from(outcome.skipped_owners.len()).unwrap_or(u32::MAX));
+        for owners in &outcome.skipped_owners {
+            let mut filed = false;
+            for owner in owners {
+                if let Some(of) = by_patient.get_mut(owner) {
+                    of.skipped += 1;
+                    filed = true;
+                }
+            }
+            if !filed {
+                unfiled += 1;
+            }
+        }
+        for record in records {
+            let mut filed = false;
+            for owner in patient_references(&record.json) {
+                if let Some(SectionOutcome {
+                    records: Ok(list), ..
+                }) = by_patient.get_mut(&owner)
+                {
+                    list.push(record.clone());
+                    filed = true;
+                }
+            }
+            if !filed {
+                unfiled += 1;
+            }
+        }
+        if let Some(first) = patients.first().and_then(|id| by_patient.get_mut(id)) {
+            first.skipped += unfiled;
+        }
+        by_patient
+    }
+
+    /// Every page of one section for some patients (`patient=a,b`), up to
+    /// `max_pages` per patient.
     async fn search_section(
         &self,
         section: Section,
-        patient_id: &str,
+        patient_ids: &[String],
         trace: Trace,
         deadline: Instant,
     ) -> SectionOutcome {
@@ -212,7 +348,7 @@ impl Inner {
         );
         let options = self.config.options(section);
         let mut params = vec![
-            ("patient".to_owned(), patient_id.to_owned()),
+            ("patient".to_owned(), patient_ids.join(",")),
             ("_count".to_owned(), self.config.page_size.to_string()),
         ];
         if let Some(within) = options.last_updated_within {
@@ -224,17 +360,21 @@ impl Inner {
         for include in &options.include {
             params.push(("_include".to_owned(), include.clone()));
         }
-        let mut outcome = SectionOutcome {
-            records: Ok(Vec::new()),
-            skipped: 0,
-        };
+        let mut outcome = SectionOutcome::new(Ok(Vec::new()));
         let run = async {
             let mut call = self.search_call(resource_type, params)?;
             let mut records = Vec::new();
-            for page_number in 1..=self.config.max_pages {
+            let max_pages = self
+                .config
+                .max_pages
+                .saturating_mul(u32::try_from(patient_ids.len()).unwrap_or(u32::MAX));
+            for page_number in 1..=max_pages {
                 let body = self.http.send(&call, trace, deadline).await?;
                 let page = mapping::parse_bundle(&body)?;
                 outcome.skipped += page.skipped;
+                if page.skipped > 0 && patient_ids.len() > 1 {
+                    outcome.skipped_owners.extend(malformed_owners(&body));
+                }
                 for checked in page.resources {
                     let keep =
                         checked.resource_type() == resource_type || !options.include.is_empty();
@@ -255,11 +395,8 @@ impl Inner {
                     return Ok(records);
                 };
                 call = Call::Get(self.next_link(&next)?);
-                if page_number == self.config.max_pages {
-                    tracing::warn!(
-                        max_pages = self.config.max_pages,
-                        "section cut short at max_pages"
-                    );
+                if page_number == max_pages {
+                    tracing::warn!(max_pages, "section cut short at max_pages");
                 }
             }
             Ok(records)
@@ -421,6 +558,38 @@ impl HealthCheck for FhirHealth {
             Err(e) => Health::not_serving(e.to_string()),
         }
     }
+}
+
+/// One section's outcome for one local ID, from its patient and the
+/// section's search.
+fn section_outcome(
+    name: &str,
+    section: Option<Section>,
+    patient: Option<&Result<Checked, FetchError>>,
+    by_patient: &mut HashMap<String, SectionOutcome>,
+) -> SectionOutcome {
+    let failed = |e: FetchError| SectionOutcome::new(Err(e));
+    let Some(section) = section else {
+        return failed(FetchError::UnknownSection {
+            section: name.to_owned(),
+        });
+    };
+    let patient = match patient {
+        Some(Ok(patient)) => patient,
+        Some(Err(e)) => return failed(e.clone()),
+        None => return failed(FetchError::NotFound),
+    };
+    if section == Section::Demographics {
+        return SectionOutcome::new(Ok(vec![patient.record()]));
+    }
+    let id = patient.resource.as_base_resource().id().clone();
+    // Two local IDs naming one patient share its records: cloned, not moved.
+    id.and_then(|id| by_patient.get(&id))
+        .map(|outcome| SectionOutcome {
+            skipped: outcome.skipped,
+            ..SectionOutcome::new(outcome.records.clone())
+        })
+        .unwrap_or_else(|| failed(FetchError::DeadlineExceeded))
 }
 
 /// A search parameter value with FHIR's reserved characters escaped.

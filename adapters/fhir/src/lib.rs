@@ -51,6 +51,7 @@ mod adapter;
 mod auth;
 mod client;
 pub mod config;
+mod filing;
 mod mapping;
 
 #[cfg(test)]

@@ -5,10 +5,12 @@
 //! can be answered from them, marked stale); whether an entry is fresh enough
 //! for a request is decided here, from the entry's age on tokio's clock.
 //!
-//! A miss starts one shared fetch per key; later misses for the key join it.
-//! The fetch lives as long as someone waits for it: when every waiter has gone
-//! (answered from elsewhere, past its deadline, or disconnected), the fetch is
-//! dropped and the adapter call with it.
+//! The misses of one request start batches (one adapter call each, for many
+//! keys) and one shared fetch per key fed by its batch; later misses for a key
+//! join its fetch instead of asking the source again. A batch lives as long as
+//! someone waits for one of its keys: when every waiter has gone (answered
+//! from elsewhere, past its deadline, or disconnected), the batch is dropped
+//! and the adapter call with it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +20,7 @@ use std::time::{Duration, SystemTime};
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared, WeakShared};
 use opentelemetry::KeyValue;
-use tessera_adapter_core::Record;
+use tessera_adapter_core::{FetchError, Record};
 use tokio::time::Instant;
 
 use crate::source::{Failure, Fetched};
@@ -66,7 +68,10 @@ impl Entry {
 }
 
 type Outcome = Result<Arc<Entry>, Failure>;
-type SharedFetch = Shared<BoxFuture<'static, Outcome>>;
+/// One key's fetch, shared by every request waiting for the key.
+pub(crate) type SharedFetch = Shared<BoxFuture<'static, Outcome>>;
+/// What one batch fetched, by key.
+pub(crate) type BatchResults = HashMap<Key, Result<Entry, Failure>>;
 
 /// Counters, for metrics and the coalescing benchmark.
 #[derive(Debug, Default)]
@@ -204,51 +209,94 @@ impl SectionCache {
         self.stats.hits.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The in-flight fetch for `key`, or a new one made by `fetch`. The fetch
-    /// stores a successful result in the cache before it completes.
-    pub(crate) fn fetch(
+    /// The in-flight fetch of each of `keys`, joined (`true`) when another
+    /// request started it, else started here: `start` splits the keys nobody
+    /// is fetching into batches and makes one fetch per batch (lazily; it runs
+    /// while someone waits for one of its keys). A batch stores its successful
+    /// results in the cache before any of its keys' fetches completes.
+    pub(crate) fn fetch_many(
         self: &Arc<Self>,
-        key: &Key,
-        fetch: impl FnOnce() -> BoxFuture<'static, Result<Entry, Failure>>,
-    ) -> (SharedFetch, bool) {
+        keys: &[Key],
+        start: impl FnOnce(&[Key]) -> Vec<(Vec<Key>, BoxFuture<'static, BatchResults>)>,
+    ) -> HashMap<Key, (SharedFetch, bool)> {
         let mut in_flight = self
             .in_flight
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(shared) = in_flight.fetches.get(key).and_then(WeakShared::upgrade) {
-            self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
-            return (shared, true);
-        }
-        self.stats.misses.fetch_add(1, Ordering::Relaxed);
-        let cache = Arc::clone(self);
-        let owned_key = key.clone();
-        let fetch = fetch();
-        let shared = async move {
-            let outcome = fetch.await.map(Arc::new);
-            if let Ok(entry) = &outcome {
-                cache
-                    .bytes_added
-                    .fetch_add(u64::from(entry.weight), Ordering::Relaxed);
-                cache.entries.insert(owned_key.clone(), entry.clone()).await;
+        let mut fetches = HashMap::with_capacity(keys.len());
+        let mut new = Vec::new();
+        for key in keys {
+            if let Some(shared) = in_flight.fetches.get(key).and_then(WeakShared::upgrade) {
+                self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
+                fetches.insert(key.clone(), (shared, true));
+            } else {
+                new.push(key.clone());
             }
-            cache
-                .in_flight
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .fetches
-                .remove(&owned_key);
-            outcome
         }
-        .boxed()
-        .shared();
-        if let Some(weak) = shared.downgrade() {
-            in_flight.fetches.insert(key.clone(), weak);
+        if new.is_empty() {
+            return fetches;
+        }
+        self.stats
+            .misses
+            .fetch_add(new.len() as u64, Ordering::Relaxed);
+        for (batch_keys, fetch) in start(&new) {
+            let batch = self.batch(batch_keys.clone(), fetch);
+            for key in batch_keys {
+                let (batch, owned_key) = (batch.clone(), key.clone());
+                let shared = async move {
+                    batch.await.get(&owned_key).cloned().unwrap_or_else(|| {
+                        Err(Failure::Fetch(FetchError::Malformed {
+                            message: "the batch had no result for the pair".to_owned(),
+                        }))
+                    })
+                }
+                .boxed()
+                .shared();
+                if let Some(weak) = shared.downgrade() {
+                    in_flight.fetches.insert(key.clone(), weak);
+                }
+                fetches.insert(key, (shared, false));
+            }
         }
         if in_flight.fetches.len() >= in_flight.sweep_at {
             in_flight.fetches.retain(|_, weak| weak.upgrade().is_some());
             in_flight.sweep_at = (in_flight.fetches.len() * 2).max(1024);
         }
-        (shared, false)
+        fetches
+    }
+
+    /// One batch's fetch, shared by its keys' fetches: stores what it got and
+    /// leaves the in-flight map.
+    fn batch(
+        self: &Arc<Self>,
+        keys: Vec<Key>,
+        fetch: BoxFuture<'static, BatchResults>,
+    ) -> Shared<BoxFuture<'static, Arc<HashMap<Key, Outcome>>>> {
+        let cache = Arc::clone(self);
+        async move {
+            let results = fetch.await;
+            let mut outcomes = HashMap::with_capacity(results.len());
+            for (key, result) in results {
+                let outcome = result.map(Arc::new);
+                if let Ok(entry) = &outcome {
+                    cache
+                        .bytes_added
+                        .fetch_add(u64::from(entry.weight), Ordering::Relaxed);
+                    cache.entries.insert(key.clone(), entry.clone()).await;
+                }
+                outcomes.insert(key, outcome);
+            }
+            let mut in_flight = cache
+                .in_flight
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for key in &keys {
+                in_flight.fetches.remove(key);
+            }
+            Arc::new(outcomes)
+        }
+        .boxed()
+        .shared()
     }
 
     /// Drops the given keys' entries.

@@ -13,14 +13,20 @@
 //! within a budget, and a circuit breaker. In front of the calls, the section
 //! cache: moka bounded in bytes, a TTL per source and section,
 //! `max_staleness`, stale-if-error, and one adapter call per key however many
-//! requests miss at once. [`PatientViewGrpc`] is PatientViewService, where the contract's
+//! requests miss at once. Each source is asked once per view: the misses of
+//! its local IDs × sections go in one batch call when the adapter can batch
+//! (chunked by its `max_batch_size`), else one call per local ID. [`PatientViewGrpc`] is PatientViewService, where the contract's
 //! types are converted and errors become statuses.
 
+mod assemble;
 mod authz;
+mod batch;
 mod breaker;
 mod cache;
+mod fanout;
 mod grpc;
 mod latency;
+mod plan;
 mod policy;
 mod source;
 mod telemetry;

@@ -13,12 +13,13 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use opentelemetry::KeyValue;
-use tessera_adapter_core::{Adapter, BuiltAdapter, FetchError, FetchRequest, HealthCheck, Record};
+use tessera_adapter_core::{Adapter, BuiltAdapter, FetchError, HealthCheck, Record};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tower::retry::budget::{Budget, TpsBudget};
 use tracing::Instrument;
 
+use crate::batch::{self, Pair, PairResults};
 use crate::breaker::{Breaker, BreakerState};
 use crate::latency::LatencyTracker;
 use crate::policy::SourcePolicy;
@@ -54,7 +55,7 @@ impl Failure {
         }
     }
 
-    fn from_fetch(e: FetchError) -> Self {
+    pub(crate) fn from_fetch(e: FetchError) -> Self {
         match e {
             FetchError::DeadlineExceeded => Self::Timeout,
             other => Self::Fetch(other),
@@ -189,6 +190,11 @@ impl Source {
             })
     }
 
+    /// The adapter's batch capabilities.
+    pub(crate) fn batch_fetch(&self) -> &tessera_adapter_core::Capabilities {
+        &self.adapter.describe().capabilities
+    }
+
     /// The adapter.
     pub fn adapter(&self) -> &Arc<dyn Adapter> {
         &self.adapter
@@ -235,75 +241,98 @@ impl Source {
         self.policy.stale_if_error
     }
 
-    /// Fetches one pair under `deadline` (capped by the source's timeout), with
-    /// retries and hedging.
-    pub(crate) async fn fetch(
-        &self,
-        local_id: &str,
-        section: &str,
-        deadline: Instant,
-    ) -> Result<Fetched, Failure> {
+    /// Fetches `pairs` under `deadline` (capped by the source's timeout), as
+    /// few adapter calls as the adapter's batch capabilities allow, with
+    /// retries of the pairs that failed retryably and hedging. Every pair gets
+    /// a result.
+    pub(crate) async fn fetch(&self, pairs: Vec<Pair>, deadline: Instant) -> PairResults {
         let call = tracing::info_span!(
             target: "tessera::view",
             span::ADAPTER_CALL,
             tessera.source = %self.name,
-            tessera.section = section,
+            tessera.batch.pairs = pairs.len(),
             tessera.attempts = tracing::field::Empty,
             error.type = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
         );
-        let result = self
-            .call(local_id, section, deadline)
-            .instrument(call.clone())
-            .await;
-        if let Err(failure) = &result {
+        let results = self.call(pairs, deadline).instrument(call.clone()).await;
+        // The call failed when no pair was served; a partial answer is not an
+        // error of the call (each pair's status says what happened to it).
+        if let Some(failure) = all_failed(&results) {
             call.record("error.type", failure.kind());
             call.record("otel.status_code", "ERROR");
         }
-        result
+        results
     }
 
-    async fn call(
-        &self,
-        local_id: &str,
-        section: &str,
-        deadline: Instant,
-    ) -> Result<Fetched, Failure> {
+    async fn call(&self, pairs: Vec<Pair>, deadline: Instant) -> PairResults {
         if !self.breaker.allow() {
-            return Err(Failure::CircuitOpen);
+            return every(&pairs, &Failure::CircuitOpen);
         }
         let deadline = deadline.min(Instant::now() + self.policy.timeout);
         self.retry_budget.deposit();
+        let mut results = PairResults::with_capacity(pairs.len());
+        let mut pending = pairs;
         let mut attempt = 1;
         loop {
             let kind = if attempt == 1 { "first" } else { "retry" };
-            let result = self.hedged(local_id, section, deadline, kind).await;
+            let requests = batch::requests(&pending, &self.adapter.describe().capabilities);
+            let answers = futures_util::future::join_all(
+                requests
+                    .into_iter()
+                    .map(|request| self.hedged(request, deadline, kind)),
+            )
+            .await;
             tracing::Span::current().record("tessera.attempts", attempt);
-            let Err(Failure::Fetch(e)) = &result else {
-                return result;
-            };
-            if !e.is_retryable() || attempt >= self.policy.retry.max_attempts {
-                return result;
+            let mut retry = Vec::new();
+            let mut wait = None::<Duration>;
+            for (pair, result) in answers.into_iter().flatten() {
+                if let Err(Failure::Fetch(e)) = &result
+                    && e.is_retryable()
+                {
+                    let after = e.retry_after().unwrap_or(self.policy.retry.backoff);
+                    wait = Some(wait.map_or(after, |w| w.max(after)));
+                    retry.push(pair.clone());
+                }
+                results.insert(pair, result);
             }
-            let wait = e.retry_after().unwrap_or(self.policy.retry.backoff);
-            if Instant::now() + wait >= deadline || !self.retry_budget.withdraw() {
-                return result;
+            let Some(wait) = wait else {
+                return results;
+            };
+            if attempt >= self.policy.retry.max_attempts
+                || Instant::now() + wait >= deadline
+                || !self.retry_budget.withdraw()
+            {
+                return results;
             }
             tokio::time::sleep(wait).await;
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
             instruments().retries.add(1, &[self.source_label()]);
             attempt += 1;
+            pending = retry;
         }
     }
 
-    /// One attempt, hedged once it outlives the live latency percentile.
+    /// One request, hedged once it outlives the live latency percentile; a
+    /// result for every pair of the request.
     async fn hedged(
         &self,
-        local_id: &str,
-        section: &str,
+        request: Vec<Pair>,
         deadline: Instant,
         kind: &'static str,
-    ) -> Result<Fetched, Failure> {
+    ) -> PairResults {
+        match self.hedged_call(&request, deadline, kind).await {
+            Ok(results) => results,
+            Err(failure) => every(&request, &failure),
+        }
+    }
+
+    async fn hedged_call(
+        &self,
+        request: &[Pair],
+        deadline: Instant,
+        kind: &'static str,
+    ) -> Result<PairResults, Failure> {
         let hedge = &self.policy.hedge;
         self.hedge_budget.deposit();
         let delay = hedge
@@ -311,7 +340,7 @@ impl Source {
             .then(|| self.latency.quantile(hedge.percentile, hedge.min_samples))
             .flatten()
             .map(|d| d.max(hedge.min_delay));
-        let primary = self.attempt(local_id, section, deadline, kind);
+        let primary = self.attempt(request, deadline, kind);
         let Some(delay) = delay.filter(|d| Instant::now() + *d < deadline) else {
             return primary.await;
         };
@@ -328,9 +357,9 @@ impl Source {
         instruments()
             .hedges
             .add(1, &[self.source_label(), KeyValue::new("result", "sent")]);
-        let mut hedge = std::pin::pin!(self.attempt(local_id, section, deadline, "hedge").fuse());
-        // The first success wins and the other call is dropped (cancelled); a
-        // failure waits for the other call.
+        let mut hedge = std::pin::pin!(self.attempt(request, deadline, "hedge").fuse());
+        // The first answer wins and the other call is dropped (cancelled); a
+        // failed call waits for the other one.
         tokio::select! {
             result = &mut primary => match result {
                 Ok(ok) => Ok(ok),
@@ -343,7 +372,7 @@ impl Source {
         }
     }
 
-    fn won(&self, result: Result<Fetched, Failure>) -> Result<Fetched, Failure> {
+    fn won(&self, result: Result<PairResults, Failure>) -> Result<PairResults, Failure> {
         if result.is_ok() {
             self.stats.hedges_won.fetch_add(1, Ordering::Relaxed);
             instruments()
@@ -354,14 +383,13 @@ impl Source {
     }
 
     /// One call to the adapter: a concurrency slot, then the call, both within
-    /// the deadline.
+    /// the deadline. `Err` when the call as a whole failed.
     async fn attempt(
         &self,
-        local_id: &str,
-        section: &str,
+        request: &[Pair],
         deadline: Instant,
         kind: &'static str,
-    ) -> Result<Fetched, Failure> {
+    ) -> Result<PairResults, Failure> {
         let span = tracing::info_span!(
             target: "tessera::view",
             span::ADAPTER_ATTEMPT,
@@ -372,11 +400,15 @@ impl Source {
         );
         let start = Instant::now();
         let result = self
-            .attempt_inner(local_id, section, deadline)
+            .attempt_inner(request, deadline)
             .instrument(span.clone())
             .await;
-        let outcome = match &result {
-            Ok(_) => "ok",
+        let outcome = match result
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|r| all_failed(r).map_or(Ok(()), |f| Err(f.clone())))
+        {
+            Ok(()) => "ok",
             Err(failure) => {
                 span.record("error.type", failure.kind());
                 span.record("otel.status_code", "ERROR");
@@ -385,54 +417,55 @@ impl Source {
         };
         instruments().attempt_duration.record(
             start.elapsed().as_secs_f64(),
-            &[
-                self.source_label(),
-                KeyValue::new("section", section.to_owned()),
-                KeyValue::new("outcome", outcome),
-            ],
+            &[self.source_label(), KeyValue::new("outcome", outcome)],
         );
         result
     }
 
     async fn attempt_inner(
         &self,
-        local_id: &str,
-        section: &str,
+        request: &[Pair],
         deadline: Instant,
-    ) -> Result<Fetched, Failure> {
+    ) -> Result<PairResults, Failure> {
         let Ok(Ok(_permit)) = tokio::time::timeout_at(deadline, self.limit.acquire()).await else {
             return Err(Failure::Timeout);
         };
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
         let start = Instant::now();
-        let request = FetchRequest::one(local_id, section, deadline);
-        let result = match tokio::time::timeout_at(deadline, self.adapter.fetch(request)).await {
+        let fetch = batch::fetch_request(request, deadline);
+        let result = match tokio::time::timeout_at(deadline, self.adapter.fetch(fetch)).await {
             Err(_) => Err(Failure::Timeout),
             Ok(Err(e)) => Err(Failure::from_fetch(e)),
-            Ok(Ok(results)) => results
-                .into_iter()
-                .find(|r| r.local_id == local_id && r.section == section)
-                .ok_or_else(|| {
-                    Failure::Fetch(FetchError::Malformed {
-                        message: "the adapter returned no result for the pair".to_owned(),
-                    })
-                })
-                .and_then(|r| match r.records {
-                    Ok(records) => Ok(Fetched {
-                        records: records.into(),
-                        skipped_malformed: r.skipped_malformed,
-                    }),
-                    Err(e) => Err(Failure::from_fetch(e)),
-                }),
+            Ok(Ok(results)) => Ok(batch::by_pair(request, results)),
         };
-        let failed = result
-            .as_ref()
-            .err()
-            .is_some_and(Failure::is_source_failure);
+        let failed = match &result {
+            Err(failure) => failure.is_source_failure(),
+            Ok(results) => all_failed(results).is_some_and(Failure::is_source_failure),
+        };
         self.breaker.record(failed);
         if !failed {
             self.latency.record(start.elapsed());
         }
         result
     }
+}
+
+/// The same failure for every pair.
+fn every(pairs: &[Pair], failure: &Failure) -> PairResults {
+    pairs
+        .iter()
+        .map(|pair| (pair.clone(), Err(failure.clone())))
+        .collect()
+}
+
+/// The first failure when no pair was served.
+fn all_failed(results: &PairResults) -> Option<&Failure> {
+    let mut first = None;
+    for result in results.values() {
+        match result {
+            Ok(_) => return None,
+            Err(failure) => first = first.or(Some(failure)),
+        }
+    }
+    first
 }

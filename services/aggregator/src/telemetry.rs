@@ -2,7 +2,7 @@
 //!
 //! Spans (target `tessera::view`), one per step of a view: `identity.resolve`,
 //! `view.section` per (source, section), `cache.lookup` per (source, local ID,
-//! section) with its result, `adapter.call` per call to a source (what the
+//! section) with its result, `adapter.call` per batch call to a source (what the
 //! cache waits for) and `adapter.attempt` per attempt inside it (the first, each
 //! retry and each hedge), then `view.assemble`. Attributes name sources and
 //! sections (from the config) and outcomes from fixed sets; never a local ID, a
@@ -61,8 +61,8 @@ const DURATION_BUCKETS: [f64; 16] = [
 
 /// The aggregator's instruments.
 pub(crate) struct Instruments {
-    /// `tessera.adapter.call.duration` (s): each attempt, by source, section
-    /// and outcome.
+    /// `tessera.adapter.call.duration` (s): each attempt, by source and
+    /// outcome (an attempt is one batch call, over any number of sections).
     pub(crate) attempt_duration: Histogram<f64>,
     /// `tessera.adapter.retries`: retries sent, by source.
     pub(crate) retries: Counter<u64>,

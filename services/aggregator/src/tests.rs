@@ -16,6 +16,8 @@ use tokio::time::Instant;
 
 use crate::*;
 
+mod batch;
+
 const MS: Duration = Duration::from_millis(1);
 
 /// Identities from a fixed table: master `m1` has one record per system
@@ -182,6 +184,8 @@ async fn a_thousand_concurrent_cold_requests_make_one_fetch_per_key() {
         vec![4, 1, 2, 1],
         "one fetch per (adapter, local ID, section)"
     );
+    let calls: Vec<u64> = stats.iter().map(|s| s.calls()).collect();
+    assert_eq!(calls, vec![1, 1, 1, 1], "one call per source");
     let cache = agg.cache_stats();
     assert_eq!(cache.misses(), 8);
     assert_eq!(cache.misses() + cache.coalesced() + cache.hits(), 8 * 1000);
@@ -594,17 +598,17 @@ async fn a_caller_going_away_cancels_its_calls() {
 
 #[tokio::test(start_paused = true)]
 async fn calls_beyond_a_sources_concurrency_limit_wait_for_a_slot() {
-    let adapter = Arc::new(
-        FakeAdapter::new(FakeConfig::new("ehr", &["encounters"], 10 * MS)).expect("valid"),
-    );
     let policy = SourcePolicy {
         max_concurrency: 2,
         ..SourcePolicy::default()
     };
-    let built = BuiltAdapter {
-        health: adapter.clone(),
-        adapter: adapter.clone(),
-    };
+    // One call per local ID: ten calls for the limit to queue.
+    let (source, _stats) = batch::capped(
+        FakeConfig::new("ehr", &["encounters"], 10 * MS),
+        false,
+        0,
+        policy,
+    );
     let records: Vec<(String, String)> = (0..10)
         .map(|i| ("ehr".to_owned(), format!("E{i}")))
         .collect();
@@ -612,7 +616,7 @@ async fn calls_beyond_a_sources_concurrency_limit_wait_for_a_slot() {
         .iter()
         .map(|(s, l)| (s.as_str(), l.as_str()))
         .collect();
-    let agg = aggregator(vec![Source::new("ehr", built, policy)], table(&pairs));
+    let agg = aggregator(vec![source], table(&pairs));
     let start = Instant::now();
     let view = agg
         .view(request(&agg, Duration::from_secs(1)))

@@ -1,23 +1,27 @@
-//! The aggregator: resolve, plan, fan out, assemble.
+//! The aggregator and its view types: resolve the subject, then plan
+//! ([`crate::plan`]), fan out ([`crate::fanout`]) and assemble
+//! ([`crate::assemble`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use futures_util::stream::{BoxStream, FuturesUnordered};
-use futures_util::{FutureExt, StreamExt};
-use opentelemetry::KeyValue;
-use tessera_adapter_core::{FetchError, Record};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use tessera_adapter_core::Record;
 use thiserror::Error;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::assemble::assemble;
+pub use crate::assemble::summarize;
 use crate::authz::{Authorizer, Caller, Purpose};
-use crate::cache::{CacheStats, Entry, Key, SectionCache};
+use crate::cache::{CacheStats, Key, SectionCache};
+use crate::fanout::fan_out;
 use crate::policy::ViewPolicy;
-use crate::source::{Failure, Source};
-use crate::telemetry::{instruments, section_label, span};
+use crate::source::Source;
+use crate::telemetry::span;
 
 /// Whose view.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -255,13 +259,14 @@ pub struct Aggregator {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    sources: Vec<Arc<Source>>,
+/// The aggregator's state, shared by its clones and the views in flight.
+pub(crate) struct Inner {
+    pub(crate) sources: Vec<Arc<Source>>,
     /// Every section some source serves.
-    known_sections: BTreeSet<String>,
-    cache: Arc<SectionCache>,
+    pub(crate) known_sections: BTreeSet<String>,
+    pub(crate) cache: Arc<SectionCache>,
     identity: Arc<dyn IdentityLookup>,
-    authorizer: Arc<dyn Authorizer>,
+    pub(crate) authorizer: Arc<dyn Authorizer>,
     policy: ViewPolicy,
 }
 
@@ -271,20 +276,6 @@ impl std::fmt::Debug for Aggregator {
             .field("sources", &self.inner.sources)
             .finish_non_exhaustive()
     }
-}
-
-/// One planned (source, section) over the source's local IDs.
-struct Task {
-    source: usize,
-    section: Arc<str>,
-    local_ids: Vec<Arc<str>>,
-}
-
-/// One pair's result.
-struct PairOutcome {
-    records: Vec<ViewRecord>,
-    state: SourceState,
-    message: String,
 }
 
 impl Aggregator {
@@ -383,88 +374,13 @@ impl Aggregator {
             resolve.record("tessera.master_id", identities.master.as_str());
         }
         drop(resolve);
-        let (tasks, denied) = self.plan(&identities, &request)?;
-        let chunks: FuturesUnordered<_> = tasks
-            .into_iter()
-            .map(|task| {
-                let inner = self.inner.clone();
-                let section = tracing::info_span!(
-                    target: "tessera::view",
-                    span::SECTION,
-                    tessera.source = inner.sources[task.source].name(),
-                    tessera.section = &*task.section,
-                    tessera.state = tracing::field::Empty,
-                    tessera.records = tracing::field::Empty,
-                );
-                run(inner, task, request.deadline, request.max_staleness)
-                    .instrument(section)
-                    .boxed()
-            })
-            .collect();
+        let (plans, denied) = crate::plan::plan(&self.inner, &identities, &request)?;
+        let chunks = fan_out(&self.inner, plans, request.deadline, request.max_staleness);
         Ok(ViewStream {
             identities,
             denied,
-            chunks: chunks.boxed(),
+            chunks,
         })
-    }
-
-    /// Plans the calls: requested sections the caller may see, from the
-    /// sources that serve them, for the master's local IDs in their systems.
-    fn plan(
-        &self,
-        identities: &Identities,
-        request: &ViewRequest,
-    ) -> Result<(Vec<Task>, Vec<SourceOutcome>), ViewError> {
-        for (index, section) in request.sections.iter().enumerate() {
-            if !self.inner.known_sections.contains(section) {
-                return Err(ViewError::UnknownSection {
-                    section: section.clone(),
-                    index,
-                });
-            }
-        }
-        let wanted = |section: &str| {
-            request.sections.is_empty() || request.sections.iter().any(|s| s == section)
-        };
-        let (mut tasks, mut denied) = (Vec::new(), Vec::new());
-        for (index, source) in self.inner.sources.iter().enumerate() {
-            let local_ids: Vec<Arc<str>> = identities
-                .records
-                .iter()
-                .filter(|r| r.system == source.system())
-                .map(|r| Arc::from(r.local_id.as_str()))
-                .collect();
-            if local_ids.is_empty() {
-                continue;
-            }
-            for section in source.sections().filter(|s| wanted(s)) {
-                if self.inner.authorizer.allows(
-                    &request.caller,
-                    request.purpose,
-                    source.name(),
-                    section,
-                ) {
-                    tasks.push(Task {
-                        source: index,
-                        section: Arc::from(section),
-                        local_ids: local_ids.clone(),
-                    });
-                } else {
-                    denied.push(SourceOutcome {
-                        source: source.name().to_owned(),
-                        section: section.to_owned(),
-                        state: SourceState::Denied,
-                        message: "not allowed for this caller and purpose".to_owned(),
-                        record_count: 0,
-                        latency: Duration::ZERO,
-                    });
-                }
-            }
-        }
-        if tasks.is_empty() && !denied.is_empty() {
-            return Err(ViewError::AllDenied);
-        }
-        Ok((tasks, denied))
     }
 
     /// Drops the cached records of one source record, in every section.
@@ -519,261 +435,3 @@ impl Aggregator {
 #[derive(Debug, Clone, Error)]
 #[error("two sources are named {0:?}")]
 pub struct DuplicateSource(pub String);
-
-/// Runs one task: every local ID of the source for the section, concurrently.
-async fn run(
-    inner: Arc<Inner>,
-    task: Task,
-    deadline: Instant,
-    max_staleness: Option<Duration>,
-) -> SectionChunk {
-    let start = Instant::now();
-    let source = &inner.sources[task.source];
-    let pairs = task.local_ids.iter().map(|local_id| {
-        pair(
-            &inner,
-            Key {
-                source: task.source,
-                local_id: local_id.clone(),
-                section: task.section.clone(),
-            },
-            deadline,
-            max_staleness,
-        )
-    });
-    let outcomes = futures_util::future::join_all(pairs).await;
-    let worst = outcomes
-        .iter()
-        .max_by_key(|o| o.state)
-        .map(|o| (o.state, o.message.clone()))
-        .unwrap_or((SourceState::Ok, String::new()));
-    let records: Vec<ViewRecord> = outcomes.into_iter().flat_map(|o| o.records).collect();
-    let current = tracing::Span::current();
-    current.record("tessera.state", worst.0.name());
-    current.record("tessera.records", records.len());
-    if worst.0.is_unreachable() {
-        instruments().unreachable.add(
-            1,
-            &[
-                source.source_label(),
-                KeyValue::new("status", worst.0.name()),
-            ],
-        );
-    }
-    SectionChunk {
-        section: task.section.to_string(),
-        source: source.name().to_owned(),
-        status: SourceOutcome {
-            source: source.name().to_owned(),
-            section: task.section.to_string(),
-            state: worst.0,
-            message: worst.1,
-            record_count: records.len(),
-            latency: start.elapsed(),
-        },
-        records,
-    }
-}
-
-/// One (source, local ID, section): the cache, or one coalesced fetch.
-async fn pair(
-    inner: &Arc<Inner>,
-    key: Key,
-    deadline: Instant,
-    max_staleness: Option<Duration>,
-) -> PairOutcome {
-    let source = &inner.sources[key.source];
-    let lookup = tracing::info_span!(
-        target: "tessera::view",
-        span::CACHE_LOOKUP,
-        tessera.source = source.name(),
-        tessera.section = &*key.section,
-        tessera.cache.result = tracing::field::Empty,
-    );
-    let labels = [source.source_label(), section_label(&key.section)];
-    let (outcome, result) = lookup_or_fetch(inner, key, deadline, max_staleness)
-        .instrument(lookup.clone())
-        .await;
-    lookup.record("tessera.cache.result", result);
-    let [source_label, section_label] = labels;
-    instruments().cache_lookups.add(
-        1,
-        &[source_label, section_label, KeyValue::new("result", result)],
-    );
-    outcome
-}
-
-/// The cache, or a fetch (started or joined); the outcome and the lookup's
-/// result word (`hit`, `miss`, `coalesced`, `stale`).
-async fn lookup_or_fetch(
-    inner: &Arc<Inner>,
-    key: Key,
-    deadline: Instant,
-    max_staleness: Option<Duration>,
-) -> (PairOutcome, &'static str) {
-    let source = &inner.sources[key.source];
-    let ttl = source.ttl(&key.section);
-    let fresh_for = max_staleness.filter(|d| !d.is_zero()).unwrap_or(ttl);
-    let cached = inner.cache.get(&key).await;
-    if let Some(entry) = cached.as_ref().filter(|e| e.age() <= fresh_for) {
-        inner.cache.hit();
-        let outcome = served(source, &key, entry, true, SourceState::Ok, String::new());
-        return (outcome, "hit");
-    }
-    let keep_for = ttl + source.stale_if_error();
-    let mut result = "miss";
-    let failure = loop {
-        let (shared, joined) = inner.cache.fetch(&key, || {
-            let (source, key) = (source.clone(), key.clone());
-            async move {
-                let fetched = source.fetch(&key.local_id, &key.section, deadline).await?;
-                Ok(Entry::new(fetched, keep_for))
-            }
-            .boxed()
-        });
-        if joined {
-            result = "coalesced";
-        }
-        match tokio::time::timeout_at(deadline, shared).await {
-            Ok(Ok(entry)) => {
-                let outcome = served(source, &key, &entry, false, SourceState::Ok, String::new());
-                return (outcome, result);
-            }
-            // A fetch joined from a caller with an earlier deadline timed out:
-            // start one with ours if there is time left.
-            Ok(Err(Failure::Timeout)) if Instant::now() < deadline => continue,
-            Ok(Err(failure)) => break failure,
-            Err(_) => break Failure::Timeout,
-        }
-    };
-    let message = describe(&failure);
-    if let Some(entry) = &cached {
-        let outcome = served(
-            source,
-            &key,
-            entry,
-            true,
-            SourceState::Stale,
-            format!("served from cache: {message}"),
-        );
-        return (outcome, "stale");
-    }
-    let state = match failure {
-        Failure::Timeout => SourceState::Timeout,
-        Failure::CircuitOpen => SourceState::CircuitOpen,
-        Failure::Fetch(FetchError::NotFound) => SourceState::Ok,
-        Failure::Fetch(_) => SourceState::Unavailable,
-    };
-    let outcome = PairOutcome {
-        records: Vec::new(),
-        state,
-        message,
-    };
-    (outcome, result)
-}
-
-fn describe(failure: &Failure) -> String {
-    match failure {
-        Failure::Timeout => "no answer within the deadline".to_owned(),
-        Failure::CircuitOpen => "circuit breaker open".to_owned(),
-        Failure::Fetch(e) => e.to_string(),
-    }
-}
-
-fn served(
-    source: &Source,
-    key: &Key,
-    entry: &Entry,
-    cache_hit: bool,
-    state: SourceState,
-    message: String,
-) -> PairOutcome {
-    let age = entry.age();
-    let source_record = SourceRef {
-        system: source.system().to_owned(),
-        local_id: key.local_id.to_string(),
-    };
-    let media_type = source.media_type(&key.section).to_owned();
-    let records = entry
-        .records
-        .iter()
-        .map(|record| ViewRecord {
-            record: record.clone(),
-            media_type: media_type.clone(),
-            source: source.name().to_owned(),
-            source_record: source_record.clone(),
-            fetched_at: entry.fetched_at,
-            cache_hit,
-            age,
-        })
-        .collect();
-    let message = if message.is_empty() && entry.skipped_malformed > 0 {
-        format!("{} malformed records skipped", entry.skipped_malformed)
-    } else {
-        message
-    };
-    PairOutcome {
-        records,
-        state,
-        message,
-    }
-}
-
-/// Assembles chunks into a view, in the planned order.
-fn assemble(
-    identities: Identities,
-    denied: Vec<SourceOutcome>,
-    mut chunks: Vec<SectionChunk>,
-    sources: &[Arc<Source>],
-) -> Result<View, ViewError> {
-    let order = |name: &str| sources.iter().position(|s| s.name() == name);
-    chunks.sort_by(|a, b| (order(&a.source), &a.section).cmp(&(order(&b.source), &b.section)));
-    let any_served = chunks
-        .iter()
-        .any(|c| matches!(c.status.state, SourceState::Ok | SourceState::Stale));
-    if !chunks.is_empty() && !any_served {
-        return Err(ViewError::AllFailed {
-            statuses: chunks.into_iter().map(|c| c.status).collect(),
-        });
-    }
-    let mut sections: BTreeMap<String, Vec<ViewRecord>> = BTreeMap::new();
-    let mut statuses = Vec::with_capacity(chunks.len() + denied.len());
-    let mut unreachable: Vec<String> = Vec::new();
-    for chunk in chunks {
-        if chunk.status.state.is_unreachable() && !unreachable.contains(&chunk.source) {
-            unreachable.push(chunk.source.clone());
-        }
-        // A section appears when a source answered it, even with no records
-        // (the person has none); not when its only source failed.
-        if matches!(chunk.status.state, SourceState::Ok | SourceState::Stale) {
-            sections
-                .entry(chunk.section)
-                .or_default()
-                .extend(chunk.records);
-        }
-        statuses.push(chunk.status);
-    }
-    statuses.extend(denied);
-    Ok(View {
-        identities,
-        sections,
-        statuses,
-        unreachable,
-        assembled_at: SystemTime::now(),
-    })
-}
-
-/// Folds a stream's chunks into the closing summary: statuses and unreachable.
-pub fn summarize(
-    chunks: &[SourceOutcome],
-    denied: &[SourceOutcome],
-) -> (Vec<SourceOutcome>, Vec<String>) {
-    let mut unreachable: Vec<String> = Vec::new();
-    for status in chunks {
-        if status.state.is_unreachable() && !unreachable.contains(&status.source) {
-            unreachable.push(status.source.clone());
-        }
-    }
-    let statuses = chunks.iter().chain(denied).cloned().collect();
-    (statuses, unreachable)
-}

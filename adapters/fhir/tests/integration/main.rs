@@ -6,6 +6,7 @@
 //! (fhir-sdk, reqwest and hyper included); each test ends by asserting that no
 //! seeded name, birth date or MRN appears in it.
 
+mod batch;
 mod faults;
 mod logs;
 mod medplum;

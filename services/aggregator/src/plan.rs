@@ -1,0 +1,79 @@
+//! The planner: which source serves which requested section for which of the
+//! subject's local IDs, and which (source, section) pairs the caller may not
+//! see (those sources are never called for them).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::view::{Identities, Inner, SourceOutcome, SourceState, ViewError, ViewRequest};
+
+/// What one source is asked for in a view: its sections the caller may see,
+/// for the subject's local IDs in its system.
+pub(crate) struct SourcePlan {
+    /// The source's index in the aggregator.
+    pub(crate) source: usize,
+    pub(crate) local_ids: Vec<Arc<str>>,
+    pub(crate) sections: Vec<Arc<str>>,
+}
+
+/// Plans a view: requested sections the caller may see, from the sources that
+/// serve them, for the master's local IDs in their systems; and the denied
+/// (source, section) pairs.
+pub(crate) fn plan(
+    inner: &Inner,
+    identities: &Identities,
+    request: &ViewRequest,
+) -> Result<(Vec<SourcePlan>, Vec<SourceOutcome>), ViewError> {
+    for (index, section) in request.sections.iter().enumerate() {
+        if !inner.known_sections.contains(section) {
+            return Err(ViewError::UnknownSection {
+                section: section.clone(),
+                index,
+            });
+        }
+    }
+    let wanted = |section: &str| {
+        request.sections.is_empty() || request.sections.iter().any(|s| s == section)
+    };
+    let (mut plans, mut denied) = (Vec::new(), Vec::new());
+    for (index, source) in inner.sources.iter().enumerate() {
+        let local_ids: Vec<Arc<str>> = identities
+            .records
+            .iter()
+            .filter(|r| r.system == source.system())
+            .map(|r| Arc::from(r.local_id.as_str()))
+            .collect();
+        if local_ids.is_empty() {
+            continue;
+        }
+        let mut sections = Vec::new();
+        for section in source.sections().filter(|s| wanted(s)) {
+            if inner
+                .authorizer
+                .allows(&request.caller, request.purpose, source.name(), section)
+            {
+                sections.push(Arc::from(section));
+            } else {
+                denied.push(SourceOutcome {
+                    source: source.name().to_owned(),
+                    section: section.to_owned(),
+                    state: SourceState::Denied,
+                    message: "not allowed for this caller and purpose".to_owned(),
+                    record_count: 0,
+                    latency: Duration::ZERO,
+                });
+            }
+        }
+        if !sections.is_empty() {
+            plans.push(SourcePlan {
+                source: index,
+                local_ids,
+                sections,
+            });
+        }
+    }
+    if plans.is_empty() && !denied.is_empty() {
+        return Err(ViewError::AllDenied);
+    }
+    Ok((plans, denied))
+}

@@ -27,7 +27,10 @@ struct Canonical<'a> {
 }
 
 /// Builds the line (without newline) for `record` after a line hashing to `prev_hash`.
-pub(crate) fn make_line(prev_hash: &str, record: &AuditRecord) -> Result<String, serde_json::Error> {
+pub(crate) fn make_line(
+    prev_hash: &str,
+    record: &AuditRecord,
+) -> Result<String, serde_json::Error> {
     let canonical = serde_json::to_string(&Canonical { prev_hash, record })?;
     let hash = sha256_hex(canonical.as_bytes());
     let body = &canonical[..canonical.len() - 1];
@@ -41,10 +44,17 @@ pub(crate) fn check_line(
     sequence: u64,
     line_no: u64,
 ) -> Result<(), VerifyError> {
-    let broken = |what| VerifyError::Broken { line: line_no, sequence, what };
+    let broken = |what| VerifyError::Broken {
+        line: line_no,
+        sequence,
+        what,
+    };
     // `,"hash":"` + 64 hex + `"}` = 9 + 64 + 2 bytes.
     const TAIL: usize = 75;
-    if line.len() < TAIL || !line.ends_with(b"\"}") || &line[line.len() - TAIL..line.len() - 66] != b",\"hash\":\"" {
+    if line.len() < TAIL
+        || !line.ends_with(b"\"}")
+        || &line[line.len() - TAIL..line.len() - 66] != b",\"hash\":\""
+    {
         return Err(broken("malformed line"));
     }
     let stored = &line[line.len() - 66..line.len() - 2];
@@ -58,7 +68,8 @@ pub(crate) fn check_line(
         prev_hash: String,
         record: AuditRecord,
     }
-    let parsed: Parsed = serde_json::from_slice(&canonical).map_err(|_| broken("malformed line"))?;
+    let parsed: Parsed =
+        serde_json::from_slice(&canonical).map_err(|_| broken("malformed line"))?;
     if parsed.prev_hash != prev_hash {
         return Err(broken("link to previous line broken"));
     }
@@ -76,14 +87,21 @@ pub(crate) fn verify_bytes(data: &[u8]) -> Result<VerifyReport, VerifyError> {
     while !rest.is_empty() {
         n += 1;
         let Some(end) = rest.iter().position(|&b| b == b'\n') else {
-            return Err(VerifyError::Broken { line: n, sequence: n, what: "truncated line" });
+            return Err(VerifyError::Broken {
+                line: n,
+                sequence: n,
+                what: "truncated line",
+            });
         };
         let line = &rest[..end];
         check_line(line, &prev, n, n)?;
         prev = sha256_hex(line);
         rest = &rest[end + 1..];
     }
-    Ok(VerifyReport { records: n, head_hash: prev })
+    Ok(VerifyReport {
+        records: n,
+        head_hash: prev,
+    })
 }
 
 /// Verifies the JSONL trail at `path`: every hash, link and sequence number; names the first

@@ -18,13 +18,19 @@ fn action(rpc: &str) -> &'static str {
 }
 
 fn event(r: &AuditRecord) -> Value {
-    let outcome = if r.outcome == "ok" { "0" } else if r.outcome == "PERMISSION_DENIED" || r.outcome == "UNAUTHENTICATED" { "4" } else { "8" };
+    let outcome = if r.outcome == "ok" {
+        "0"
+    } else if r.outcome == "PERMISSION_DENIED" || r.outcome == "UNAUTHENTICATED" {
+        "4"
+    } else {
+        "8"
+    };
     let pou = json!([{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": r.purpose_of_use }] }]);
     let mut agent_pou = pou.clone();
-    if r.break_glass {
-        if let Some(a) = agent_pou.as_array_mut() {
-            a.push(json!({ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "BTG" }], "text": r.break_glass_reason }));
-        }
+    if r.break_glass
+        && let Some(a) = agent_pou.as_array_mut()
+    {
+        a.push(json!({ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "BTG" }], "text": r.break_glass_reason }));
     }
     let mut agents = vec![json!({
         "type": { "coding": [{ "system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110150", "display": "Application" }] },
@@ -75,7 +81,10 @@ fn event(r: &AuditRecord) -> Value {
 
 /// FHIR R4 `AuditEvent`s shaped like IHE BALP, in a `Bundle` of type `collection`.
 pub fn export_fhir(records: &[AuditRecord]) -> Value {
-    let entries: Vec<Value> = records.iter().map(|r| json!({ "resource": event(r) })).collect();
+    let entries: Vec<Value> = records
+        .iter()
+        .map(|r| json!({ "resource": event(r) }))
+        .collect();
     json!({ "resourceType": "Bundle", "type": "collection", "entry": entries })
 }
 

@@ -1,6 +1,6 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -104,7 +104,10 @@ impl Writer {
         let io = |e: std::io::Error| e.kind().to_string();
         if self.file.is_none() {
             // Reopen without creating: a vanished trail must not restart at genesis.
-            let f = OpenOptions::new().write(true).open(&self.path).map_err(io)?;
+            let f = OpenOptions::new()
+                .append(true)
+                .open(&self.path)
+                .map_err(io)?;
             f.set_len(self.good_len).map_err(io)?;
             self.file = Some(f);
         }
@@ -120,6 +123,12 @@ impl Writer {
             seq += 1;
         }
         let file = self.file.as_mut().ok_or_else(|| "closed".to_owned())?;
+        // Writing to a trail that was deleted or moved away would "succeed" and be lost.
+        let here = std::fs::metadata(&self.path).map_err(io)?;
+        let open = file.metadata().map_err(io)?;
+        if (here.dev(), here.ino()) != (open.dev(), open.ino()) {
+            return Err("trail file replaced".to_owned());
+        }
         if let Err(e) = file.write_all(&buf).and_then(|()| file.sync_data()) {
             // Drop any partial write on the next reopen.
             return Err(io(e));

@@ -29,6 +29,7 @@ mod error;
 mod fhir;
 mod jsonl;
 mod memory;
+mod postgres;
 mod record;
 
 pub use chain::{GENESIS_HASH, VerifyReport, verify};
@@ -36,6 +37,7 @@ pub use error::{AuditError, VerifyError};
 pub use fhir::{export_fhir, export_fhir_ndjson};
 pub use jsonl::JsonlSink;
 pub use memory::MemorySink;
+pub use postgres::PostgresSink;
 pub use record::{AuditRecord, AuthMethod, Withheld};
 
 /// Where audit records go.

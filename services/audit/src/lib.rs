@@ -15,7 +15,10 @@
 //! the line with its trailing `,"hash":"H"` removed, that is `{"prev_hash":P,"record":R}`, and
 //! `H` is the lowercase hex SHA-256 of the canonical form's bytes. Sequence numbers start at 1
 //! and grow by one per line. [`verify`] recomputes every hash, link and sequence number and
-//! names the first broken line.
+//! names the first broken line. Deleting the last line(s) leaves a valid shorter chain: keep
+//! [`VerifyReport::head_hash`] elsewhere to detect that. [`PostgresSink`] keeps the same chain
+//! in table `tessera_audit` (`hash` there is the SHA-256 of the row's JSONL line), guarded by
+//! triggers that raise on UPDATE, DELETE and TRUNCATE.
 //!
 //! # Durability and the fail-closed contract
 //! [`AuditSink::append`] returns `Ok` only once the record is durable (for the JSONL sink:

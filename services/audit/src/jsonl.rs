@@ -1,0 +1,153 @@
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::chain::{make_line, sha256_hex, verify_bytes};
+use crate::{AuditError, AuditRecord, AuditSink};
+
+type Job = (AuditRecord, oneshot::Sender<Result<(), AuditError>>);
+
+/// An append-only, hash-chained JSONL file with group commit: one writer thread batches
+/// concurrent appends and `fdatasync`s them together.
+#[derive(Debug, Clone)]
+pub struct JsonlSink {
+    tx: mpsc::UnboundedSender<Job>,
+    healthy: Arc<AtomicBool>,
+}
+
+struct Writer {
+    path: PathBuf,
+    file: Option<File>,
+    good_len: u64,
+    head: String,
+    next_seq: u64,
+    healthy: Arc<AtomicBool>,
+}
+
+fn unavailable(e: std::io::Error) -> AuditError {
+    AuditError::Unavailable(e.kind().to_string())
+}
+
+impl JsonlSink {
+    /// Opens (or creates, mode 0600; its directory 0700) the trail at `path`, verifying the
+    /// existing lines to continue the chain. Refuses a trail that fails verification.
+    pub fn open(path: &Path) -> Result<Self, AuditError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(unavailable)?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(unavailable)?;
+        let data = std::fs::read(path).map_err(unavailable)?;
+        let report = verify_bytes(&data)?;
+        let healthy = Arc::new(AtomicBool::new(true));
+        let mut writer = Writer {
+            path: path.to_owned(),
+            file: Some(file),
+            good_len: data.len() as u64,
+            head: report.head_hash,
+            next_seq: report.records + 1,
+            healthy: Arc::clone(&healthy),
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+        std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || {
+                while let Some(first) = rx.blocking_recv() {
+                    let mut batch = vec![first];
+                    while let Ok(job) = rx.try_recv() {
+                        batch.push(job);
+                    }
+                    writer.commit(batch);
+                }
+            })
+            .map_err(unavailable)?;
+        Ok(Self { tx, healthy })
+    }
+
+    /// False after a failed write or fsync, until an append succeeds again.
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::SeqCst)
+    }
+}
+
+impl Writer {
+    fn commit(&mut self, batch: Vec<Job>) {
+        let result = self.write_batch(batch.iter().map(|(r, _)| r.clone()).collect());
+        self.healthy.store(result.is_ok(), Ordering::SeqCst);
+        if result.is_err() {
+            self.file = None;
+        }
+        for (_, reply) in batch {
+            let r = match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(AuditError::Unavailable(e.clone())),
+            };
+            let _ = reply.send(r);
+        }
+    }
+
+    fn write_batch(&mut self, records: Vec<AuditRecord>) -> Result<(), String> {
+        let io = |e: std::io::Error| e.kind().to_string();
+        if self.file.is_none() {
+            // Reopen without creating: a vanished trail must not restart at genesis.
+            let f = OpenOptions::new()
+                .append(true)
+                .open(&self.path)
+                .map_err(io)?;
+            f.set_len(self.good_len).map_err(io)?;
+            self.file = Some(f);
+        }
+        let mut buf = Vec::new();
+        let mut head = self.head.clone();
+        let mut seq = self.next_seq;
+        for mut record in records {
+            record.sequence = seq;
+            let line = make_line(&head, &record).map_err(|_| "serialization".to_owned())?;
+            head = sha256_hex(line.as_bytes());
+            buf.extend_from_slice(line.as_bytes());
+            buf.push(b'\n');
+            seq += 1;
+        }
+        let file = self.file.as_mut().ok_or_else(|| "closed".to_owned())?;
+        // Writing to a trail that was deleted or moved away would "succeed" and be lost.
+        let here = std::fs::metadata(&self.path).map_err(io)?;
+        let open = file.metadata().map_err(io)?;
+        if (here.dev(), here.ino()) != (open.dev(), open.ino()) {
+            return Err("trail file replaced".to_owned());
+        }
+        if let Err(e) = file.write_all(&buf).and_then(|()| file.sync_data()) {
+            // Drop any partial write on the next reopen.
+            return Err(io(e));
+        }
+        self.good_len += buf.len() as u64;
+        self.head = head;
+        self.next_seq = seq;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl AuditSink for JsonlSink {
+    async fn append(&self, record: AuditRecord) -> Result<(), AuditError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send((record, tx))
+            .map_err(|_| AuditError::Unavailable("writer stopped".into()))?;
+        rx.await
+            .map_err(|_| AuditError::Unavailable("writer stopped".into()))?
+    }
+}

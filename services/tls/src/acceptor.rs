@@ -125,6 +125,9 @@ impl TlsAcceptor {
 
 /// What tonic learns about each connection; handlers find it in
 /// `Request::extensions()`, or through [`peer_identity`].
+///
+/// tonic's own `Request::remote_addr()` only knows its built-in connect info types and
+/// returns `None` for this one: use [`TlsConnectInfo::remote_addr`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsConnectInfo {
     local_addr: Option<SocketAddr>,

@@ -2,6 +2,8 @@
 //! permission table covers every RPC of the contract, built from the proto descriptors, and
 //! anything absent from it is refused (deny by default).
 
+pub mod page_token;
+
 use std::collections::BTreeMap;
 
 use prost::Message;

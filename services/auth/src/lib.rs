@@ -3,6 +3,7 @@
 //! anything absent from it is refused (deny by default).
 
 pub mod page_token;
+pub mod policy;
 
 use std::collections::BTreeMap;
 
@@ -45,6 +46,21 @@ pub enum Denied {
     /// The caller's role does not cover the RPC.
     #[error("role does not cover the rpc")]
     RoleTooLow,
+    /// No configured caller matched the credentials.
+    #[error("caller unknown")]
+    CallerUnknown,
+    /// The purpose of use is not granted to the caller.
+    #[error("purpose not granted")]
+    PurposeNotGranted,
+    /// The caller may not break the glass.
+    #[error("break glass not allowed")]
+    BreakGlassNotAllowed,
+    /// Break the glass needs a valid reason.
+    #[error("break glass reason required")]
+    BreakGlassReasonRequired,
+    /// The break-the-glass window closed; cool-down in progress.
+    #[error("break glass expired")]
+    BreakGlassExpired,
 }
 
 impl Denied {
@@ -52,6 +68,11 @@ impl Denied {
     pub fn reason(self) -> &'static str {
         match self {
             Self::RpcNotAllowed | Self::RoleTooLow => "RPC_NOT_ALLOWED",
+            Self::CallerUnknown => "CALLER_UNKNOWN",
+            Self::PurposeNotGranted => "PURPOSE_NOT_GRANTED",
+            Self::BreakGlassNotAllowed => "BREAK_GLASS_NOT_ALLOWED",
+            Self::BreakGlassReasonRequired => "BREAK_GLASS_REASON_REQUIRED",
+            Self::BreakGlassExpired => "BREAK_GLASS_EXPIRED",
         }
     }
 }

@@ -7,6 +7,8 @@
 //! drives it from a tonic client: ResolveRecord for random indexed keys, then
 //! single UpsertSourceRecord calls for new records. It prints one JSON object.
 
+use rand::rngs::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -78,21 +80,9 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// splitmix64: a small, seeded generator for picking keys.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % (n.max(1) as u64)).unwrap_or(0)
-    }
+/// Picks an index below `n` (0 when `n` is 0) from the seeded generator.
+fn below(rng: &mut ChaCha8Rng, n: usize) -> usize {
+    rng.random_range(0..n.max(1))
 }
 
 fn summary(h: &Histogram<u64>, elapsed: Duration) -> serde_json::Value {
@@ -176,7 +166,7 @@ async fn resolver(args: &ResolverBenchArgs) -> anyhow::Result<serde_json::Value>
         .context("cannot connect to the in-process server")?;
     let mut client = IdentityServiceClient::new(channel);
 
-    let mut rng = Rng(args.seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     let resolve = |key: &SourceKey| pb::ResolveRecordRequest {
         source_record: Some(pb::SourceRecordKey {
             system: key.system.clone(),
@@ -185,13 +175,13 @@ async fn resolver(args: &ResolverBenchArgs) -> anyhow::Result<serde_json::Value>
     };
     for _ in 0..500 {
         client
-            .resolve_record(resolve(&indexed[rng.below(indexed.len())].0))
+            .resolve_record(resolve(&indexed[below(&mut rng, indexed.len())].0))
             .await?;
     }
     let mut lookups = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let t = Instant::now();
     for _ in 0..args.lookups {
-        let key = &indexed[rng.below(indexed.len())].0;
+        let key = &indexed[below(&mut rng, indexed.len())].0;
         let call = Instant::now();
         client.resolve_record(resolve(key)).await?;
         lookups.record(

@@ -1,9 +1,10 @@
-//! The end-to-end test harness: builds and starts the real `tessera` binary on
-//! 127.0.0.1 with an OS-chosen port, captures its logs, and stops it with real
+//! The end-to-end test harness: starts the real `tessera` binary (whose path the
+//! caller passes in, from cargo's `CARGO_BIN_EXE_tessera`) on 127.0.0.1 with an OS-chosen port, captures its logs, and stops it with real
 //! signals. [`silos`] starts three real silos for one person (Medplum's FHIR
 //! server, PostgreSQL, the Python example adapter as its own process) for the
 //! adapter kinds' end-to-end tests; [`otlp`] is an OTLP receiver for the telemetry
-//! tests. Tests live in `tests/tests/`; the Python client check in
+//! tests. The tests live in `services/gateway/tests/e2e/` (one test binary, in the
+//! package that owns `tessera`, so cargo builds it first); the Python client check in
 //! `tests/python/`.
 
 pub mod otlp;
@@ -12,7 +13,7 @@ pub mod silos;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -26,38 +27,6 @@ pub fn workspace_root() -> PathBuf {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
-}
-
-/// The `tessera` binary, built once per test process with the same profile as the
-/// tests, so a test never runs a stale binary.
-pub fn tessera_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| build_tessera().unwrap_or_else(|e| panic!("cannot build tessera: {e:#}")))
-}
-
-fn build_tessera() -> anyhow::Result<PathBuf> {
-    let mut cmd = std::process::Command::new(env!("CARGO"));
-    cmd.current_dir(workspace_root()).args([
-        "build",
-        "--package",
-        "tessera-gateway",
-        "--bin",
-        "tessera",
-        "--message-format=json-render-diagnostics",
-    ]);
-    if !cfg!(debug_assertions) {
-        cmd.arg("--release");
-    }
-    let output = cmd.stderr(Stdio::inherit()).output()?;
-    if !output.status.success() {
-        bail!("cargo build failed with {}", output.status);
-    }
-    String::from_utf8(output.stdout)?
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|msg| msg["reason"] == "compiler-artifact" && msg["target"]["name"] == "tessera")
-        .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
-        .context("cargo build reported no `tessera` executable")
 }
 
 /// A running `tessera serve` process.
@@ -76,27 +45,34 @@ pub struct Tessera {
 impl Tessera {
     /// Writes `config_yaml` to a temporary file and starts `tessera serve` with it on
     /// `127.0.0.1:0`, returning once the server has printed its bound address.
-    pub async fn start(config_yaml: &str) -> anyhow::Result<Self> {
-        Self::start_in(tempfile::tempdir()?, config_yaml).await
+    /// `bin` is the `tessera` executable, which the calling test binary gets from
+    /// cargo (`env!("CARGO_BIN_EXE_tessera")`).
+    pub async fn start(bin: &Path, config_yaml: &str) -> anyhow::Result<Self> {
+        Self::start_in(bin, tempfile::tempdir()?, config_yaml).await
     }
 
     /// Like [`Tessera::start`], with the config (and anything it names by a
     /// relative path, such as an embedded store) in `dir`, which the process keeps
     /// alive. Pass the same directory again to restart over the same state.
-    pub async fn start_in(dir: tempfile::TempDir, config_yaml: &str) -> anyhow::Result<Self> {
-        Self::start_with_env(dir, config_yaml, &[]).await
+    pub async fn start_in(
+        bin: &Path,
+        dir: tempfile::TempDir,
+        config_yaml: &str,
+    ) -> anyhow::Result<Self> {
+        Self::start_with_env(bin, dir, config_yaml, &[]).await
     }
 
     /// Like [`Tessera::start_in`], with extra environment variables (such as
     /// `OTEL_*`) for the process.
     pub async fn start_with_env(
+        bin: &Path,
         dir: tempfile::TempDir,
         config_yaml: &str,
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
         let config = dir.path().join("tessera.yaml");
         std::fs::write(&config, config_yaml)?;
-        let mut child = Command::new(tessera_bin())
+        let mut child = Command::new(bin)
             .envs(env.iter().copied())
             .arg("serve")
             .arg("--config")

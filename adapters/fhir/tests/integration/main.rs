@@ -12,4 +12,3 @@ mod logs;
 mod medplum;
 mod seed;
 mod smart;
-mod view;

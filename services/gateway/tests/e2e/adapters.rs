@@ -66,7 +66,7 @@ async fn a_view_combines_fhir_sql_and_python_sections_and_survives_the_python_pr
     .unwrap();
     let config =
         silos.gateway_config("logging:\n  format: json\nview:\n  deadline_reserve: 50ms\n");
-    let tessera = Tessera::start(&config).await.unwrap();
+    let tessera = Tessera::start(crate::tessera_bin(), &config).await.unwrap();
     let channel = tessera.connect().await.unwrap();
     let master = silos::link_person(channel.clone()).await.unwrap();
     let mut views = PatientViewServiceClient::new(channel);

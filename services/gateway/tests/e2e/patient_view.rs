@@ -68,7 +68,7 @@ fn person() -> pb::Demographics {
 
 /// Starts Tessera and files one person under four silos' local IDs.
 async fn start() -> (Tessera, PatientViewServiceClient<Channel>, String) {
-    let tessera = Tessera::start(CONFIG).await.unwrap();
+    let tessera = Tessera::start(crate::tessera_bin(), CONFIG).await.unwrap();
     let channel = tessera.connect().await.unwrap();
     let mut identity = IdentityServiceClient::new(channel.clone());
     let mut master = String::new();
@@ -347,7 +347,7 @@ async fn a_batch_returns_each_subjects_view_or_its_own_error() {
 
 /// Runs `tessera view` against the server and returns (exit code, stdout).
 async fn tessera_view(args: &[&str]) -> (i32, String, String) {
-    let output = tokio::process::Command::new(tessera_e2e::tessera_bin())
+    let output = tokio::process::Command::new(crate::tessera_bin())
         .arg("view")
         .args(args)
         .output()

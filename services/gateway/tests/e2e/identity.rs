@@ -65,7 +65,7 @@ async fn client(tessera: &Tessera) -> IdentityServiceClient<Channel> {
 
 #[tokio::test]
 async fn one_person_in_two_silos_resolves_to_one_master_with_a_golden_record() {
-    let tessera = Tessera::start(CONFIG).await.unwrap();
+    let tessera = Tessera::start(crate::tessera_bin(), CONFIG).await.unwrap();
     let mut identity = client(&tessera).await;
 
     let a = identity
@@ -136,7 +136,7 @@ async fn one_person_in_two_silos_resolves_to_one_master_with_a_golden_record() {
 
 #[tokio::test]
 async fn bad_input_is_invalid_argument_with_field_violations_and_no_patient_data() {
-    let tessera = Tessera::start(CONFIG).await.unwrap();
+    let tessera = Tessera::start(crate::tessera_bin(), CONFIG).await.unwrap();
     let mut identity = client(&tessera).await;
     let mut demographics = maria("(608) 555-0142");
     demographics.birth_date = "23/08/1979".to_owned();
@@ -197,7 +197,7 @@ async fn bad_input_is_invalid_argument_with_field_violations_and_no_patient_data
 
 #[tokio::test]
 async fn a_replayed_request_id_returns_the_first_answer() {
-    let tessera = Tessera::start(CONFIG).await.unwrap();
+    let tessera = Tessera::start(crate::tessera_bin(), CONFIG).await.unwrap();
     let mut identity = client(&tessera).await;
     let first = identity
         .upsert_source_record(upsert("ehr", "MRN-1", maria("608-555-0142"), "7d1c0f0e"))
@@ -233,7 +233,7 @@ async fn a_replayed_request_id_returns_the_first_answer() {
 
 #[tokio::test]
 async fn unmerge_then_restart_keeps_the_masters_and_the_manual_decision() {
-    let tessera = Tessera::start(CONFIG).await.unwrap();
+    let tessera = Tessera::start(crate::tessera_bin(), CONFIG).await.unwrap();
     let mut identity = client(&tessera).await;
     let a = identity
         .upsert_source_record(upsert("ehr", "MRN-1", maria("608-555-0142"), ""))
@@ -258,7 +258,9 @@ async fn unmerge_then_restart_keeps_the_masters_and_the_manual_decision() {
 
     // Restart over the same store: same masters, and the manual decision holds.
     let dir = tessera.stop().await.unwrap();
-    let tessera = Tessera::start_in(dir, CONFIG).await.unwrap();
+    let tessera = Tessera::start_in(crate::tessera_bin(), dir, CONFIG)
+        .await
+        .unwrap();
     let mut identity = client(&tessera).await;
     let again = identity
         .upsert_source_record(upsert("crm", "C-1", maria("608-555-0142"), ""))
@@ -293,7 +295,7 @@ async fn unmerge_then_restart_keeps_the_masters_and_the_manual_decision() {
 
 #[tokio::test]
 async fn merge_link_and_paged_listings_over_grpc() {
-    let tessera = Tessera::start(CONFIG).await.unwrap();
+    let tessera = Tessera::start(crate::tessera_bin(), CONFIG).await.unwrap();
     let mut identity = client(&tessera).await;
     let mut other = maria("312-555-0100");
     other.given_names = vec!["Oskar".to_owned()];

@@ -23,7 +23,7 @@ async fn python_grpcio_client_sees_health_reflection_and_unimplemented() {
         "{} not found: run scripts/test, which installs tests/python/requirements.txt into .venv",
         python.display()
     );
-    let tessera = Tessera::start(&Tessera::minimal_config("5s"))
+    let tessera = Tessera::start(crate::tessera_bin(), &Tessera::minimal_config("5s"))
         .await
         .unwrap();
 

@@ -55,7 +55,7 @@ async fn open_reflection_call(
 
 #[tokio::test]
 async fn sigterm_drains_in_flight_calls_refuses_new_ones_and_exits_zero() {
-    let mut tessera = Tessera::start(&Tessera::minimal_config("20s"))
+    let mut tessera = Tessera::start(crate::tessera_bin(), &Tessera::minimal_config("20s"))
         .await
         .unwrap();
     let channel = tessera.connect().await.unwrap();
@@ -164,7 +164,7 @@ async fn sigterm_drains_in_flight_calls_refuses_new_ones_and_exits_zero() {
 
 #[tokio::test]
 async fn a_call_outliving_the_grace_period_is_cut_off_and_exit_is_zero() {
-    let mut tessera = Tessera::start(&Tessera::minimal_config("1s"))
+    let mut tessera = Tessera::start(crate::tessera_bin(), &Tessera::minimal_config("1s"))
         .await
         .unwrap();
     let channel = tessera.connect().await.unwrap();

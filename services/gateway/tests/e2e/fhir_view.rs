@@ -52,7 +52,7 @@ async fn a_view_of_a_master_linked_to_an_ehr_patient_pages_through_its_observati
     logs::init();
     let server = FhirServer::start().expect("server");
     seed(&server).await;
-    let tessera = Tessera::start(&config(&server.base_url()))
+    let tessera = Tessera::start(crate::tessera_bin(), &config(&server.base_url()))
         .await
         .expect("tessera");
     let channel = tessera.connect().await.expect("channel");

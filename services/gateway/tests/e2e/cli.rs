@@ -5,10 +5,13 @@
 
 use std::process::Command;
 
-use tessera_e2e::{tessera_bin, workspace_root};
+use tessera_e2e::workspace_root;
 
 fn run(args: &[&str]) -> (Option<i32>, String, String) {
-    let output = Command::new(tessera_bin()).args(args).output().unwrap();
+    let output = Command::new(crate::tessera_bin())
+        .args(args)
+        .output()
+        .unwrap();
     (
         output.status.code(),
         String::from_utf8_lossy(&output.stdout).into_owned(),

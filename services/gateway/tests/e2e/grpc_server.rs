@@ -37,7 +37,7 @@ async fn health_of(
 
 #[tokio::test]
 async fn health_is_serving_overall_and_per_service() {
-    let tessera = Tessera::start(&Tessera::minimal_config("5s"))
+    let tessera = Tessera::start(crate::tessera_bin(), &Tessera::minimal_config("5s"))
         .await
         .unwrap();
     let channel = tessera.connect().await.unwrap();
@@ -61,7 +61,7 @@ async fn health_is_serving_overall_and_per_service() {
 
 #[tokio::test]
 async fn reflection_v1_lists_and_describes_the_services() {
-    let tessera = Tessera::start(&Tessera::minimal_config("5s"))
+    let tessera = Tessera::start(crate::tessera_bin(), &Tessera::minimal_config("5s"))
         .await
         .unwrap();
     let mut client =
@@ -108,7 +108,7 @@ async fn reflection_v1_lists_and_describes_the_services() {
 
 #[tokio::test]
 async fn reflection_v1alpha_lists_the_services() {
-    let tessera = Tessera::start(&Tessera::minimal_config("5s"))
+    let tessera = Tessera::start(crate::tessera_bin(), &Tessera::minimal_config("5s"))
         .await
         .unwrap();
     let mut client = v1alpha::server_reflection_client::ServerReflectionClient::new(
@@ -141,7 +141,7 @@ async fn reflection_v1alpha_lists_the_services() {
 
 #[tokio::test]
 async fn unimplemented_rpcs_say_what_is_missing_and_the_server_stays_up() {
-    let tessera = Tessera::start(&Tessera::minimal_config("5s"))
+    let tessera = Tessera::start(crate::tessera_bin(), &Tessera::minimal_config("5s"))
         .await
         .unwrap();
     let channel = tessera.connect().await.unwrap();

@@ -80,7 +80,9 @@ async fn resolve(tessera: &Tessera, system: &str, local_id: &str) -> pb::Resolve
 async fn the_quickstart_serves_views_from_its_silos_and_restarts_over_its_store() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_owned();
-    let tessera = Tessera::start_in(dir, &config()).await.unwrap();
+    let tessera = Tessera::start_in(crate::tessera_bin(), dir, &config())
+        .await
+        .unwrap();
     let truth = truth(&path);
     let mut ehr_keys: Vec<&String> = truth
         .keys()
@@ -123,7 +125,9 @@ async fn the_quickstart_serves_views_from_its_silos_and_restarts_over_its_store(
     );
 
     let dir = tessera.stop().await.unwrap();
-    let tessera = Tessera::start_in(dir, &config()).await.unwrap();
+    let tessera = Tessera::start_in(crate::tessera_bin(), dir, &config())
+        .await
+        .unwrap();
     assert!(
         tessera.logs().contains("identity store already loaded"),
         "{}",
@@ -137,7 +141,9 @@ async fn the_quickstart_serves_views_from_its_silos_and_restarts_over_its_store(
 async fn one_person_in_four_silos_is_one_master_with_four_silos_sections_and_twins_stay_apart() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_owned();
-    let tessera = Tessera::start_in(dir, &config()).await.unwrap();
+    let tessera = Tessera::start_in(crate::tessera_bin(), dir, &config())
+        .await
+        .unwrap();
     let truth = truth(&path);
     let mut by_person: HashMap<&str, Vec<(&str, &str)>> = HashMap::new();
     for ((system, local_id), person) in &truth {

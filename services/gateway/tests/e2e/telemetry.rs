@@ -174,9 +174,14 @@ async fn one_view_is_one_trace_under_the_callers_span_with_every_step_in_it() {
     let otlp = OtlpReceiver::start().await.unwrap();
     let mut env = FAST_EXPORT.to_vec();
     env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp.endpoint));
-    let tessera = Tessera::start_with_env(tempfile::tempdir().unwrap(), &config(""), &env)
-        .await
-        .unwrap();
+    let tessera = Tessera::start_with_env(
+        crate::tessera_bin(),
+        tempfile::tempdir().unwrap(),
+        &config(""),
+        &env,
+    )
+    .await
+    .unwrap();
     let master = seed(&tessera, &[("ehr", "MRN-5521"), ("billing", "ACCT-88")]).await;
     let mut views = PatientViewServiceClient::new(tessera.connect().await.unwrap());
 
@@ -345,9 +350,14 @@ async fn unsampled_views_are_dropped_unless_slow_or_failed_whose_server_span_is_
     let otlp = OtlpReceiver::start().await.unwrap();
     let mut env = FAST_EXPORT.to_vec();
     env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp.endpoint));
-    let tessera = Tessera::start_with_env(tempfile::tempdir().unwrap(), &config(""), &env)
-        .await
-        .unwrap();
+    let tessera = Tessera::start_with_env(
+        crate::tessera_bin(),
+        tempfile::tempdir().unwrap(),
+        &config(""),
+        &env,
+    )
+    .await
+    .unwrap();
     let master = seed(&tessera, &[("ehr", "MRN-5521"), ("marketing", "sub-1")]).await;
     let mut views = PatientViewServiceClient::new(tessera.connect().await.unwrap());
 
@@ -435,9 +445,12 @@ fn metrics_addr(tessera: &Tessera) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_prometheus_endpoint_parses_and_shows_red_metrics_after_a_short_load() {
-    let tessera = Tessera::start(&config("  prometheus_listen: 127.0.0.1:0"))
-        .await
-        .unwrap();
+    let tessera = Tessera::start(
+        crate::tessera_bin(),
+        &config("  prometheus_listen: 127.0.0.1:0"),
+    )
+    .await
+    .unwrap();
     let master = seed(
         &tessera,
         &[
@@ -632,9 +645,14 @@ async fn a_canary_patient_appears_in_no_span_metric_or_log_line_after_every_rpc(
     // Every trace kept, logs at debug: the most telemetry there can be.
     let config = config("  prometheus_listen: 127.0.0.1:0\n  sampling_ratio: 1.0")
         .replace("  sampling_ratio: 0.0\n", "");
-    let mut tessera = Tessera::start_with_env(tempfile::tempdir().unwrap(), &config, &env)
-        .await
-        .unwrap();
+    let mut tessera = Tessera::start_with_env(
+        crate::tessera_bin(),
+        tempfile::tempdir().unwrap(),
+        &config,
+        &env,
+    )
+    .await
+    .unwrap();
     let channel = tessera.connect().await.unwrap();
     let mut identity = IdentityServiceClient::new(channel.clone());
     let mut views = PatientViewServiceClient::new(channel);
@@ -871,9 +889,14 @@ async fn a_view_over_fhir_sql_and_an_out_of_process_adapter_is_one_trace_the_ehr
     let config = silos.gateway_config(
         "logging:\n  format: json\ntelemetry:\n  sampling_ratio: 0.0\n  keep_slower_than: 60s\nview:\n  deadline_reserve: 50ms\n",
     );
-    let tessera = Tessera::start_with_env(tempfile::tempdir().unwrap(), &config, &env)
-        .await
-        .unwrap();
+    let tessera = Tessera::start_with_env(
+        crate::tessera_bin(),
+        tempfile::tempdir().unwrap(),
+        &config,
+        &env,
+    )
+    .await
+    .unwrap();
     let channel = tessera.connect().await.unwrap();
     let master = link_person(channel.clone()).await.unwrap();
     let mut views = PatientViewServiceClient::new(channel);

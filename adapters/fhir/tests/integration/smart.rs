@@ -219,7 +219,10 @@ async fn smart_backend_services_rs384_and_es384_end_to_end() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// The token cache runs on tokio's clock, so the test drives it: a current-thread
+/// runtime, paused only around `advance` (the fetches themselves need real time,
+/// for the FHIR server's and the token endpoint's sockets).
+#[tokio::test(flavor = "current_thread")]
 async fn a_smart_token_is_refreshed_before_it_expires() {
     logs::init();
     let server = FhirServer::start_with(Options {
@@ -227,8 +230,9 @@ async fn a_smart_token_is_refreshed_before_it_expires() {
     })
     .expect("server");
     let seeded = seed(&server).await;
+    // One-hour tokens, refreshed a second (`refresh_before`) before they expire.
     let (_endpoint, issued, token_url) =
-        token_endpoint(Algorithm::RS384, "rs384-public.pem", 3).await;
+        token_endpoint(Algorithm::RS384, "rs384-public.pem", 3600).await;
     let adapter = build(&server.base_url(), |c| {
         c.auth = smart(&token_url, SigningAlgorithm::Rs384, "rs384-private.pem")
     });
@@ -236,11 +240,25 @@ async fn a_smart_token_is_refreshed_before_it_expires() {
     fetch(&*adapter, id, &["demographics"], Duration::from_secs(10)).await;
     fetch(&*adapter, id, &["demographics"], Duration::from_secs(10)).await;
     assert_eq!(issued.load(Ordering::SeqCst), 1);
-    // Three-second tokens are refreshed a second before they expire.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+
+    // Fifty minutes on, the cached token is still used.
+    advance(Duration::from_secs(50 * 60)).await;
     let results = fetch(&*adapter, id, &["demographics"], Duration::from_secs(10)).await;
     assert_eq!(records(&results, "demographics").len(), 1);
-    assert_eq!(issued.load(Ordering::SeqCst), 2);
+    assert_eq!(issued.load(Ordering::SeqCst), 1, "the token is still cached");
+
+    // Ten minutes later it is within a second of expiring: a new one is fetched.
+    advance(Duration::from_secs(10 * 60)).await;
+    let results = fetch(&*adapter, id, &["demographics"], Duration::from_secs(10)).await;
+    assert_eq!(records(&results, "demographics").len(), 1);
+    assert_eq!(issued.load(Ordering::SeqCst), 2, "the token is refreshed");
+}
+
+/// Moves tokio's clock forward by `by` at once, then lets it run in real time again.
+async fn advance(by: Duration) {
+    tokio::time::pause();
+    tokio::time::advance(by).await;
+    tokio::time::resume();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

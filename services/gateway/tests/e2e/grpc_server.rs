@@ -171,7 +171,12 @@ async fn unimplemented_rpcs_say_what_is_missing_and_the_server_stays_up() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);
-    assert!(err.message().contains("aggregator"), "{}", err.message());
+    assert!(
+        err.message().contains("patient view is not configured")
+            && err.message().contains("sources"),
+        "message does not name what is missing: {}",
+        err.message()
+    );
 
     // Still serving afterwards.
     assert_eq!(

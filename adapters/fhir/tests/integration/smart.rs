@@ -245,7 +245,11 @@ async fn a_smart_token_is_refreshed_before_it_expires() {
     advance(Duration::from_secs(50 * 60)).await;
     let results = fetch(&*adapter, id, &["demographics"], Duration::from_secs(10)).await;
     assert_eq!(records(&results, "demographics").len(), 1);
-    assert_eq!(issued.load(Ordering::SeqCst), 1, "the token is still cached");
+    assert_eq!(
+        issued.load(Ordering::SeqCst),
+        1,
+        "the token is still cached"
+    );
 
     // Ten minutes later it is within a second of expiring: a new one is fetched.
     advance(Duration::from_secs(10 * 60)).await;

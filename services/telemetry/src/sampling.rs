@@ -167,13 +167,13 @@ impl ShouldSample for Sampler {
             match parent {
                 // Not parent-based: the RPC layer decided for the call itself.
                 Some(_) if server && !self.parent_based => SamplingDecision::RecordAndSample,
-                Some(parent) if parent.is_sampled() => SamplingDecision::RecordAndSample,
                 // A remote parent's decision is not followed: the ratio decides.
                 Some(parent) if !self.parent_based && parent.is_remote() => {
                     self.ratio
                         .should_sample(None, trace_id, name, span_kind, attributes, links)
                         .decision
                 }
+                Some(parent) if parent.is_sampled() => SamplingDecision::RecordAndSample,
                 Some(_) => SamplingDecision::Drop,
                 // The RPC layer opens a server span only for a kept call.
                 None if server => SamplingDecision::RecordAndSample,

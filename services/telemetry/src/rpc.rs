@@ -41,6 +41,8 @@ use opentelemetry::trace::{
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracer;
 use tessera_adapter_core::trace::grpc_code_name;
+
+use crate::sampling::Sampling;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The name of every gRPC server span (its `otel.name` is the method).
@@ -89,30 +91,40 @@ const SERVER_ERRORS: &[&str] = &[
     "DATA_LOSS",
 ];
 
-/// How calls are traced: the tracer, the share of new traces kept, and the
-/// duration from which an unsampled call's server span is kept anyway.
+/// How calls are traced: the tracer, whether the caller's decision is
+/// followed, the share of new traces kept, and the duration from which an
+/// unsampled call's server span is kept anyway.
 #[derive(Clone)]
 pub struct Traces {
     tracer: SdkTracer,
+    /// A call with the caller's trace context follows its decision.
+    parent_based: bool,
     /// A new trace is kept when a random `u64` is below this.
     threshold: u64,
     keep_slower_than: Duration,
 }
 
 impl Traces {
-    /// Keeps `ratio` (0.0 to 1.0) of new traces, and the server span of any
-    /// call slower than `keep_slower_than` or failed.
+    /// Parent-based: keeps `ratio` (0.0 to 1.0) of new traces, and the server
+    /// span of any call slower than `keep_slower_than` or failed.
     pub fn new(tracer: SdkTracer, ratio: f64, keep_slower_than: Duration) -> Self {
-        let ratio = if ratio.is_nan() {
-            0.0
-        } else {
-            ratio.clamp(0.0, 1.0)
-        };
+        Self::with_sampling(tracer, Sampling::parent_based(ratio), keep_slower_than)
+    }
+
+    /// Samples calls as `sampling` says, and keeps the server span of any
+    /// call slower than `keep_slower_than` or failed.
+    pub fn with_sampling(
+        tracer: SdkTracer,
+        sampling: Sampling,
+        keep_slower_than: Duration,
+    ) -> Self {
+        let ratio = Sampling::parent_based(sampling.ratio).ratio;
         // 2^64 * ratio, saturating at u64::MAX for 1.0 (checked with `<=`).
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let threshold = (ratio * 18_446_744_073_709_551_616.0) as u64;
         Self {
             tracer,
+            parent_based: sampling.parent_based,
             threshold,
             keep_slower_than,
         }
@@ -137,23 +149,23 @@ impl std::fmt::Debug for Traces {
     }
 }
 
-/// A random number from a per-thread SplitMix64 generator seeded by the
-/// standard library's per-process random keys (sampling needs no more).
+/// A random number from a per-thread `rand` `SmallRng` (Xoshiro256++: a few
+/// nanoseconds, on every call's path), seeded once per thread from the
+/// standard library's per-process random keys. Not `rand::rng()`: the
+/// workspace builds `rand` without `thread_rng` (and its OS entropy source),
+/// and enabling it would change `rand`'s features for every crate; sampling
+/// needs neither cryptographic strength nor OS entropy.
 fn random_u64() -> u64 {
-    use std::hash::BuildHasher;
+    use rand::{Rng as _, SeedableRng as _};
+    use std::hash::BuildHasher as _;
     thread_local! {
-        static STATE: Cell<u64> = Cell::new(
-            std::collections::hash_map::RandomState::new().hash_one(std::thread::current().id()),
-        );
+        static RNG: std::cell::RefCell<rand::rngs::SmallRng> =
+            std::cell::RefCell::new(rand::rngs::SmallRng::seed_from_u64(
+                std::collections::hash_map::RandomState::new()
+                    .hash_one(std::thread::current().id()),
+            ));
     }
-    STATE.with(|state| {
-        let next = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
-        state.set(next);
-        let mut z = next;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    })
+    RNG.with(|rng| rng.borrow_mut().next_u64())
 }
 
 /// Wraps a gRPC server with [`RpcService`]. Without [`Traces`] (tracing off)
@@ -315,8 +327,8 @@ fn call_trace(traces: &Traces, method: &'static str, headers: &http::HeaderMap) 
         .map(|cx| cx.span().span_context().clone())
         .filter(SpanContext::is_valid);
     let sampled = match &parent {
-        Some(parent) => parent.is_sampled(),
-        None => traces.sample_new_trace(),
+        Some(parent) if traces.parent_based => parent.is_sampled(),
+        _ => traces.sample_new_trace(),
     };
     if !sampled {
         return CallTrace::Unsampled {
@@ -581,8 +593,8 @@ mod tests {
                 level: tracing_subscriber::filter::LevelFilter::INFO,
             })
             .with(super::super::log_layer(
-                super::super::log_filter(&crate::config::LoggingConfig::default()),
-                crate::config::LogFormat::Text,
+                super::super::log_filter(&crate::LogSettings::default()),
+                crate::LogFormat::Text,
             ))
             .with(super::super::traced_spans(super::super::otel_layer(
                 &provider,

@@ -1,4 +1,8 @@
-//! Logs, traces and metrics for the whole process.
+//! Logs, traces and metrics for the whole `tessera` process: this crate owns
+//! the `tracing` subscriber, the OTLP and Prometheus pipelines, head sampling
+//! and the gRPC server layer that opens every call's span. The gateway parses
+//! its config into [`Settings`] and [`LogSettings`], reads the environment into
+//! an [`Env`], and calls [`Telemetry::init`].
 //!
 //! - **Logs**: `tracing` events to standard error, as text or JSON (one object a
 //!   line, with the trace and span IDs of the span it happened in). Messages are
@@ -7,8 +11,10 @@
 //!   become OpenTelemetry spans through `tracing-opentelemetry`, exported over
 //!   OTLP/gRPC. [`rpc::RpcLayer`] opens the server span of every call, continuing
 //!   the caller's W3C trace context; adapters pass it on to the silos
-//!   (`tessera_adapter_core::trace`). Sampling is parent-based with a ratio, and
-//!   failed or slow calls are kept regardless ([`sampling`]).
+//!   (`tessera_adapter_core::trace`). Sampling is parent-based with a ratio by
+//!   default, chosen with the standard `OTEL_TRACES_SAMPLER` /
+//!   `OTEL_TRACES_SAMPLER_ARG` ([`sampling::SamplerName`]), and failed or slow
+//!   calls are kept regardless ([`sampling`]).
 //! - **Metrics**: the global meter provider, read by an OTLP push exporter and
 //!   by the Prometheus scrape endpoint ([`prometheus`]).
 //!
@@ -28,7 +34,6 @@ pub mod sampling;
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
@@ -39,10 +44,86 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
-use crate::config::{LogFormat, LoggingConfig, TelemetryConfig};
+pub use sampling::{SamplerName, Sampling};
 
 /// The semantic-conventions schema the telemetry follows.
 pub const SEMCONV_SCHEMA_URL: &str = opentelemetry_semantic_conventions::SCHEMA_URL;
+
+/// What went wrong setting telemetry up.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// An exporter could not be built (`signal`: trace, metric, Prometheus).
+    #[error("cannot build the {signal} exporter")]
+    Exporter {
+        /// Which exporter.
+        signal: &'static str,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Log output: the config file's `logging` section.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// Text or JSON lines.
+    pub format: LogFormat,
+    /// Which events to log, in `tracing` filter syntax (`RUST_LOG` wins).
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Traces and metrics: the config file's `telemetry` section (the
+/// environment, [`Env`], wins where both say something).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `service.name` of the traces and metrics.
+    pub service_name: String,
+    /// Where traces and metrics are sent over OTLP/gRPC.
+    pub otlp_endpoint: Option<String>,
+    /// How long one OTLP export may take.
+    pub otlp_timeout: Duration,
+    /// How often metrics are pushed over OTLP.
+    pub metrics_interval: Duration,
+    /// The share of new traces kept, 0.0 to 1.0, parent-based.
+    pub sampling_ratio: f64,
+    /// Calls that fail or take at least this long keep their server span.
+    pub keep_slower_than: Duration,
+    /// Whether a Prometheus registry is read (the endpoint is served apart,
+    /// [`prometheus::serve`]).
+    pub prometheus: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            service_name: "tessera".to_owned(),
+            otlp_endpoint: None,
+            otlp_timeout: Duration::from_secs(10),
+            metrics_interval: Duration::from_secs(60),
+            sampling_ratio: 0.1,
+            keep_slower_than: Duration::from_millis(500),
+            prometheus: false,
+        }
+    }
+}
 
 /// The running telemetry pipelines; [`Telemetry::shutdown`] flushes them.
 #[derive(Debug, Default)]
@@ -70,6 +151,12 @@ pub struct Env {
     pub traces_off: bool,
     /// See `traces_off`.
     pub metrics_off: bool,
+    /// `OTEL_TRACES_SAMPLER` (unset: parent-based with the ratio).
+    pub sampler: Option<SamplerName>,
+    /// An `OTEL_TRACES_SAMPLER` value that is not one of the standard ones:
+    /// ignored with a warning once logging is up, as the OpenTelemetry
+    /// specification asks of unknown enum values.
+    pub unknown_sampler: Option<String>,
     /// `OTEL_TRACES_SAMPLER_ARG`.
     pub sampler_arg: Option<f64>,
     /// `OTEL_EXPORTER_OTLP_TIMEOUT` (ms).
@@ -79,10 +166,23 @@ pub struct Env {
 }
 
 impl Env {
-    /// Reads the standard `OTEL_*` variables.
+    /// Reads the standard `OTEL_*` variables of the process.
     pub fn from_process() -> Self {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the standard `OTEL_*` variables through `lookup` (a variable's
+    /// value by name; tests pass a map). Blank values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let millis = |name: &str| var(name).and_then(|v| v.trim().parse::<u64>().ok());
+        let (sampler, unknown_sampler) = match var("OTEL_TRACES_SAMPLER") {
+            None => (None, None),
+            Some(value) => match value.parse::<SamplerName>() {
+                Ok(name) => (Some(name), None),
+                Err(_) => (None, Some(value.trim().to_owned())),
+            },
+        };
         Self {
             disabled: var("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")),
             service_name: var("OTEL_SERVICE_NAME"),
@@ -91,10 +191,18 @@ impl Env {
             metrics_endpoint: var("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"),
             traces_off: var("OTEL_TRACES_EXPORTER").is_some_and(|v| v == "none"),
             metrics_off: var("OTEL_METRICS_EXPORTER").is_some_and(|v| v == "none"),
+            sampler,
+            unknown_sampler,
             sampler_arg: var("OTEL_TRACES_SAMPLER_ARG").and_then(|v| v.trim().parse().ok()),
             timeout: millis("OTEL_EXPORTER_OTLP_TIMEOUT").map(Duration::from_millis),
             metric_interval: millis("OTEL_METRIC_EXPORT_INTERVAL").map(Duration::from_millis),
         }
+    }
+
+    /// How new traces are sampled: `OTEL_TRACES_SAMPLER` and its argument,
+    /// over the config's ratio.
+    pub fn sampling(&self, config_ratio: f64) -> Sampling {
+        Sampling::new(self.sampler, self.sampler_arg, config_ratio)
     }
 }
 
@@ -103,21 +211,26 @@ impl Telemetry {
     /// environment ask for, as the process's global subscriber and meter
     /// provider. Must run inside a Tokio runtime (the OTLP exporters' channels
     /// live on it), before anything makes instruments.
+    ///
+    /// `config` and `logging` are anything that converts into [`Settings`]
+    /// and [`LogSettings`] (the gateway's config sections do).
     pub fn init(
-        config: &TelemetryConfig,
-        logging: &LoggingConfig,
+        config: impl Into<Settings>,
+        logging: impl Into<LogSettings>,
         env: &Env,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, TelemetryError> {
+        let config = &config.into();
+        let logging = &logging.into();
         let resource = resource(config, env);
         let mut telemetry = Self::default();
         if !env.disabled {
             telemetry.meter = meter_provider(config, env, resource.clone(), &mut telemetry)?;
             telemetry.tracer = tracer_provider(config, env, resource)?;
             telemetry.traces = telemetry.tracer.as_ref().map(|provider| {
-                rpc::Traces::new(
+                rpc::Traces::with_sampling(
                     provider.tracer("tessera"),
-                    env.sampler_arg.unwrap_or(config.sampling_ratio),
-                    config.keep_slower_than.0,
+                    env.sampling(config.sampling_ratio),
+                    config.keep_slower_than,
                 )
             });
         }
@@ -142,6 +255,12 @@ impl Telemetry {
                 .with(log_layer(logs, logging.format))
                 .try_init(),
         };
+        if let Some(value) = &env.unknown_sampler {
+            tracing::warn!(
+                value = %value,
+                "unknown OTEL_TRACES_SAMPLER ignored: the default sampler is used"
+            );
+        }
         Ok(telemetry)
     }
 
@@ -175,35 +294,10 @@ impl Telemetry {
     }
 }
 
-/// Reports the review queue's size as `tessera.resolver.review.open`, counted
-/// every `every` in the background while the resolver lives.
-pub fn observe_review_queue(
-    resolver: &std::sync::Arc<tessera_resolver::Resolver>,
-    every: Duration,
-) {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    let open = std::sync::Arc::new(AtomicU64::new(0));
-    let seen = std::sync::Arc::clone(&open);
-    let weak = std::sync::Arc::downgrade(resolver);
-    tokio::spawn(async move {
-        while let Some(resolver) = weak.upgrade() {
-            if let Ok(count) = resolver.open_review_count().await {
-                seen.store(count, Ordering::Relaxed);
-            }
-            drop(resolver);
-            tokio::time::sleep(every).await;
-        }
-    });
-    opentelemetry::global::meter("tessera")
-        .u64_observable_gauge("tessera.resolver.review.open")
-        .with_description("Review items waiting for a person's decision")
-        .with_callback(move |observer| observer.observe(open.load(Ordering::Relaxed), &[]))
-        .build();
-}
-
 /// Installs logging alone (CLI commands that do not serve). `RUST_LOG`, when
 /// set, overrides the config's level. Calling it twice keeps the first.
-pub fn init_logging(config: &LoggingConfig) {
+pub fn init_logging(config: impl Into<LogSettings>) {
+    let config = &config.into();
     let _ = Registry::default()
         .with(log_layer(log_filter(config), config.format))
         .try_init();
@@ -330,13 +424,13 @@ where
 }
 
 /// Which events are logged: `RUST_LOG`, or the config's level.
-fn log_filter(config: &LoggingConfig) -> EnvFilter {
+fn log_filter(config: &LogSettings) -> EnvFilter {
     EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::builder().parse(&config.level.0))
+        .or_else(|_| EnvFilter::builder().parse(&config.level))
         .unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
-fn resource(config: &TelemetryConfig, env: &Env) -> Resource {
+fn resource(config: &Settings, env: &Env) -> Resource {
     let name = env
         .service_name
         .clone()
@@ -351,10 +445,10 @@ fn resource(config: &TelemetryConfig, env: &Env) -> Resource {
 }
 
 fn tracer_provider(
-    config: &TelemetryConfig,
+    config: &Settings,
     env: &Env,
     resource: Resource,
-) -> anyhow::Result<Option<SdkTracerProvider>> {
+) -> Result<Option<SdkTracerProvider>, TelemetryError> {
     let endpoint = env
         .traces_endpoint
         .clone()
@@ -366,11 +460,11 @@ fn tracer_provider(
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
         .with_endpoint(endpoint)
-        .with_timeout(env.timeout.unwrap_or(config.otlp_timeout.0))
+        .with_timeout(env.timeout.unwrap_or(config.otlp_timeout))
         .build()
-        .context("cannot build the OTLP trace exporter")?;
-    let ratio = env.sampler_arg.unwrap_or(config.sampling_ratio);
-    Ok(Some(tracer_provider_to(exporter, ratio, resource)))
+        .map_err(|err| exporter_error("OTLP trace", err))?;
+    let sampling = env.sampling(config.sampling_ratio);
+    Ok(Some(tracer_provider_sampled(exporter, sampling, resource)))
 }
 
 /// The trace pipeline: parent-based `ratio` sampling ([`sampling::Sampler`]),
@@ -380,10 +474,20 @@ pub fn tracer_provider_to(
     ratio: f64,
     resource: Resource,
 ) -> SdkTracerProvider {
+    tracer_provider_sampled(exporter, Sampling::parent_based(ratio), resource)
+}
+
+/// The trace pipeline with `sampling` ([`sampling::Sampler`]), batched to
+/// `exporter`.
+pub fn tracer_provider_sampled(
+    exporter: impl opentelemetry_sdk::trace::SpanExporter + 'static,
+    sampling: Sampling,
+    resource: Resource,
+) -> SdkTracerProvider {
     let batch = opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter).build();
     SdkTracerProvider::builder()
         .with_resource(resource)
-        .with_sampler(sampling::Sampler::new(ratio.clamp(0.0, 1.0)))
+        .with_sampler(sampling::Sampler::with_sampling(sampling))
         .with_span_processor(batch)
         .build()
 }
@@ -410,18 +514,18 @@ where
 }
 
 fn meter_provider(
-    config: &TelemetryConfig,
+    config: &Settings,
     env: &Env,
     resource: Resource,
     telemetry: &mut Telemetry,
-) -> anyhow::Result<Option<SdkMeterProvider>> {
+) -> Result<Option<SdkMeterProvider>, TelemetryError> {
     let endpoint = env
         .metrics_endpoint
         .clone()
         .or_else(|| env.endpoint.clone())
         .or_else(|| config.otlp_endpoint.clone())
         .filter(|_| !env.metrics_off);
-    if endpoint.is_none() && config.prometheus_listen.is_none() {
+    if endpoint.is_none() && !config.prometheus {
         return Ok(None);
     }
     let mut builder = SdkMeterProvider::builder().with_resource(resource);
@@ -429,22 +533,35 @@ fn meter_provider(
         let exporter = opentelemetry_otlp::MetricExporter::builder()
             .with_tonic()
             .with_endpoint(endpoint)
-            .with_timeout(env.timeout.unwrap_or(config.otlp_timeout.0))
+            .with_timeout(env.timeout.unwrap_or(config.otlp_timeout))
             .build()
-            .context("cannot build the OTLP metric exporter")?;
+            .map_err(|err| exporter_error("OTLP metric", err))?;
         let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(exporter)
-            .with_interval(env.metric_interval.unwrap_or(config.metrics_interval.0))
+            .with_interval(env.metric_interval.unwrap_or(config.metrics_interval))
             .build();
         builder = builder.with_reader(reader);
     }
-    if config.prometheus_listen.is_some() {
+    if config.prometheus {
         let registry = ::prometheus::Registry::new();
         let exporter = opentelemetry_prometheus::exporter()
             .with_registry(registry.clone())
             .build()
-            .context("cannot build the Prometheus exporter")?;
+            .map_err(|err| exporter_error("Prometheus", err))?;
         builder = builder.with_reader(exporter);
         telemetry.prometheus = Some(registry);
     }
     Ok(Some(builder.build()))
 }
+
+fn exporter_error(
+    signal: &'static str,
+    err: impl std::error::Error + Send + Sync + 'static,
+) -> TelemetryError {
+    TelemetryError::Exporter {
+        signal,
+        source: Box::new(err),
+    }
+}
+
+#[cfg(test)]
+mod tests;

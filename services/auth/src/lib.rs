@@ -2,8 +2,14 @@
 //! permission table covers every RPC of the contract, built from the proto descriptors, and
 //! anything absent from it is refused (deny by default).
 
+pub mod caller;
+pub mod jwt;
+pub mod layer;
 pub mod page_token;
 pub mod policy;
+
+pub use caller::{AuthMethod, Caller};
+pub use policy::{Grant, Policy, PolicyConfig};
 
 use std::collections::BTreeMap;
 
@@ -29,12 +35,89 @@ pub enum Requirement {
     Role(Role),
 }
 
-/// Errors of this crate.
+/// Errors of this crate. Messages never carry tokens, keys or claim values.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     /// The descriptor set could not be decoded.
     #[error("invalid file descriptor set")]
     Descriptors(#[from] prost::DecodeError),
+    /// A configuration field is wrong.
+    #[error("invalid auth config: {field} {problem}")]
+    InvalidConfig {
+        /// The field's path, `callers[2].purposes[0]`.
+        field: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// The request carried no credentials and no anonymous grant applies.
+    #[error("credentials required")]
+    NoCredentials,
+    /// The bearer token is malformed, its signature is invalid, or bearer tokens are not
+    /// accepted here.
+    #[error("bearer token is invalid")]
+    TokenInvalid,
+    /// The bearer token has expired.
+    #[error("bearer token has expired")]
+    TokenExpired,
+    /// The bearer token is not valid yet (`nbf`).
+    #[error("bearer token is not valid yet")]
+    TokenNotYetValid,
+    /// The bearer token is for another audience.
+    #[error("bearer token audience is not accepted")]
+    TokenAudienceMismatch,
+    /// The bearer token comes from another issuer.
+    #[error("bearer token issuer is not accepted")]
+    TokenIssuerMismatch,
+    /// The bearer token's algorithm is not accepted.
+    #[error("bearer token algorithm is not accepted")]
+    TokenAlgorithmNotAllowed,
+    /// The bearer token's signing key is not in the issuer's key set.
+    #[error("bearer token signing key is unknown")]
+    TokenKeyUnknown,
+    /// The issuer's key set could not be fetched.
+    #[error("token issuer key set is unavailable")]
+    JwksUnavailable,
+    /// The caller is authenticated but may not make this call.
+    #[error(transparent)]
+    Denied(#[from] Denied),
+}
+
+impl tessera_proto::error::ServiceError for AuthError {
+    fn code(&self) -> tonic::Code {
+        match self {
+            Self::Descriptors(_) | Self::InvalidConfig { .. } => tonic::Code::Internal,
+            Self::JwksUnavailable => tonic::Code::Unavailable,
+            Self::Denied(_) => tonic::Code::PermissionDenied,
+            _ => tonic::Code::Unauthenticated,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Descriptors(_) => "DESCRIPTORS_INVALID",
+            Self::InvalidConfig { .. } => "AUTH_CONFIG_INVALID",
+            Self::NoCredentials => "CREDENTIALS_MISSING",
+            Self::TokenInvalid => "TOKEN_INVALID",
+            Self::TokenExpired => "TOKEN_EXPIRED",
+            Self::TokenNotYetValid => "TOKEN_NOT_YET_VALID",
+            Self::TokenAudienceMismatch => "TOKEN_AUDIENCE_MISMATCH",
+            Self::TokenIssuerMismatch => "TOKEN_ISSUER_MISMATCH",
+            Self::TokenAlgorithmNotAllowed => "TOKEN_ALGORITHM_NOT_ALLOWED",
+            Self::TokenKeyUnknown => "TOKEN_KEY_UNKNOWN",
+            Self::JwksUnavailable => "JWKS_UNAVAILABLE",
+            Self::Denied(d) => d.reason(),
+        }
+    }
+}
+
+impl tessera_proto::error::ServiceError for Denied {
+    fn code(&self) -> tonic::Code {
+        tonic::Code::PermissionDenied
+    }
+
+    fn reason(&self) -> &'static str {
+        Denied::reason(*self)
+    }
 }
 
 /// Why a call was refused.

@@ -99,6 +99,9 @@ pub struct CallerMatch {
     pub client_id: Option<String>,
 }
 
+/// The validated callers' grants and the anonymous grant.
+type Grants = (Vec<(Matcher, Grant)>, Option<Grant>);
+
 /// A validated [`CallerMatch`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Matcher {
@@ -322,7 +325,7 @@ impl PolicyConfig {
         Ok(())
     }
 
-    fn grants(&self) -> Result<(Vec<(Matcher, Grant)>, Option<Grant>), AuthError> {
+    fn grants(&self) -> Result<Grants, AuthError> {
         if self.break_glass.window.is_zero() {
             return Err(invalid("break_glass.window", "must be positive"));
         }

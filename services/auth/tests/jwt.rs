@@ -1,5 +1,7 @@
 //! Bearer tokens against a real JWKS issuer on 127.0.0.1:0.
 
+#![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap
+
 mod common;
 
 use base64::Engine as _;

@@ -1,5 +1,7 @@
 //! The auth layer on http requests through `tower::ServiceExt::oneshot`.
 
+#![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap
+
 mod common;
 
 use std::convert::Infallible;

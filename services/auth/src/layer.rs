@@ -16,6 +16,7 @@ use std::task::{Context, Poll};
 use http::HeaderMap;
 use tessera_proto::error::status;
 use tessera_tls::{PeerIdentity, TlsConnectInfo};
+use tonic::transport::server::TcpConnectInfo;
 
 use crate::caller::{ANONYMOUS_PRINCIPAL, AuthMethod, Caller};
 use crate::jwt::JwtVerifier;
@@ -95,13 +96,19 @@ fn peer_identity(extensions: &http::Extensions) -> Option<&PeerIdentity> {
         .or_else(|| extensions.get::<PeerIdentity>())
 }
 
-/// False only when the connect info shows a listener address that is not loopback (the
-/// anonymous grant is also refused at start-up by `validate_for_listener`).
+/// False only when the connect info (TLS or plain TCP) shows a listener address that is
+/// not loopback; the anonymous grant is also refused at start-up by
+/// `PolicyConfig::validate_for_listener`.
 fn on_loopback(extensions: &http::Extensions) -> bool {
-    extensions
+    let local = extensions
         .get::<TlsConnectInfo>()
         .and_then(TlsConnectInfo::local_addr)
-        .is_none_or(|addr| addr.ip().is_loopback())
+        .or_else(|| {
+            extensions
+                .get::<TcpConnectInfo>()
+                .and_then(TcpConnectInfo::local_addr)
+        });
+    local.is_none_or(|addr| addr.ip().is_loopback())
 }
 
 /// Checks the purpose of use of an admitted request: the handler's half of the policy.

@@ -1,6 +1,12 @@
 //! Tessera's access control: who the caller is and which RPCs its roles let it call. The
 //! permission table covers every RPC of the contract, built from the proto descriptors, and
 //! anything absent from it is refused (deny by default).
+//!
+//! [`jwt`] verifies bearer tokens against the issuer's JWKS; [`policy`] holds the configured
+//! callers (matched by certificate SAN, token subject or client ID), their [`Grant`]s and the
+//! purpose-of-use and break-the-glass checks; [`layer`] is the tower layer that puts a
+//! [`Caller`] and its [`Grant`] into each admitted request, and refuses the rest through
+//! `tessera_proto::error`; [`page_token`] signs list cursors.
 
 pub mod caller;
 pub mod jwt;

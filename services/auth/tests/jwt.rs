@@ -137,3 +137,27 @@ fn config_defaults_and_limits() {
     plain.jwks_url = "http://issuer.example/jwks".into();
     assert!(plain.validate().is_err());
 }
+
+#[tokio::test]
+async fn the_refetch_interval_is_configurable() {
+    let k1 = SigningKey::new("k1");
+    let issuer = common::Issuer::start(&[&k1]).await;
+    let mut config = JwtConfig::new(ISSUER, vec![AUDIENCE.into()], issuer.url.clone());
+    config.algorithms = vec!["ES256".into()];
+    config.jwks_refetch_interval = std::time::Duration::ZERO;
+    let verifier = tessera_auth::jwt::JwtVerifier::new(config).unwrap();
+    for (i, kid) in ["j1", "j2", "j3"].into_iter().enumerate() {
+        let junk = SigningKey::new(kid);
+        assert!(matches!(
+            verifier.verify(&junk.sign(&claims())).await,
+            Err(AuthError::TokenKeyUnknown)
+        ));
+        assert_eq!(
+            issuer.hits(),
+            i + 1,
+            "no interval: every unknown kid refetches"
+        );
+    }
+    assert!(verifier.verify(&k1.sign(&claims())).await.is_ok());
+    assert_eq!(issuer.hits(), 3);
+}

@@ -216,6 +216,18 @@ async fn anonymous_loopback_grant_admits_callers_without_credentials() {
     let out = call(auth(), MERGE, |_| {}, &calls).await;
     assert_eq!(out.code, Code::PermissionDenied);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    // A connection that came in on a non-loopback address gets no anonymous grant.
+    let public = |req: &mut http::Request<()>| {
+        req.extensions_mut()
+            .insert(tonic::transport::server::TcpConnectInfo {
+                local_addr: Some("10.1.2.3:50051".parse().unwrap()),
+                remote_addr: Some("10.9.9.9:40000".parse().unwrap()),
+            });
+    };
+    let out = call(auth(), GET_MASTER, public, &calls).await;
+    assert_eq!(out.code, Code::Unauthenticated);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]

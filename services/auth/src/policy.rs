@@ -623,6 +623,38 @@ break_glass:
     }
 
     #[test]
+    fn every_rpc_by_role_by_purpose() {
+        let p = policy();
+        let callers = [
+            (jwt(None, Some("mkt-app")), Role::Reader, "HMARKT"),
+            (
+                jwt(Some("steward@tessera.dev"), None),
+                Role::Steward,
+                "HOPERAT",
+            ),
+        ];
+        for rpc in crate::methods(tessera_proto::FILE_DESCRIPTOR_SET).unwrap() {
+            let Some(crate::Requirement::Role(needed)) = p.table().requirement(&rpc) else {
+                panic!("{rpc} has no role requirement");
+            };
+            for (method, role, granted) in &callers {
+                let grant = p.grant_for(method);
+                for purpose in PURPOSES.iter().filter(|p| **p != BREAK_GLASS_PURPOSE) {
+                    let expected = if *role < needed {
+                        Err(Denied::RoleTooLow)
+                    } else if purpose != granted {
+                        Err(Denied::PurposeNotGranted)
+                    } else {
+                        Ok(())
+                    };
+                    let got = p.authorize(grant, &rpc, purpose, None, 0).map(|_| ());
+                    assert_eq!(got, expected, "{rpc} as {role:?} for {purpose}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn break_glass_window_then_cooldown() {
         let p = policy();
         let c = p.grant_for(&mtls("spiffe://tessera.dev/ehr-ui"));

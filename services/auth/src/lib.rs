@@ -1,9 +1,21 @@
 //! Tessera's access control: who the caller is and which RPCs its roles let it call. The
 //! permission table covers every RPC of the contract, built from the proto descriptors, and
 //! anything absent from it is refused (deny by default).
+//!
+//! [`jwt`] verifies bearer tokens against the issuer's JWKS; [`policy`] holds the configured
+//! callers (matched by certificate SAN, token subject or client ID), their [`Grant`]s and the
+//! purpose-of-use and break-the-glass checks; [`layer`] is the tower layer that puts a
+//! [`Caller`] and its [`Grant`] into each admitted request, and refuses the rest through
+//! `tessera_proto::error`; [`page_token`] signs list cursors.
 
+pub mod caller;
+pub mod jwt;
+pub mod layer;
 pub mod page_token;
 pub mod policy;
+
+pub use caller::{AuthMethod, Caller};
+pub use policy::{Grant, Policy, PolicyConfig};
 
 use std::collections::BTreeMap;
 
@@ -29,12 +41,89 @@ pub enum Requirement {
     Role(Role),
 }
 
-/// Errors of this crate.
+/// Errors of this crate. Messages never carry tokens, keys or claim values.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     /// The descriptor set could not be decoded.
     #[error("invalid file descriptor set")]
     Descriptors(#[from] prost::DecodeError),
+    /// A configuration field is wrong.
+    #[error("invalid auth config: {field} {problem}")]
+    InvalidConfig {
+        /// The field's path, `callers[2].purposes[0]`.
+        field: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// The request carried no credentials and no anonymous grant applies.
+    #[error("credentials required")]
+    NoCredentials,
+    /// The bearer token is malformed, its signature is invalid, or bearer tokens are not
+    /// accepted here.
+    #[error("bearer token is invalid")]
+    TokenInvalid,
+    /// The bearer token has expired.
+    #[error("bearer token has expired")]
+    TokenExpired,
+    /// The bearer token is not valid yet (`nbf`).
+    #[error("bearer token is not valid yet")]
+    TokenNotYetValid,
+    /// The bearer token is for another audience.
+    #[error("bearer token audience is not accepted")]
+    TokenAudienceMismatch,
+    /// The bearer token comes from another issuer.
+    #[error("bearer token issuer is not accepted")]
+    TokenIssuerMismatch,
+    /// The bearer token's algorithm is not accepted.
+    #[error("bearer token algorithm is not accepted")]
+    TokenAlgorithmNotAllowed,
+    /// The bearer token's signing key is not in the issuer's key set.
+    #[error("bearer token signing key is unknown")]
+    TokenKeyUnknown,
+    /// The issuer's key set could not be fetched.
+    #[error("token issuer key set is unavailable")]
+    JwksUnavailable,
+    /// The caller is authenticated but may not make this call.
+    #[error(transparent)]
+    Denied(#[from] Denied),
+}
+
+impl tessera_proto::error::ServiceError for AuthError {
+    fn code(&self) -> tonic::Code {
+        match self {
+            Self::Descriptors(_) | Self::InvalidConfig { .. } => tonic::Code::Internal,
+            Self::JwksUnavailable => tonic::Code::Unavailable,
+            Self::Denied(_) => tonic::Code::PermissionDenied,
+            _ => tonic::Code::Unauthenticated,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Descriptors(_) => "DESCRIPTORS_INVALID",
+            Self::InvalidConfig { .. } => "AUTH_CONFIG_INVALID",
+            Self::NoCredentials => "CREDENTIALS_MISSING",
+            Self::TokenInvalid => "TOKEN_INVALID",
+            Self::TokenExpired => "TOKEN_EXPIRED",
+            Self::TokenNotYetValid => "TOKEN_NOT_YET_VALID",
+            Self::TokenAudienceMismatch => "TOKEN_AUDIENCE_MISMATCH",
+            Self::TokenIssuerMismatch => "TOKEN_ISSUER_MISMATCH",
+            Self::TokenAlgorithmNotAllowed => "TOKEN_ALGORITHM_NOT_ALLOWED",
+            Self::TokenKeyUnknown => "TOKEN_KEY_UNKNOWN",
+            Self::JwksUnavailable => "JWKS_UNAVAILABLE",
+            Self::Denied(d) => d.reason(),
+        }
+    }
+}
+
+impl tessera_proto::error::ServiceError for Denied {
+    fn code(&self) -> tonic::Code {
+        tonic::Code::PermissionDenied
+    }
+
+    fn reason(&self) -> &'static str {
+        Denied::reason(*self)
+    }
 }
 
 /// Why a call was refused.
@@ -96,23 +185,68 @@ pub fn methods(descriptor_set: &[u8]) -> Result<Vec<String>, AuthError> {
     Ok(out)
 }
 
-/// The role an RPC needs, by its method name; `None` for a name the rules do not know.
-fn classify(method: &str) -> Option<Requirement> {
-    const READ: [&str; 11] = [
-        "Get", "BatchGet", "Describe", "Fetch", "Check", "List", "Resolve", "Match", "Search",
-        "Watch", "Stream",
-    ];
-    const WRITE: [&str; 9] = [
-        "Upsert", "Link", "Unlink", "Merge", "Unmerge", "Decide", "Load", "Delete", "Put",
-    ];
-    if READ.iter().any(|p| method.starts_with(p)) {
-        Some(Requirement::Role(Role::Reader))
-    } else if WRITE.iter().any(|p| method.starts_with(p)) {
-        Some(Requirement::Role(Role::Steward))
-    } else {
-        None
-    }
-}
+/// Every RPC of the contract and the role it needs. An RPC of the descriptors missing here
+/// gets no table entry and is refused for everyone (deny by default).
+const CONTRACT_RPCS: &[(&str, Role)] = &[
+    (
+        "/tessera.v1.PatientViewService/GetPatientView",
+        Role::Reader,
+    ),
+    (
+        "/tessera.v1.PatientViewService/StreamPatientView",
+        Role::Reader,
+    ),
+    (
+        "/tessera.v1.PatientViewService/BatchGetPatientViews",
+        Role::Reader,
+    ),
+    ("/tessera.v1.IdentityService/ResolveRecord", Role::Reader),
+    (
+        "/tessera.v1.IdentityService/MatchDemographics",
+        Role::Reader,
+    ),
+    ("/tessera.v1.IdentityService/GetMaster", Role::Reader),
+    ("/tessera.v1.IdentityService/ListLinks", Role::Reader),
+    ("/tessera.v1.IdentityService/ListReviewItems", Role::Reader),
+    ("/tessera.v1.IdentityService/ListLinkEvents", Role::Reader),
+    (
+        "/tessera.v1.IdentityService/UpsertSourceRecord",
+        Role::Steward,
+    ),
+    (
+        "/tessera.v1.IdentityService/ResolveReviewItem",
+        Role::Steward,
+    ),
+    (
+        "/tessera.v1.IdentityService/LinkSourceRecord",
+        Role::Steward,
+    ),
+    ("/tessera.v1.IdentityService/MergeMasters", Role::Steward),
+    (
+        "/tessera.v1.IdentityService/UnmergeSourceRecord",
+        Role::Steward,
+    ),
+    // Tessera calls adapters through this service; it does not serve it to callers.
+    (
+        "/tessera.v1.SourceAdapterService/DescribeAdapter",
+        Role::Admin,
+    ),
+    ("/tessera.v1.SourceAdapterService/FetchRecords", Role::Admin),
+    (
+        "/tessera.v1.SourceAdapterService/CheckAdapterHealth",
+        Role::Admin,
+    ),
+    (
+        "/tessera.v1.SourceAdapterService/StreamSourceRecords",
+        Role::Admin,
+    ),
+];
+
+/// gRPC health: public, never refused.
+pub const HEALTH_RPCS: [&str; 2] = [
+    "/grpc.health.v1.Health/Check",
+    "/grpc.health.v1.Health/Watch",
+];
 
 /// The RPC permission table: every listed RPC and what it needs; anything else is refused.
 #[derive(Debug, Clone)]
@@ -124,15 +258,22 @@ impl PermissionTable {
     /// Builds the table for Tessera's contract, plus gRPC health (public) and reflection
     /// (admin only, present only when `reflection` is on).
     pub fn for_contract(reflection: bool) -> Result<Self, AuthError> {
+        Self::from_descriptors(tessera_proto::FILE_DESCRIPTOR_SET, reflection)
+    }
+
+    /// Builds the table for the RPCs of an encoded `FileDescriptorSet`: each RPC gets the
+    /// role the explicit contract list names, and an RPC the list does not name gets no
+    /// entry, so it is refused for every role.
+    pub fn from_descriptors(descriptor_set: &[u8], reflection: bool) -> Result<Self, AuthError> {
         let mut entries = BTreeMap::new();
-        for full in methods(tessera_proto::FILE_DESCRIPTOR_SET)? {
-            let name = full.rsplit('/').next().unwrap_or_default();
-            if let Some(req) = classify(name) {
-                entries.insert(full, req);
+        for full in methods(descriptor_set)? {
+            if let Some((_, role)) = CONTRACT_RPCS.iter().find(|(name, _)| *name == full) {
+                entries.insert(full, Requirement::Role(*role));
             }
         }
-        entries.insert("/grpc.health.v1.Health/Check".into(), Requirement::Public);
-        entries.insert("/grpc.health.v1.Health/Watch".into(), Requirement::Public);
+        for health in HEALTH_RPCS {
+            entries.insert(health.into(), Requirement::Public);
+        }
         if reflection {
             for svc in [
                 "grpc.reflection.v1.ServerReflection",
@@ -183,14 +324,70 @@ mod tests {
     }
 
     #[test]
-    fn unknown_rpc_is_refused_for_every_role() {
-        let table = PermissionTable::for_contract(true).unwrap();
+    fn an_rpc_added_to_the_descriptors_without_an_entry_is_refused_for_every_role() {
+        let mut fds =
+            prost_types::FileDescriptorSet::decode(tessera_proto::FILE_DESCRIPTOR_SET).unwrap();
+        let service = fds
+            .file
+            .iter_mut()
+            .flat_map(|f| f.service.iter_mut())
+            .find(|s| s.name() == "IdentityService")
+            .unwrap();
+        service.method.push(prost_types::MethodDescriptorProto {
+            name: Some("DropEverything".into()),
+            input_type: Some(".tessera.v1.GetMasterRequest".into()),
+            output_type: Some(".tessera.v1.Master".into()),
+            ..Default::default()
+        });
+        let bytes = fds.encode_to_vec();
+        let extra = "/tessera.v1.IdentityService/DropEverything";
+        assert!(methods(&bytes).unwrap().iter().any(|m| m == extra));
+
+        let table = PermissionTable::from_descriptors(&bytes, true).unwrap();
+        assert_eq!(table.requirement(extra), None);
         for role in [Role::Reader, Role::Steward, Role::Admin] {
-            assert_eq!(
-                table.check(role, "/tessera.v1.IdentityService/DropEverything"),
-                Err(Denied::RpcNotAllowed)
-            );
+            assert_eq!(table.check(role, extra), Err(Denied::RpcNotAllowed));
         }
+        assert_eq!(
+            table.check(Role::Reader, "/tessera.v1.IdentityService/GetMaster"),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn every_rpc_needs_the_role_the_contract_list_names() {
+        let table = PermissionTable::for_contract(false).unwrap();
+        for m in methods(tessera_proto::FILE_DESCRIPTOR_SET).unwrap() {
+            let needed = match table.requirement(&m) {
+                Some(Requirement::Role(r)) => r,
+                other => panic!("{m}: {other:?}"),
+            };
+            for role in [Role::Reader, Role::Steward, Role::Admin] {
+                let expected = if role >= needed {
+                    Ok(())
+                } else {
+                    Err(Denied::RoleTooLow)
+                };
+                assert_eq!(table.check(role, &m), expected, "{m} as {role:?}");
+            }
+        }
+        for steward_only in [
+            "UpsertSourceRecord",
+            "ResolveReviewItem",
+            "LinkSourceRecord",
+            "MergeMasters",
+            "UnmergeSourceRecord",
+        ] {
+            let m = format!("/tessera.v1.IdentityService/{steward_only}");
+            assert_eq!(table.check(Role::Reader, &m), Err(Denied::RoleTooLow));
+        }
+        assert_eq!(
+            table.check(
+                Role::Steward,
+                "/tessera.v1.SourceAdapterService/FetchRecords"
+            ),
+            Err(Denied::RoleTooLow)
+        );
     }
 
     #[test]

@@ -180,6 +180,8 @@ async fn serve_with(
             Ok(())
         };
         let addr = listen.unwrap_or(config.server.listen);
+        server::check_listener(addr, &config.server)?;
+        let tls = server::tls_acceptor(&config.server, config_path)?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
@@ -188,6 +190,8 @@ async fn serve_with(
         let options = ServeOptions {
             grace_period: config.server.shutdown_grace_period.0,
             rpc: telemetry.rpc_layer(),
+            tls,
+            reflection: config.server.reflection,
         };
         // Printed once health is SERVING, so whoever reads it may call at once.
         let on_ready = || {

@@ -234,3 +234,6 @@ fn stopped(
         Err(join) => std::panic::resume_unwind(join.into_panic()),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,8 @@
 //! The security commands as a user runs them: `config check` refusing plaintext
 //! on a public address, `dev-certs`, and `audit verify` / `audit export`.
 
+#![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};

@@ -218,3 +218,49 @@ pub(crate) fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     }
     cause.to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_is_sent_as_a_bearer_header_and_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "s3cret-token\n").unwrap();
+        let options = ConnectOptions {
+            token_file: Some(file),
+            ..ConnectOptions::default()
+        };
+        let mut bearer = options.bearer().unwrap();
+        let request = bearer.call(tonic::Request::new(())).unwrap();
+        assert_eq!(
+            request.metadata().get("authorization").unwrap(),
+            "Bearer s3cret-token"
+        );
+        let shown = format!(
+            "{options:?} {bearer:?} {:?}",
+            "s3cret-token".parse::<Token>().unwrap()
+        );
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
+
+    #[test]
+    fn without_a_token_no_authorization_header_is_sent() {
+        let mut bearer = ConnectOptions::default().bearer().unwrap();
+        let request = bearer.call(tonic::Request::new(())).unwrap();
+        assert!(request.metadata().get("authorization").is_none());
+    }
+
+    #[tokio::test]
+    async fn tls_flags_with_an_http_url_are_refused_rather_than_downgraded() {
+        let options = ConnectOptions {
+            ca: Some(PathBuf::from("ca.pem")),
+            ..ConnectOptions::default()
+        };
+        let err = channel("http://127.0.0.1:1", &options, Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("need https://"), "{err}");
+    }
+}

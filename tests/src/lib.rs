@@ -134,7 +134,7 @@ impl Tessera {
     /// A minimal valid config listening on 127.0.0.1:0.
     pub fn minimal_config(grace_period: &str) -> String {
         format!(
-            "server:\n  listen: 127.0.0.1:0\n  shutdown_grace_period: {grace_period}\nlogging:\n  format: json\n  level: info\n"
+            "server:\n  listen: 127.0.0.1:0\n  shutdown_grace_period: {grace_period}\n  reflection: true\nlogging:\n  format: json\n  level: info\n"
         )
     }
 

@@ -19,6 +19,9 @@ pub use sources::{
 /// The longest shutdown grace period the config accepts.
 const MAX_GRACE_PERIOD: Duration = Duration::from_secs(3600);
 
+/// The longest TLS reload interval the config accepts.
+const MAX_RELOAD_INTERVAL: Duration = Duration::from_secs(3600);
+
 /// Tessera's configuration file.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -187,11 +190,72 @@ pub struct ServerConfig {
     #[serde(default = "ServerConfig::default_grace_period")]
     #[schemars(with = "String", example = &"30s")]
     pub shutdown_grace_period: GracePeriod,
+
+    /// TLS on the gRPC listener (rustls), with mutual TLS when `client_ca` is set.
+    /// Without it the listener is plaintext, which is refused on any address but
+    /// loopback unless `insecure` is true.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+
+    /// Allows a plaintext listener on a non-loopback address. Anyone who can reach
+    /// the port then reads unencrypted patient data: for closed test networks only.
+    /// Start-up logs a loud warning when it is used.
+    #[serde(default)]
+    pub insecure: bool,
+
+    /// Serves gRPC server reflection (v1 and v1alpha), which tools such as grpcurl
+    /// use to discover the services. Off unless enabled.
+    #[serde(default)]
+    pub reflection: bool,
 }
 
 impl ServerConfig {
     fn default_grace_period() -> GracePeriod {
         GracePeriod(Duration::from_secs(30))
+    }
+}
+
+/// The gRPC listener's TLS files. Relative paths are relative to this config file.
+/// The files are checked for changes and reloaded without a restart: new
+/// connections get the new files, open ones are untouched.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The server certificate chain (PEM), leaf first.
+    pub cert: PathBuf,
+
+    /// The server's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+
+    /// A CA bundle (PEM) for client certificates. When set, every client must
+    /// present a certificate that chains to it (mutual TLS), and the caller is
+    /// taken from the certificate's subject alternative names.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+
+    /// How often the files are checked for changes: a duration with a unit, such
+    /// as `5s`; between one second and one hour.
+    #[serde(default = "TlsConfig::default_reload_interval")]
+    #[schemars(with = "String", example = &"5s")]
+    pub reload_interval: ReloadInterval,
+}
+
+impl TlsConfig {
+    fn default_reload_interval() -> ReloadInterval {
+        ReloadInterval(Duration::from_secs(5))
+    }
+
+    /// The acceptor's options, with paths resolved from the config file at
+    /// `config_path`.
+    pub fn options(&self, config_path: &Path) -> tessera_tls::ServerTlsOptions {
+        let resolve = |p: &Path| Config::resolve_path(config_path, p);
+        let mut options = tessera_tls::ServerTlsOptions::new(tessera_tls::ServerTlsFiles {
+            cert: resolve(&self.cert),
+            key: resolve(&self.key),
+            client_ca: self.client_ca.as_deref().map(resolve),
+        });
+        options.reload_interval = self.reload_interval.0;
+        options
     }
 }
 
@@ -295,6 +359,10 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GracePeriod(pub Duration);
 
+/// How often TLS files are checked for changes, between one second and one hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReloadInterval(pub Duration);
+
 /// A `tracing` filter directive, checked when the config is parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogFilter(pub String);
@@ -320,6 +388,30 @@ impl<'de> Deserialize<'de> for GracePeriod {
                     )));
                 }
                 Ok(GracePeriod(duration))
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for ReloadInterval {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = ReloadInterval;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration with a unit, such as \"5s\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                let duration = humantime::parse_duration(v)
+                    .map_err(|e| E::custom(format!("invalid duration {v:?}: {e}")))?;
+                if !(Duration::from_secs(1)..=MAX_RELOAD_INTERVAL).contains(&duration) {
+                    return Err(E::custom(format!(
+                        "{v:?} is out of range: between 1s and {}",
+                        humantime::format_duration(MAX_RELOAD_INTERVAL)
+                    )));
+                }
+                Ok(ReloadInterval(duration))
             }
         }
         deserializer.deserialize_str(Visitor)
@@ -434,6 +526,13 @@ impl Config {
             field: field.to_owned(),
             message: message.to_owned(),
         };
+        if let Err(err) = tessera_tls::check_listener(
+            self.server.listen,
+            self.server.tls.is_some(),
+            self.server.insecure,
+        ) {
+            return Err(rule("server.listen", &err.to_string()));
+        }
         if let Some(identity) = &self.identity {
             if let (Some(review), Some(auto)) =
                 (identity.review_threshold, identity.match_threshold)

@@ -9,7 +9,8 @@
 //! [`identity`] opens the configured resolver; [`adapters`] lists the adapter
 //! kinds and builds the configured sources into the patient-view aggregator;
 //! [`commands`] holds the batch commands (`tessera resolver ...`, `tessera
-//! synth`, `tessera bench`) and `tessera view`, the PatientViewService client.
+//! synth`, `tessera bench`) and `tessera view`, the PatientViewService client,
+//! which reaches the server through [`connect`] (TLS, client certificates, tokens).
 //! [`startup`] brings the resolver and the sources up before the server
 //! reports SERVING. The `tessera` binary (`main.rs`) is the command line over
 //! these parts.
@@ -17,6 +18,7 @@
 pub mod adapters;
 pub mod commands;
 pub mod config;
+pub mod connect;
 pub mod health;
 pub mod identity;
 pub mod pending;

@@ -10,7 +10,9 @@ use clap::{Parser, Subcommand};
 use tessera_aggregator::PatientViewGrpc;
 use tessera_gateway::commands;
 use tessera_gateway::commands::adapter::AdapterCommand;
+use tessera_gateway::commands::audit::AuditCommand;
 use tessera_gateway::commands::bench::BenchCommand;
+use tessera_gateway::commands::dev_certs::DevCertsArgs;
 use tessera_gateway::commands::resolver::ResolverCommand;
 use tessera_gateway::commands::synth::SynthArgs;
 use tessera_gateway::commands::view::ViewArgs;
@@ -63,6 +65,12 @@ enum Command {
     /// Checks a configured source's adapter against its running silo.
     #[command(subcommand)]
     Adapter(AdapterCommand),
+    /// Writes a throwaway CA, a server certificate for localhost and client
+    /// certificates for the dev callers (reader, steward, marketing).
+    DevCerts(DevCertsArgs),
+    /// Verifies or exports a JSONL audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,6 +98,8 @@ fn main() -> ExitCode {
         Command::Bench(command) => commands::bench::run(command).map(|()| ExitCode::SUCCESS),
         Command::View(args) => commands::view::run(args).map(|()| ExitCode::SUCCESS),
         Command::Adapter(command) => commands::adapter::run(command),
+        Command::DevCerts(args) => commands::dev_certs::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Audit(command) => commands::audit::run(&command),
     };
     result.unwrap_or_else(|err| {
         let _ = writeln!(std::io::stderr(), "error: {err:#}");
@@ -180,6 +190,8 @@ async fn serve_with(
             Ok(())
         };
         let addr = listen.unwrap_or(config.server.listen);
+        server::check_listener(addr, &config.server)?;
+        let tls = server::tls_acceptor(&config.server, config_path)?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
@@ -188,6 +200,8 @@ async fn serve_with(
         let options = ServeOptions {
             grace_period: config.server.shutdown_grace_period.0,
             rpc: telemetry.rpc_layer(),
+            tls,
+            reflection: config.server.reflection,
         };
         // Printed once health is SERVING, so whoever reads it may call at once.
         let on_ready = || {

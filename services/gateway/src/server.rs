@@ -1,8 +1,13 @@
-//! Server wiring: the contract's services, `grpc.health.v1` and server reflection
-//! (v1 and v1alpha) on one tonic server, over a listener the caller has bound, with
-//! a graceful shutdown bounded by a grace period.
+//! Server wiring: the contract's services, `grpc.health.v1` and, when enabled,
+//! server reflection (v1 and v1alpha) on one tonic server, over a listener the
+//! caller has bound (plaintext, or TLS through [`tessera_tls::TlsAcceptor`]), with
+//! a graceful shutdown bounded by a grace period. [`check_listener`] is the rule
+//! that keeps plaintext off non-loopback addresses.
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tessera_aggregator::PatientViewGrpc;
@@ -12,12 +17,14 @@ use tessera_proto::v1::{
     source_adapter_service_server::SourceAdapterServiceServer,
 };
 use tessera_resolver::IdentityGrpc;
+use tessera_tls::TlsAcceptor;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 use tonic::transport::server::TcpIncoming;
 
+use crate::config::ServerConfig;
 use crate::health::HealthState;
 use crate::pending::{IdentityStub, PatientViewStub, SourceAdapterStub};
 
@@ -30,6 +37,10 @@ pub enum ServeError {
     /// The transport failed.
     #[error("transport error: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The TLS files could not be loaded, or the listen address is not allowed
+    /// without TLS.
+    #[error("{0}")]
+    Tls(#[from] tessera_tls::TlsError),
     /// Startup (loading the identity index, say) failed.
     #[error("startup failed: {0}")]
     Startup(String),
@@ -51,6 +62,38 @@ pub struct ServeOptions {
     pub grace_period: Duration,
     /// Traces and times every call ([`crate::telemetry::Telemetry::rpc_layer`]).
     pub rpc: crate::telemetry::rpc::RpcLayer,
+    /// TLS (and mutual TLS) on the listener; plaintext when `None`.
+    pub tls: Option<Arc<TlsAcceptor>>,
+    /// Whether server reflection (v1 and v1alpha) is served.
+    pub reflection: bool,
+}
+
+/// Checks that `addr` may be listened on with `server`'s settings: plaintext only
+/// on loopback unless `insecure` is set, in which case it warns loudly.
+pub fn check_listener(addr: SocketAddr, server: &ServerConfig) -> Result<(), ServeError> {
+    tessera_tls::check_listener(addr, server.tls.is_some(), server.insecure)?;
+    if server.tls.is_none() && !addr.ip().to_canonical().is_loopback() {
+        tracing::warn!(
+            listen = %addr,
+            "INSECURE: plaintext gRPC on a non-loopback address; anyone who can reach \
+             the port reads patient data unencrypted (server.insecure is true)"
+        );
+    }
+    Ok(())
+}
+
+/// The TLS acceptor for `server.tls`, its files resolved from the config file
+/// at `config_path` and loaded now (blocking file I/O); `None` without TLS.
+pub fn tls_acceptor(
+    server: &ServerConfig,
+    config_path: &Path,
+) -> Result<Option<Arc<TlsAcceptor>>, ServeError> {
+    let Some(tls) = &server.tls else {
+        return Ok(None);
+    };
+    let acceptor = TlsAcceptor::new(tls.options(config_path))?;
+    tracing::info!(mutual = acceptor.mutual(), "tls enabled");
+    Ok(Some(Arc::new(acceptor)))
 }
 
 /// The contract's services this process implements; the rest answer
@@ -99,15 +142,15 @@ pub async fn serve(
 ) -> Result<Shutdown, ServeError> {
     let (health, health_service) = HealthState::new(service_names()).await;
 
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
-
     let mut routes = RoutesBuilder::default();
     routes
         .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
         .add_service(SourceAdapterServiceServer::new(SourceAdapterStub));
+    if options.reflection {
+        routes
+            .add_service(reflection().build_v1()?)
+            .add_service(reflection().build_v1alpha()?);
+    }
     match services.patient_view {
         Some(view) => routes.add_service(PatientViewServiceServer::new(view)),
         None => routes.add_service(PatientViewServiceServer::new(PatientViewStub)),
@@ -121,10 +164,18 @@ pub async fn serve(
     let router = tonic::transport::Server::builder()
         .layer(options.rpc.clone())
         .add_routes(routes.routes());
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
+    let stop = async {
         let _ = stop_rx.await;
-    }));
+    };
+    let mut server = match &options.tls {
+        Some(acceptor) => {
+            tokio::spawn(router.serve_with_incoming_shutdown(acceptor.incoming(listener), stop))
+        }
+        None => {
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop))
+        }
+    };
 
     let mut shutdown = std::pin::pin!(shutdown);
     let mut failed = None;
@@ -183,3 +234,6 @@ fn stopped(
         Err(join) => std::panic::resume_unwind(join.into_panic()),
     }
 }
+
+#[cfg(test)]
+mod tests;

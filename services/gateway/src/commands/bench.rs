@@ -148,6 +148,8 @@ async fn resolver(args: &ResolverBenchArgs) -> anyhow::Result<serde_json::Value>
     let options = ServeOptions {
         grace_period: Duration::from_secs(5),
         rpc: crate::telemetry::rpc::RpcLayer::default(),
+        tls: None,
+        reflection: false,
     };
     let shutdown = async {
         let _ = stopped.await;

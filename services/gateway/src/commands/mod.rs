@@ -4,7 +4,9 @@
 //! a client of a running gateway.
 
 pub mod adapter;
+pub mod audit;
 pub mod bench;
+pub mod dev_certs;
 pub mod load;
 pub mod resolver;
 pub mod synth;

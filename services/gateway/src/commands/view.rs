@@ -20,9 +20,13 @@ use tessera_proto::v1 as pb;
 /// `tessera view`.
 #[derive(Debug, Args)]
 pub struct ViewArgs {
-    /// The gateway's address: `http://HOST:PORT`, or `HOST:PORT` for plaintext.
+    /// The gateway's address: `http://HOST:PORT`, `https://HOST:PORT`, or
+    /// `HOST:PORT` (TLS when `--ca` or `--cert` is given, plaintext otherwise).
     #[arg(long, value_name = "URL")]
     addr: String,
+    /// TLS and credentials.
+    #[command(flatten)]
+    connect: crate::connect::ConnectOptions,
     /// Whose view.
     #[command(flatten)]
     subject: SubjectArgs,

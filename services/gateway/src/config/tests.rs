@@ -239,3 +239,63 @@ fn source_rules_are_checked() {
         "tessera.yaml: sources[0].hedge.budget_ratio: must be between 0 and 1"
     );
 }
+
+#[test]
+fn server_security_defaults_are_plaintext_loopback_without_reflection() {
+    let config = Config::parse("server:\n  listen: 127.0.0.1:0\n", Path::new("t.yaml")).unwrap();
+    assert!(config.server.tls.is_none());
+    assert!(!config.server.insecure);
+    assert!(!config.server.reflection);
+}
+
+#[test]
+fn tls_paths_are_relative_to_the_config_file() {
+    let yaml = "server:\n  listen: 0.0.0.0:0\n  tls:\n    cert: certs/server.pem\n    key: certs/server.key\n    client_ca: /etc/ca.pem\n";
+    let config = Config::parse(yaml, Path::new("/srv/tessera/tessera.yaml")).unwrap();
+    let options = config
+        .server
+        .tls
+        .as_ref()
+        .unwrap()
+        .options(Path::new("/srv/tessera/tessera.yaml"));
+    assert_eq!(
+        options.files.cert,
+        Path::new("/srv/tessera/certs/server.pem")
+    );
+    assert_eq!(
+        options.files.key,
+        Path::new("/srv/tessera/certs/server.key")
+    );
+    assert_eq!(
+        options.files.client_ca.as_deref(),
+        Some(Path::new("/etc/ca.pem"))
+    );
+    assert_eq!(options.reload_interval, Duration::from_secs(5));
+}
+
+#[test]
+fn plaintext_on_a_non_loopback_address_is_refused_unless_insecure() {
+    assert_eq!(
+        error_of("server:\n  listen: 0.0.0.0:50051\n"),
+        "tessera.yaml: server.listen: refusing a plaintext listener on non-loopback address \
+         0.0.0.0:50051: configure tls, or allow insecure explicitly"
+    );
+    let config = Config::parse(
+        "server:\n  listen: 0.0.0.0:50051\n  insecure: true\n",
+        Path::new("t.yaml"),
+    )
+    .unwrap();
+    assert!(config.server.insecure);
+}
+
+#[test]
+fn a_zero_reload_interval_is_rejected() {
+    let message = error_of(
+        "server:\n  listen: 127.0.0.1:0\n  tls:\n    cert: a.pem\n    key: a.key\n    reload_interval: 0s\n",
+    );
+    assert!(
+        message
+            .starts_with("tessera.yaml:6:22: server.tls.reload_interval: \"0s\" is out of range"),
+        "{message}"
+    );
+}

@@ -254,6 +254,8 @@ impl ViewServer {
         let options = ServeOptions {
             grace_period: Duration::from_secs(5),
             rpc,
+            tls: None,
+            reflection: false,
         };
         let server = tokio::spawn(server::serve(
             listener,

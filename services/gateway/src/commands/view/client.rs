@@ -9,7 +9,6 @@ use anyhow::bail;
 use tessera_proto::v1::patient_view_service_client::PatientViewServiceClient;
 use tessera_proto::v1::stream_patient_view_response::Event;
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
@@ -22,7 +21,7 @@ const GRACE: Duration = Duration::from_millis(100);
 /// Connects, calls GetPatientView or StreamPatientView, and prints the result.
 pub(super) async fn view(args: &ViewArgs) -> anyhow::Result<()> {
     let deadline = Instant::now() + args.timeout;
-    let channel = connect(&args.addr, args.timeout).await?;
+    let channel = crate::connect::channel(&args.addr, &args.connect, args.timeout).await?;
     let mut client = PatientViewServiceClient::new(channel);
     let call = Call {
         deadline,
@@ -78,7 +77,7 @@ impl Call {
 }
 
 async fn unary(
-    client: &mut PatientViewServiceClient<Channel>,
+    client: &mut PatientViewServiceClient<crate::connect::Connection>,
     args: &ViewArgs,
     call: Call,
 ) -> anyhow::Result<()> {
@@ -96,7 +95,7 @@ async fn unary(
 }
 
 async fn stream(
-    client: &mut PatientViewServiceClient<Channel>,
+    client: &mut PatientViewServiceClient<crate::connect::Connection>,
     args: &ViewArgs,
     call: Call,
 ) -> anyhow::Result<()> {
@@ -128,40 +127,6 @@ fn emit(text: &str) -> anyhow::Result<()> {
     writeln!(out, "{text}")?;
     out.flush()?;
     Ok(())
-}
-
-/// Opens a plaintext HTTP/2 connection to `addr`, within `timeout`.
-async fn connect(addr: &str, timeout: Duration) -> anyhow::Result<Channel> {
-    let url = if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    };
-    if !url.starts_with("http://") {
-        bail!("--addr {addr}: only plaintext http:// is supported (this build has no TLS)");
-    }
-    let Ok(endpoint) = Endpoint::from_shared(url.clone()) else {
-        bail!("--addr {addr}: not a URL such as http://127.0.0.1:50051");
-    };
-    let endpoint = endpoint.connect_timeout(timeout);
-    match tokio::time::timeout(timeout, endpoint.connect()).await {
-        Ok(Ok(channel)) => Ok(channel),
-        Ok(Err(err)) => bail!("cannot connect to {url}: {}", root_cause(&err)),
-        Err(_) => bail!(
-            "cannot connect to {url}: no answer within {}",
-            humantime::format_duration(timeout)
-        ),
-    }
-}
-
-/// The innermost error of a chain: `Connection refused (os error 111)` rather than
-/// `transport error`.
-fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = err;
-    while let Some(source) = cause.source() {
-        cause = source;
-    }
-    cause.to_string()
 }
 
 /// A failed call, as printed: `CODE: message`, then the ErrorInfo reason and the

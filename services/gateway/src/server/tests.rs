@@ -1,0 +1,208 @@
+//! The real `serve` on 127.0.0.1:0: TLS and mutual TLS with certificates from
+//! `tessera_tls::dev_certs`, and reflection on only when enabled.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use tonic_reflection::pb::v1::{
+    ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+    server_reflection_request::MessageRequest,
+};
+
+use super::{ServeOptions, Services, serve};
+use crate::config::Config;
+use crate::connect::{ConnectOptions, channel};
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// A running server and the handle that stops it.
+struct Running {
+    addr: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<super::Shutdown, super::ServeError>>,
+}
+
+impl Running {
+    /// Starts `serve` with the `server:` section of `yaml` (paths relative to
+    /// `dir`), once health is SERVING.
+    async fn start(dir: &Path, yaml: &str) -> Self {
+        let config_path = dir.join("tessera.yaml");
+        let config = Config::parse(yaml, &config_path).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let options = ServeOptions {
+            grace_period: Duration::from_secs(1),
+            rpc: crate::telemetry::rpc::RpcLayer::default(),
+            tls: super::tls_acceptor(&config.server, &config_path).unwrap(),
+            reflection: config.server.reflection,
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(
+            listener,
+            Services::default(),
+            options,
+            async { Ok(()) },
+            async {
+                let _ = stopped.await;
+            },
+            move || {
+                let _ = ready_tx.send(());
+            },
+        ));
+        tokio::time::timeout(DEADLINE, ready_rx)
+            .await
+            .unwrap()
+            .unwrap();
+        Self {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(DEADLINE, self.task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// Health over a connection made with `options` to `addr`.
+async fn health(addr: &str, options: &ConnectOptions) -> Result<ServingStatus, String> {
+    let connection = channel(addr, options, Duration::from_secs(5))
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    let response = tokio::time::timeout(
+        DEADLINE,
+        HealthClient::new(connection).check(HealthCheckRequest {
+            service: String::new(),
+        }),
+    )
+    .await
+    .map_err(|_| "no answer".to_owned())?
+    .map_err(|status| format!("{status}"))?;
+    Ok(response.into_inner().status())
+}
+
+/// A `server:` section with mutual TLS from dev certificates in `certs/`.
+const MTLS: &str = "server:\n  listen: 127.0.0.1:0\n  tls:\n    cert: certs/server.pem\n    key: certs/server.key\n    client_ca: certs/ca.pem\n";
+
+#[tokio::test]
+async fn with_mutual_tls_only_a_client_with_a_certificate_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = tessera_tls::dev_certs(&dir.path().join("certs"), false).unwrap();
+    let server = Running::start(dir.path(), MTLS).await;
+
+    let reader = ConnectOptions {
+        ca: Some(certs.ca_cert.clone()),
+        cert: Some(dir.path().join("certs/reader.pem")),
+        key: Some(dir.path().join("certs/reader.key")),
+        ..ConnectOptions::default()
+    };
+    let https = format!(
+        "https://localhost:{}",
+        server.addr.rsplit(':').next().unwrap()
+    );
+    assert_eq!(health(&https, &reader).await, Ok(ServingStatus::Serving));
+    // A bare address with --ca is TLS too, verified for the IP address.
+    assert_eq!(
+        health(&server.addr, &reader).await,
+        Ok(ServingStatus::Serving)
+    );
+
+    let no_certificate = ConnectOptions {
+        ca: Some(certs.ca_cert.clone()),
+        ..ConnectOptions::default()
+    };
+    assert!(
+        health(&https, &no_certificate).await.is_err(),
+        "a client without a certificate must be refused"
+    );
+    let plaintext = health(
+        &format!("http://{}", server.addr),
+        &ConnectOptions::default(),
+    )
+    .await;
+    assert!(
+        plaintext.is_err(),
+        "a plaintext client must be refused, got {plaintext:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_tls_client_that_does_not_trust_the_ca_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    tessera_tls::dev_certs(&dir.path().join("certs"), false).unwrap();
+    let other = tessera_tls::dev_certs(&dir.path().join("other"), false).unwrap();
+    let server = Running::start(dir.path(), MTLS).await;
+    let stranger = ConnectOptions {
+        ca: Some(other.ca_cert),
+        cert: Some(dir.path().join("other/reader.pem")),
+        key: Some(dir.path().join("other/reader.key")),
+        ..ConnectOptions::default()
+    };
+    let err = health(&server.addr, &stranger).await.unwrap_err();
+    assert!(err.starts_with("cannot connect to https://"), "{err}");
+    server.stop().await;
+}
+
+async fn reflection_status(addr: &str) -> Result<(), Code> {
+    let connection = channel(addr, &ConnectOptions::default(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = ServerReflectionClient::new(connection)
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .map_err(|status| status.code())?
+        .into_inner();
+    match responses.message().await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(Code::Unknown),
+        Err(status) => Err(status.code()),
+    }
+}
+
+#[tokio::test]
+async fn reflection_is_off_unless_enabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let off = Running::start(dir.path(), "server:\n  listen: 127.0.0.1:0\n").await;
+    assert_eq!(reflection_status(&off.addr).await, Err(Code::Unimplemented));
+    off.stop().await;
+
+    let on = Running::start(
+        dir.path(),
+        "server:\n  listen: 127.0.0.1:0\n  reflection: true\n",
+    )
+    .await;
+    assert_eq!(reflection_status(&on.addr).await, Ok(()));
+    on.stop().await;
+}
+
+#[test]
+fn the_options_carry_the_acceptor_only_with_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("tessera.yaml");
+    let plain = Config::parse("server:\n  listen: 127.0.0.1:0\n", &config_path).unwrap();
+    assert!(
+        super::tls_acceptor(&plain.server, &config_path)
+            .unwrap()
+            .is_none()
+    );
+    let missing = Config::parse(MTLS, &config_path).unwrap();
+    let err = super::tls_acceptor(&missing.server, &config_path).unwrap_err();
+    assert!(err.to_string().contains("server.pem"), "{err}");
+}

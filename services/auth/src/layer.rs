@@ -5,8 +5,9 @@
 //! TLS acceptor, or a [`PeerIdentity`] extension), else the `anonymous_loopback` grant's.
 //! No credentials -> UNAUTHENTICATED; an unknown caller or an RPC its role does not cover
 //! -> PERMISSION_DENIED with an `ErrorInfo`; the service is not called on refusal. On
-//! success the [`Caller`] and its [`Grant`] go into the request extensions; handlers then
-//! check the purpose with [`authorize_purpose`].
+//! success the [`Caller`], its [`Grant`] and the `Arc<Policy>` go into the request
+//! extensions, and the caller into its [`AccessLog`] when it has one; handlers then check
+//! the purpose with [`crate::access::authorize`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,6 +19,7 @@ use tessera_proto::error::status;
 use tessera_tls::{PeerIdentity, TlsConnectInfo};
 use tonic::transport::server::TcpConnectInfo;
 
+use crate::access::AccessLog;
 use crate::caller::{ANONYMOUS_PRINCIPAL, AuthMethod, Caller};
 use crate::jwt::JwtVerifier;
 use crate::policy::{Grant, Policy};
@@ -84,6 +86,9 @@ impl Authenticator {
         } else {
             return Err(AuthError::NoCredentials);
         };
+        if let Some(log) = extensions.get::<AccessLog>() {
+            log.note(|a| a.caller = Some(caller.clone()));
+        }
         self.policy.table().check(grant.role, path)?;
         Ok((caller, grant))
     }
@@ -191,6 +196,7 @@ where
                     Ok((caller, grant)) => {
                         request.extensions_mut().insert(caller);
                         request.extensions_mut().insert(grant);
+                        request.extensions_mut().insert(auth.policy.clone());
                     }
                     Err(err) => {
                         tracing::debug!(

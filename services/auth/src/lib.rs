@@ -6,14 +6,17 @@
 //! callers (matched by certificate SAN, token subject or client ID), their [`Grant`]s and the
 //! purpose-of-use and break-the-glass checks; [`layer`] is the tower layer that puts a
 //! [`Caller`] and its [`Grant`] into each admitted request, and refuses the rest through
-//! `tessera_proto::error`; [`page_token`] signs list cursors.
+//! `tessera_proto::error`; [`access`] is what handlers read from it (the grant, the
+//! purpose check) and note for the audit trail; [`page_token`] signs list cursors.
 
+pub mod access;
 pub mod caller;
 pub mod jwt;
 pub mod layer;
 pub mod page_token;
 pub mod policy;
 
+pub use access::{Access, AccessLog};
 pub use caller::{AuthMethod, Caller};
 pub use policy::{Grant, Policy, PolicyConfig};
 

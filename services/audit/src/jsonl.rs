@@ -10,7 +10,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::chain::{make_line, sha256_hex, verify_bytes};
 use crate::{AuditError, AuditRecord, AuditSink};
 
-type Job = (AuditRecord, oneshot::Sender<Result<(), AuditError>>);
+/// A batch member: a record to append, or a probe (`None`) that only checks the trail.
+type Job = (Option<AuditRecord>, oneshot::Sender<Result<(), AuditError>>);
 
 /// An append-only, hash-chained JSONL file with group commit: one writer thread batches
 /// concurrent appends and `fdatasync`s them together.
@@ -78,15 +79,19 @@ impl JsonlSink {
         Ok(Self { tx, healthy })
     }
 
-    /// False after a failed write or fsync, until an append succeeds again.
-    pub fn healthy(&self) -> bool {
-        self.healthy.load(Ordering::SeqCst)
+    async fn send(&self, record: Option<AuditRecord>) -> Result<(), AuditError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send((record, tx))
+            .map_err(|_| AuditError::Unavailable("writer stopped".into()))?;
+        rx.await
+            .map_err(|_| AuditError::Unavailable("writer stopped".into()))?
     }
 }
 
 impl Writer {
     fn commit(&mut self, batch: Vec<Job>) {
-        let result = self.write_batch(batch.iter().map(|(r, _)| r.clone()).collect());
+        let result = self.write_batch(batch.iter().filter_map(|(r, _)| r.clone()).collect());
         self.healthy.store(result.is_ok(), Ordering::SeqCst);
         if result.is_err() {
             self.file = None;
@@ -143,11 +148,17 @@ impl Writer {
 #[async_trait::async_trait]
 impl AuditSink for JsonlSink {
     async fn append(&self, record: AuditRecord) -> Result<(), AuditError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send((record, tx))
-            .map_err(|_| AuditError::Unavailable("writer stopped".into()))?;
-        rx.await
-            .map_err(|_| AuditError::Unavailable("writer stopped".into()))?
+        self.send(Some(record)).await
+    }
+
+    /// False after a failed write or fsync, until an append or a probe succeeds again.
+    fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::SeqCst)
+    }
+
+    /// Reopens the trail if a write failed (never creating it: a vanished trail must
+    /// not restart at genesis), checks it is still the file it was, and syncs it.
+    async fn probe(&self) -> Result<(), AuditError> {
+        self.send(None).await
     }
 }

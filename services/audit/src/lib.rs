@@ -48,4 +48,15 @@ pub use record::{AuditRecord, AuthMethod, Withheld};
 pub trait AuditSink: Send + Sync {
     /// Appends `record`, returning only once it is durable.
     async fn append(&self, record: AuditRecord) -> Result<(), AuditError>;
+
+    /// False after a failed append, until the sink writes again.
+    fn healthy(&self) -> bool {
+        true
+    }
+
+    /// Checks, without appending a record, whether the sink can write now (after a
+    /// failure: reopens and syncs the trail), and updates [`AuditSink::healthy`].
+    async fn probe(&self) -> Result<(), AuditError> {
+        Ok(())
+    }
 }

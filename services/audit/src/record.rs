@@ -10,6 +10,8 @@ pub enum AuthMethod {
     Jwt,
     /// Unauthenticated loopback (development only).
     AnonymousLoopback,
+    /// No credentials were accepted (the call was refused).
+    None,
 }
 
 /// A section or source withheld from a response, with a reason code.

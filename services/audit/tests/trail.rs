@@ -130,8 +130,14 @@ async fn unwritable_trail_fails_closed_and_recovers() {
     assert!(!sink.healthy());
     // Still unavailable while the trail is missing; never restarts a fresh chain.
     assert!(sink.append(record(2)).await.is_err());
+    assert!(sink.probe().await.is_err());
+    assert!(!sink.healthy());
     assert!(!path.exists());
     std::fs::rename(dir.path().join("moved"), &path).unwrap();
+    // A probe finds the trail back without appending anything.
+    sink.probe().await.unwrap();
+    assert!(sink.healthy());
+    assert_eq!(verify(&path).unwrap().records, 1);
     sink.append(record(2)).await.unwrap();
     assert!(sink.healthy());
     assert_eq!(verify(&path).unwrap().records, 2);

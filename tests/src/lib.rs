@@ -42,9 +42,38 @@ pub struct Tessera {
     _dir: tempfile::TempDir,
 }
 
+/// The access a test gets when its config names no `policy:`: the anonymous loopback
+/// caller with every role, purpose, section and system, as in the quickstart. Tests of
+/// access control write their own `policy:` (deny by default applies to them).
+pub const DEV_POLICY: &str = "policy:\n  anonymous_loopback:\n    roles: [admin]\n    \
+    purposes: [TREAT, HPAYMT, HOPERAT, HMARKT, PATRQT, PUBHLTH, HRESCH]\n    \
+    sections: [\"*\"]\n    systems: [\"*\"]\n    national_id: true\n";
+
+/// The audit trail a test gets when its config names no `audit:`, in the config's
+/// directory.
+pub const DEV_AUDIT: &str = "audit:\n  file: data/audit.jsonl\n";
+
+/// `config_yaml` with [`DEV_POLICY`] and [`DEV_AUDIT`] appended where it has no
+/// `policy:` or `audit:` section of its own.
+pub fn with_dev_access(config_yaml: &str) -> String {
+    let has = |section: &str| {
+        config_yaml.starts_with(section) || config_yaml.contains(&format!("\n{section}"))
+    };
+    let mut config = config_yaml.trim_end().to_owned();
+    config.push('\n');
+    if !has("policy:") {
+        config.push_str(DEV_POLICY);
+    }
+    if !has("audit:") {
+        config.push_str(DEV_AUDIT);
+    }
+    config
+}
+
 impl Tessera {
-    /// Writes `config_yaml` to a temporary file and starts `tessera serve` with it on
-    /// `127.0.0.1:0`, returning once the server has printed its bound address.
+    /// Writes `config_yaml` (through [`with_dev_access`]) to a temporary file and starts
+    /// `tessera serve` with it on `127.0.0.1:0`, returning once the server has printed its
+    /// bound address.
     /// `bin` is the `tessera` executable, which the calling test binary gets from
     /// cargo (`env!("CARGO_BIN_EXE_tessera")`).
     pub async fn start(bin: &Path, config_yaml: &str) -> anyhow::Result<Self> {
@@ -71,7 +100,7 @@ impl Tessera {
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
         let config = dir.path().join("tessera.yaml");
-        std::fs::write(&config, config_yaml)?;
+        std::fs::write(&config, with_dev_access(config_yaml))?;
         let mut child = Command::new(bin)
             .envs(env.iter().copied())
             .arg("serve")

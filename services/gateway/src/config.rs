@@ -10,8 +10,10 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 
+mod security;
 mod sources;
 
+pub use security::{AuditConfig, AuthConfig, PageKeyConfig};
 pub use sources::{
     BreakerConfig, CacheConfig, HedgeConfig, RetryConfig, SourceConfig, Span, ViewConfig,
 };
@@ -54,6 +56,21 @@ pub struct Config {
     /// PatientViewService answers UNIMPLEMENTED.
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
+
+    /// Who may call, deny by default: the callers (matched by client certificate SAN,
+    /// token subject or client ID) with their roles, purposes of use, sections and
+    /// identifier systems; `anonymous_loopback` grants callers without credentials a role,
+    /// on a loopback listener only. A caller no entry names is refused.
+    #[serde(default)]
+    pub policy: tessera_auth::PolicyConfig,
+
+    /// Bearer tokens (JWT) and the page-token signing keys.
+    #[serde(default)]
+    pub auth: AuthConfig,
+
+    /// The audit trail. Required unless the listener is loopback.
+    #[serde(default)]
+    pub audit: Option<AuditConfig>,
 
     /// Demo conveniences for the embedded quickstart; leave out in production.
     #[serde(default)]
@@ -533,6 +550,7 @@ impl Config {
         ) {
             return Err(rule("server.listen", &err.to_string()));
         }
+        self.check_security(&rule)?;
         if let Some(identity) = &self.identity {
             if let (Some(review), Some(auto)) =
                 (identity.review_threshold, identity.match_threshold)
@@ -563,6 +581,56 @@ impl Config {
             ));
         }
         self.check_view(&rule)
+    }
+
+    /// The `policy`, `auth` and `audit` rules, for the configured listen address
+    /// (`serve --listen` checks its own address again).
+    fn check_security(&self, rule: &dyn Fn(&str, &str) -> ConfigError) -> Result<(), ConfigError> {
+        let auth_rule = |prefix: &str, err: tessera_auth::AuthError| match err {
+            tessera_auth::AuthError::InvalidConfig { field, problem } => {
+                rule(&format!("{prefix}.{field}"), problem)
+            }
+            other => rule(prefix, &other.to_string()),
+        };
+        self.policy.validate().map_err(|e| auth_rule("policy", e))?;
+        self.policy
+            .validate_for_listener(self.server.listen)
+            .map_err(|e| auth_rule("policy", e))?;
+        if let Some(jwt) = &self.auth.jwt {
+            jwt.validate().map_err(|e| auth_rule("auth", e))?;
+        }
+        let keys = &self.auth.page_token_keys;
+        if keys.len() > 2 {
+            return Err(rule(
+                "auth.page_token_keys",
+                "holds at most two keys: the signing key and the previous one",
+            ));
+        }
+        for (i, key) in keys.iter().enumerate() {
+            if key.id.trim().is_empty() || key.id.len() > 64 {
+                return Err(rule(
+                    &format!("auth.page_token_keys[{i}].id"),
+                    "must be 1 to 64 characters",
+                ));
+            }
+            if keys[..i].iter().any(|k| k.id == key.id) {
+                return Err(rule(
+                    &format!("auth.page_token_keys[{i}].id"),
+                    "is used by another key",
+                ));
+            }
+        }
+        match &self.audit {
+            Some(audit) if audit.file.is_some() == audit.postgres.is_some() => {
+                Err(rule("audit", "needs exactly one of `file` and `postgres`"))
+            }
+            None if !self.server.listen.ip().to_canonical().is_loopback() => Err(rule(
+                "audit",
+                "is required on a listener that is not loopback: calls that touch \
+                 patient data are recorded",
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn check_view(&self, rule: &dyn Fn(&str, &str) -> ConfigError) -> Result<(), ConfigError> {

@@ -49,6 +49,12 @@ impl HealthState {
         self.set_all(ServingStatus::Serving).await;
     }
 
+    /// Marks everything NOT_SERVING, keeping `Watch` streams open (the server may
+    /// become ready again).
+    pub async fn set_not_serving(&self) {
+        self.set_all(ServingStatus::NotServing).await;
+    }
+
     /// Marks everything NOT_SERVING and ends every open `Watch` stream.
     pub async fn drain(&self) {
         self.drain.send_replace(true);

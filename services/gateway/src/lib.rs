@@ -11,7 +11,9 @@
 //! [`commands`] holds the batch commands (`tessera resolver ...`, `tessera
 //! synth`, `tessera bench`) and `tessera view`, the PatientViewService client,
 //! which reaches the server through [`connect`] (TLS, client certificates, tokens).
-//! [`startup`] brings the resolver and the sources up before the server
+//! [`security`] builds the policy, the authenticator, the audit sink and the page-token
+//! keys from the config; [`guard`] writes one audit record per call before its response
+//! leaves. [`startup`] brings the resolver and the sources up before the server
 //! reports SERVING. The `tessera` binary (`main.rs`) is the command line over
 //! these parts.
 
@@ -19,9 +21,11 @@ pub mod adapters;
 pub mod commands;
 pub mod config;
 pub mod connect;
+pub mod guard;
 pub mod health;
 pub mod identity;
 pub mod pending;
+pub mod security;
 pub mod server;
 pub mod startup;
 pub mod status;

@@ -18,7 +18,7 @@ use tessera_gateway::commands::synth::SynthArgs;
 use tessera_gateway::commands::view::ViewArgs;
 use tessera_gateway::config::Config;
 use tessera_gateway::server::{self, ServeOptions, Services, Shutdown};
-use tessera_gateway::{startup, telemetry};
+use tessera_gateway::{security, startup, telemetry};
 use tessera_resolver::IdentityGrpc;
 
 /// jemalloc, not glibc's allocator: a view allocates and frees many small
@@ -192,6 +192,7 @@ async fn serve_with(
         let addr = listen.unwrap_or(config.server.listen);
         server::check_listener(addr, &config.server)?;
         let tls = server::tls_acceptor(&config.server, config_path)?;
+        let security = security::build(config, config_path, addr).await?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
@@ -202,6 +203,7 @@ async fn serve_with(
             rpc: telemetry.rpc_layer(),
             tls,
             reflection: config.server.reflection,
+            guard: Some(security.guard()),
         };
         // Printed once health is SERVING, so whoever reads it may call at once.
         let on_ready = || {

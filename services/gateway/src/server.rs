@@ -25,6 +25,7 @@ use tonic::service::RoutesBuilder;
 use tonic::transport::server::TcpIncoming;
 
 use crate::config::ServerConfig;
+use crate::guard::AuditLayer;
 use crate::health::HealthState;
 use crate::pending::{IdentityStub, PatientViewStub, SourceAdapterStub};
 
@@ -66,6 +67,27 @@ pub struct ServeOptions {
     pub tls: Option<Arc<TlsAcceptor>>,
     /// Whether server reflection (v1 and v1alpha) is served.
     pub reflection: bool,
+    /// Authentication, the RPC table and the audit trail. Without it no call carries a
+    /// grant, so every handler refuses every call (only health answers).
+    pub guard: Option<Guard>,
+}
+
+/// What guards each call: the authenticator (caller, grant, RPC table) and the audit
+/// sink (one record per `tessera.v1` call, fail closed).
+#[derive(Clone)]
+pub struct Guard {
+    /// Admits callers.
+    pub authenticator: Arc<tessera_auth::layer::Authenticator>,
+    /// Where audit records go; `None` records nothing (loopback only, warned at start).
+    pub audit: Option<Arc<dyn tessera_audit::AuditSink>>,
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("audit", &self.audit.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Checks that `addr` may be listened on with `server`'s settings: plaintext only
@@ -161,8 +183,20 @@ pub async fn serve(
     };
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let auth = options
+        .guard
+        .as_ref()
+        .map(|g| tessera_auth::layer::AuthLayer::new(g.authenticator.clone()));
+    let audit = options
+        .guard
+        .as_ref()
+        .and_then(|g| g.audit.clone())
+        .map(AuditLayer::new);
+    let audit_watch = audit.as_ref().map(|layer| (layer.failures(), layer.sink()));
     let router = tonic::transport::Server::builder()
         .layer(options.rpc.clone())
+        .layer(tower::util::option_layer(audit))
+        .layer(tower::util::option_layer(auth))
         .add_routes(routes.routes());
     let stop = async {
         let _ = stop_rx.await;
@@ -179,11 +213,15 @@ pub async fn serve(
 
     let mut shutdown = std::pin::pin!(shutdown);
     let mut failed = None;
+    let mut readiness = None;
     tokio::select! {
         result = startup => match result {
             Ok(()) => {
                 health.set_serving().await;
                 tracing::info!("serving");
+                if let Some((failures, sink)) = audit_watch {
+                    readiness = Some(tokio::spawn(watch_audit(health.clone(), failures, sink)));
+                }
                 on_ready();
             }
             Err(message) => failed = Some(message),
@@ -202,6 +240,9 @@ pub async fn serve(
         grace_period_ms = options.grace_period.as_millis() as u64,
         "draining"
     );
+    if let Some(task) = readiness {
+        task.abort();
+    }
     health.drain().await;
     let _ = stop_tx.send(());
     let drained = tokio::time::timeout(options.grace_period, &mut server).await;
@@ -223,6 +264,38 @@ pub async fn serve(
         }
     }
 }
+
+/// Readiness follows the audit trail: NOT_SERVING while it cannot be written (calls
+/// that touch patient data are refused meanwhile), SERVING again once a probe finds it
+/// back. Woken by each failed call, and checks every second while unhealthy.
+async fn watch_audit(
+    health: HealthState,
+    failures: Arc<tokio::sync::Notify>,
+    sink: Arc<dyn tessera_audit::AuditSink>,
+) {
+    let mut ready = true;
+    loop {
+        if ready {
+            failures.notified().await;
+        } else {
+            tokio::time::sleep(AUDIT_PROBE_INTERVAL).await;
+        }
+        let ok = sink.healthy() || sink.probe().await.is_ok();
+        if ok != ready {
+            ready = ok;
+            if ok {
+                tracing::info!("audit trail writable again; serving");
+                health.set_serving().await;
+            } else {
+                tracing::error!("audit trail unavailable; not ready");
+                health.set_not_serving().await;
+            }
+        }
+    }
+}
+
+/// How often an unwritable audit trail is probed.
+const AUDIT_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The outcome of a server that stopped without being asked to.
 fn stopped(

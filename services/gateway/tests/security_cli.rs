@@ -36,7 +36,11 @@ fn config_check_refuses_plaintext_on_a_non_loopback_address() {
         )
     );
 
-    std::fs::write(&path, "server:\n  listen: 0.0.0.0:0\n  insecure: true\n").unwrap();
+    std::fs::write(
+        &path,
+        "server:\n  listen: 0.0.0.0:0\n  insecure: true\naudit:\n  file: audit.jsonl\n",
+    )
+    .unwrap();
     let output = tessera(&["config", "check", path.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
 }

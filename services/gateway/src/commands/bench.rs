@@ -150,6 +150,7 @@ async fn resolver(args: &ResolverBenchArgs) -> anyhow::Result<serde_json::Value>
         rpc: crate::telemetry::rpc::RpcLayer::default(),
         tls: None,
         reflection: false,
+        guard: None,
     };
     let shutdown = async {
         let _ = stopped.await;

@@ -250,7 +250,7 @@ fn server_security_defaults_are_plaintext_loopback_without_reflection() {
 
 #[test]
 fn tls_paths_are_relative_to_the_config_file() {
-    let yaml = "server:\n  listen: 0.0.0.0:0\n  tls:\n    cert: certs/server.pem\n    key: certs/server.key\n    client_ca: /etc/ca.pem\n";
+    let yaml = "server:\n  listen: 0.0.0.0:0\n  tls:\n    cert: certs/server.pem\n    key: certs/server.key\n    client_ca: /etc/ca.pem\naudit:\n  file: audit.jsonl\n";
     let config = Config::parse(yaml, Path::new("/srv/tessera/tessera.yaml")).unwrap();
     let options = config
         .server
@@ -281,11 +281,57 @@ fn plaintext_on_a_non_loopback_address_is_refused_unless_insecure() {
          0.0.0.0:50051: configure tls, or allow insecure explicitly"
     );
     let config = Config::parse(
-        "server:\n  listen: 0.0.0.0:50051\n  insecure: true\n",
+        "server:\n  listen: 0.0.0.0:50051\n  insecure: true\naudit:\n  file: audit.jsonl\n",
         Path::new("t.yaml"),
     )
     .unwrap();
     assert!(config.server.insecure);
+}
+
+#[test]
+fn a_non_loopback_listener_needs_an_audit_trail_and_no_anonymous_grant() {
+    let tls = "server:\n  listen: 0.0.0.0:50051\n  tls: {cert: s.pem, key: s.key}\n";
+    assert_eq!(
+        error_of(tls),
+        "tessera.yaml: audit: is required on a listener that is not loopback: calls that \
+         touch patient data are recorded"
+    );
+    assert_eq!(
+        error_of(&format!("{tls}audit: {{}}\n")),
+        "tessera.yaml: audit: needs exactly one of `file` and `postgres`"
+    );
+    let anonymous = format!(
+        "{tls}audit: {{file: a.jsonl}}\npolicy:\n  anonymous_loopback: {{roles: [reader], purposes: [TREAT]}}\n"
+    );
+    assert!(
+        error_of(&anonymous).starts_with("tessera.yaml: policy.anonymous_loopback"),
+        "{}",
+        error_of(&anonymous)
+    );
+    Config::parse(
+        &format!("{tls}audit: {{file: a.jsonl}}\n"),
+        Path::new("t.yaml"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn policy_and_page_key_mistakes_name_their_field() {
+    let base = "server:\n  listen: 127.0.0.1:0\n";
+    let message = error_of(&format!(
+        "{base}policy:\n  callers:\n    - id: ui\n      match: {{san: spiffe://x/ui}}\n      roles: [reader]\n      purposes: [TREET]\n"
+    ));
+    assert!(
+        message.starts_with("tessera.yaml: policy.callers[0].purposes[0]"),
+        "{message}"
+    );
+    let message = error_of(&format!(
+        "{base}auth:\n  page_token_keys:\n    - {{id: a, key: env:K1}}\n    - {{id: a, key: env:K2}}\n"
+    ));
+    assert_eq!(
+        message,
+        "tessera.yaml: auth.page_token_keys[1].id: is used by another key"
+    );
 }
 
 #[test]

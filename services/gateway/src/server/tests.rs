@@ -34,12 +34,17 @@ impl Running {
         let config_path = dir.join("tessera.yaml");
         let config = Config::parse(yaml, &config_path).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
+        let bound = listener.local_addr().unwrap();
+        let addr = bound.to_string();
+        let security = crate::security::build(&config, &config_path, bound)
+            .await
+            .unwrap();
         let options = ServeOptions {
             grace_period: Duration::from_secs(1),
             rpc: crate::telemetry::rpc::RpcLayer::default(),
             tls: super::tls_acceptor(&config.server, &config_path).unwrap(),
             reflection: config.server.reflection,
+            guard: Some(security.guard()),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let (ready_tx, ready_rx) = oneshot::channel::<()>();
@@ -179,13 +184,22 @@ async fn reflection_status(addr: &str) -> Result<(), Code> {
 #[tokio::test]
 async fn reflection_is_off_unless_enabled() {
     let dir = tempfile::tempdir().unwrap();
-    let off = Running::start(dir.path(), "server:\n  listen: 127.0.0.1:0\n").await;
-    assert_eq!(reflection_status(&off.addr).await, Err(Code::Unimplemented));
+    let off = Running::start(
+        dir.path(),
+        "server:\n  listen: 127.0.0.1:0\npolicy:\n  anonymous_loopback: {roles: [admin], purposes: [TREAT]}\n",
+    )
+    .await;
+    // Not served, and not in the permission table: refused even to an admin.
+    assert_eq!(
+        reflection_status(&off.addr).await,
+        Err(Code::PermissionDenied)
+    );
     off.stop().await;
 
     let on = Running::start(
         dir.path(),
-        "server:\n  listen: 127.0.0.1:0\n  reflection: true\n",
+        "server:\n  listen: 127.0.0.1:0\n  reflection: true\n\
+         policy:\n  anonymous_loopback: {roles: [admin], purposes: [TREAT]}\n",
     )
     .await;
     assert_eq!(reflection_status(&on.addr).await, Ok(()));

@@ -256,6 +256,7 @@ impl ViewServer {
             rpc,
             tls: None,
             reflection: false,
+            guard: None,
         };
         let server = tokio::spawn(server::serve(
             listener,

@@ -220,3 +220,184 @@ fn the_options_carry_the_acceptor_only_with_tls() {
     let err = super::tls_acceptor(&missing.server, &config_path).unwrap_err();
     assert!(err.to_string().contains("server.pem"), "{err}");
 }
+
+/// Calls GetMaster and MergeMasters over `connection`; the handlers are the pending
+/// stubs, so an admitted call answers UNIMPLEMENTED and a refused one never reaches them.
+async fn identity_calls(connection: crate::connect::Connection) -> (Code, Code, Option<String>) {
+    use tessera_proto::v1::identity_service_client::IdentityServiceClient;
+    use tessera_proto::v1::{GetMasterRequest, MergeMastersRequest};
+    use tonic_types::StatusExt;
+    let mut client = IdentityServiceClient::new(connection);
+    let read = client
+        .get_master(GetMasterRequest {
+            name: "masters/1".into(),
+        })
+        .await
+        .unwrap_err();
+    let merge = client
+        .merge_masters(MergeMastersRequest::default())
+        .await
+        .unwrap_err();
+    let reason = merge.get_details_error_info().map(|info| info.reason);
+    (read.code(), merge.code(), reason)
+}
+
+/// The audit trail's records as JSON values, after checking its chain.
+fn trail(path: &Path) -> Vec<serde_json::Value> {
+    tessera_audit::verify(path).unwrap();
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["record"].clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn mtls_callers_get_their_roles_strangers_are_refused_and_every_call_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = tessera_tls::dev_certs(&dir.path().join("certs"), false).unwrap();
+    let yaml = format!(
+        "{MTLS}policy:\n  callers:\n    \
+         - {{id: reader, match: {{san: \"spiffe://tessera.dev/reader\"}}, roles: [reader], purposes: [TREAT]}}\n    \
+         - {{id: steward, match: {{san: \"spiffe://tessera.dev/steward\"}}, roles: [steward], purposes: [HOPERAT]}}\n\
+         audit:\n  file: trail/audit.jsonl\n"
+    );
+    let server = Running::start(dir.path(), &yaml).await;
+    let as_caller = |name: &str| ConnectOptions {
+        ca: Some(certs.ca_cert.clone()),
+        cert: Some(dir.path().join(format!("certs/{name}.pem"))),
+        key: Some(dir.path().join(format!("certs/{name}.key"))),
+        ..ConnectOptions::default()
+    };
+    let connect = |name: &str| {
+        let options = as_caller(name);
+        let addr = server.addr.clone();
+        async move { channel(&addr, &options, DEADLINE).await.unwrap() }
+    };
+
+    let reader = identity_calls(connect("reader").await).await;
+    assert_eq!(
+        reader,
+        (
+            Code::Unimplemented,
+            Code::PermissionDenied,
+            Some("RPC_NOT_ALLOWED".into())
+        )
+    );
+    let steward = identity_calls(connect("steward").await).await;
+    assert_eq!(
+        (steward.0, steward.1),
+        (Code::Unimplemented, Code::Unimplemented)
+    );
+    // A certificate from the right CA whose SAN no policy entry names.
+    let stranger = identity_calls(connect("marketing").await).await;
+    assert_eq!(
+        stranger,
+        (
+            Code::PermissionDenied,
+            Code::PermissionDenied,
+            Some("CALLER_UNKNOWN".into())
+        )
+    );
+    // Health stays public.
+    assert_eq!(
+        health(&server.addr, &as_caller("marketing")).await,
+        Ok(ServingStatus::Serving)
+    );
+    server.stop().await;
+
+    let records = trail(&dir.path().join("trail/audit.jsonl"));
+    let seen: Vec<(&str, &str, &str, &str)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["caller"].as_str().unwrap(),
+                r["auth"].as_str().unwrap(),
+                r["rpc"].as_str().unwrap().rsplit('/').next().unwrap(),
+                r["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("reader", "mtls", "GetMaster", "UNIMPLEMENTED"),
+            ("reader", "mtls", "MergeMasters", "PERMISSION_DENIED"),
+            ("steward", "mtls", "GetMaster", "UNIMPLEMENTED"),
+            ("steward", "mtls", "MergeMasters", "UNIMPLEMENTED"),
+            ("unknown", "none", "GetMaster", "PERMISSION_DENIED"),
+            ("unknown", "none", "MergeMasters", "PERMISSION_DENIED"),
+        ],
+        "one record per call, health checks not included"
+    );
+    assert_eq!(records[1]["reason"], "RPC_NOT_ALLOWED");
+    assert!(
+        records
+            .iter()
+            .all(|r| !r["request_id"].as_str().unwrap().is_empty())
+    );
+}
+
+#[tokio::test]
+async fn without_credentials_or_a_grant_every_patient_call_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start(dir.path(), "server:\n  listen: 127.0.0.1:0\n").await;
+    let connection = channel(&server.addr, &ConnectOptions::default(), DEADLINE)
+        .await
+        .unwrap();
+    let (read, merge, reason) = identity_calls(connection).await;
+    assert_eq!(
+        (read, merge, reason.as_deref()),
+        (
+            Code::Unauthenticated,
+            Code::Unauthenticated,
+            Some("CREDENTIALS_MISSING")
+        )
+    );
+    assert_eq!(
+        health(&server.addr, &ConnectOptions::default()).await,
+        Ok(ServingStatus::Serving)
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_unwritable_trail_fails_calls_closed_and_readiness_follows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "server:\n  listen: 127.0.0.1:0\npolicy:\n  anonymous_loopback: {roles: [reader], purposes: [TREAT]}\naudit:\n  file: trail/audit.jsonl\n";
+    let server = Running::start(dir.path(), yaml).await;
+    let plain = ConnectOptions::default();
+    let connection = channel(&server.addr, &plain, DEADLINE).await.unwrap();
+    assert_eq!(
+        identity_calls(connection.clone()).await.0,
+        Code::Unimplemented
+    );
+
+    let trail_dir = dir.path().join("trail");
+    let moved = dir.path().join("moved");
+    std::fs::rename(&trail_dir, &moved).unwrap();
+    let (read, _, _) = identity_calls(connection.clone()).await;
+    assert_eq!(read, Code::Unavailable, "no answer without its record");
+    let not_ready = async {
+        while health(&server.addr, &plain).await != Ok(ServingStatus::NotServing) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(DEADLINE, not_ready).await.unwrap();
+
+    std::fs::rename(&moved, &trail_dir).unwrap();
+    let ready = async {
+        while health(&server.addr, &plain).await != Ok(ServingStatus::Serving) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(DEADLINE, ready).await.unwrap();
+    assert_eq!(identity_calls(connection).await.0, Code::Unimplemented);
+    server.stop().await;
+
+    let records = trail(&trail_dir.join("audit.jsonl"));
+    // Two calls answered before, two after; the refused ones left no record and
+    // no gap in the chain.
+    assert_eq!(records.len(), 4);
+    assert!(records.iter().all(|r| r["caller"] == "anonymous"));
+}

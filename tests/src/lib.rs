@@ -167,6 +167,12 @@ impl Tessera {
         )
     }
 
+    /// The directory holding the config and what it names by relative paths (the
+    /// embedded store, the audit trail at `data/audit.jsonl`).
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
     /// The server's URL, `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)

@@ -829,10 +829,13 @@ async fn a_canary_patient_appears_in_no_span_metric_or_log_line_after_every_rpc(
     assert!(otlp.metric_exports() > 0, "metrics arrived over OTLP");
     let logs = tessera.logs();
     assert!(logs.lines().count() > 10, "debug logs were written");
+    let trail_path = tessera.dir().join("data/audit.jsonl");
+    let trail = std::fs::read_to_string(&trail_path).unwrap();
     let logs_and_all = [
         ("OTLP exports", otlp.raw()),
         ("Prometheus scrape", scraped),
         ("logs", logs),
+        ("audit trail", trail),
     ];
 
     // The haystacks are real: they hold what they should.
@@ -846,6 +849,15 @@ async fn a_canary_patient_appears_in_no_span_metric_or_log_line_after_every_rpc(
             .contains("tessera_resolver_decisions_total")
     );
     assert!(logs_and_all[2].1.contains("source record upserted"));
+    // One record per call: the upserts, reads, link calls and the four views.
+    let report = tessera_audit::verify(&trail_path).unwrap();
+    assert!(report.records >= 10, "{} audit records", report.records);
+    assert!(
+        logs_and_all[3]
+            .1
+            .contains("tessera.v1.PatientViewService/BatchGetPatientViews")
+            && logs_and_all[3].1.contains("UpsertSourceRecord")
+    );
     let needles = [
         CANARY_GIVEN,
         CANARY_FAMILY,

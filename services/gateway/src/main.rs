@@ -205,6 +205,7 @@ async fn serve_with(
             reflection: config.server.reflection,
             guard: Some(security.guard()),
         };
+        let tls_on = config.server.tls.is_some();
         // Printed once health is SERVING, so whoever reads it may call at once.
         let on_ready = || {
             let mut text = format!("tessera listening on {bound}");
@@ -214,9 +215,17 @@ async fn serve_with(
             if let Some((master, key)) = example_slot.get() {
                 let exe = std::env::current_exe()
                     .map_or_else(|_| "tessera".to_owned(), |p| p.display().to_string());
+                let (addr, flags) = if tls_on {
+                    (
+                        format!("https://localhost:{}", bound.port()),
+                        " --ca CA.pem --cert CLIENT.pem --key CLIENT.key",
+                    )
+                } else {
+                    (bound.to_string(), "")
+                };
                 text.push_str(&format!(
-                    "\ntry:\n  {exe} view --addr {bound} --master masters/{master}\n  \
-                     {exe} view --addr {bound} --ref {}/{} --sections demographics,encounters",
+                    "\ntry:\n  {exe} view --addr {addr}{flags} --master masters/{master}\n  \
+                     {exe} view --addr {addr}{flags} --ref {}/{} --sections demographics,encounters",
                     key.system, key.local_id
                 ));
             }

@@ -148,23 +148,7 @@ async fn serve_with(
 ) -> anyhow::Result<ExitCode> {
     {
         let shutdown = shutdown_signal()?;
-        let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
-        let metrics_addr = std::sync::OnceLock::new();
-        if let (Some(addr), Some(registry)) = (
-            config.telemetry.prometheus_listen,
-            telemetry.prometheus_registry(),
-        ) {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} for metrics"))?;
-            let bound = listener.local_addr()?;
-            tracing::info!(listen = %bound, "serving prometheus metrics");
-            let _ = metrics_addr.set(bound);
-            tokio::spawn(telemetry::prometheus::serve(listener, registry, async {
-                let _ = metrics_stopped.await;
-            }));
-        }
-        let _stop_metrics = stop_metrics;
+        let (metrics_addr, _stop_metrics) = start_metrics(config, telemetry).await?;
         let identity_service = config.identity.as_ref().map(|_| IdentityGrpc::pending());
         let view_service = (config.identity.is_some() && !config.sources.is_empty())
             .then(PatientViewGrpc::pending);
@@ -208,27 +192,7 @@ async fn serve_with(
         let tls_on = config.server.tls.is_some();
         // Printed once health is SERVING, so whoever reads it may call at once.
         let on_ready = || {
-            let mut text = format!("tessera listening on {bound}");
-            if let Some(addr) = metrics_addr.get() {
-                text.push_str(&format!("\nmetrics on http://{addr}/metrics"));
-            }
-            if let Some((master, key)) = example_slot.get() {
-                let exe = std::env::current_exe()
-                    .map_or_else(|_| "tessera".to_owned(), |p| p.display().to_string());
-                let (addr, flags) = if tls_on {
-                    (
-                        format!("https://localhost:{}", bound.port()),
-                        " --ca CA.pem --cert CLIENT.pem --key CLIENT.key",
-                    )
-                } else {
-                    (bound.to_string(), "")
-                };
-                text.push_str(&format!(
-                    "\ntry:\n  {exe} view --addr {addr}{flags} --master masters/{master}\n  \
-                     {exe} view --addr {addr}{flags} --ref {}/{} --sections demographics,encounters",
-                    key.system, key.local_id
-                ));
-            }
+            let text = ready_text(bound, metrics_addr, example_slot.get(), tls_on);
             if let Err(err) = print_line(&text) {
                 tracing::warn!(error = %err, "cannot print the bound address");
             }
@@ -239,6 +203,62 @@ async fn serve_with(
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// Serves Prometheus metrics when configured; the address it listens on, and the
+/// sender whose drop stops it.
+async fn start_metrics(
+    config: &Config,
+    telemetry: &telemetry::Telemetry,
+) -> anyhow::Result<(Option<SocketAddr>, tokio::sync::oneshot::Sender<()>)> {
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (Some(addr), Some(registry)) = (
+        config.telemetry.prometheus_listen,
+        telemetry.prometheus_registry(),
+    ) else {
+        return Ok((None, stop_metrics));
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for metrics"))?;
+    let bound = listener.local_addr()?;
+    tracing::info!(listen = %bound, "serving prometheus metrics");
+    tokio::spawn(telemetry::prometheus::serve(listener, registry, async {
+        let _ = metrics_stopped.await;
+    }));
+    Ok((Some(bound), stop_metrics))
+}
+
+/// What `serve` prints once SERVING: where it listens, where its metrics are, and for
+/// the quickstart two `tessera view` commands to try.
+fn ready_text(
+    bound: SocketAddr,
+    metrics: Option<SocketAddr>,
+    example: Option<&(u64, tessera_matching::SourceKey)>,
+    tls_on: bool,
+) -> String {
+    let mut text = format!("tessera listening on {bound}");
+    if let Some(addr) = metrics {
+        text.push_str(&format!("\nmetrics on http://{addr}/metrics"));
+    }
+    if let Some((master, key)) = example {
+        let exe = std::env::current_exe()
+            .map_or_else(|_| "tessera".to_owned(), |p| p.display().to_string());
+        let (addr, flags) = if tls_on {
+            (
+                format!("https://localhost:{}", bound.port()),
+                " --ca CA.pem --cert CLIENT.pem --key CLIENT.key",
+            )
+        } else {
+            (bound.to_string(), "")
+        };
+        text.push_str(&format!(
+            "\ntry:\n  {exe} view --addr {addr}{flags} --master masters/{master}\n  \
+             {exe} view --addr {addr}{flags} --ref {}/{} --sections demographics,encounters",
+            key.system, key.local_id
+        ));
+    }
+    text
 }
 
 /// Installs the SIGTERM (Kubernetes' stop signal) and Ctrl-C handlers at once, so a

@@ -163,41 +163,16 @@ pub async fn serve(
     on_ready: impl FnOnce(),
 ) -> Result<Shutdown, ServeError> {
     let (health, health_service) = HealthState::new(service_names()).await;
-
-    let mut routes = RoutesBuilder::default();
-    routes
-        .add_service(health_service)
-        .add_service(SourceAdapterServiceServer::new(SourceAdapterStub));
-    if options.reflection {
-        routes
-            .add_service(reflection().build_v1()?)
-            .add_service(reflection().build_v1alpha()?);
-    }
-    match services.patient_view {
-        Some(view) => routes.add_service(PatientViewServiceServer::new(view)),
-        None => routes.add_service(PatientViewServiceServer::new(PatientViewStub)),
-    };
-    match services.identity {
-        Some(identity) => routes.add_service(IdentityServiceServer::new(identity)),
-        None => routes.add_service(IdentityServiceServer::new(IdentityStub)),
-    };
+    let routes = routes(services, health_service, options.reflection)?;
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let auth = options
-        .guard
-        .as_ref()
-        .map(|g| tessera_auth::layer::AuthLayer::new(g.authenticator.clone()));
-    let audit = options
-        .guard
-        .as_ref()
-        .and_then(|g| g.audit.clone())
-        .map(AuditLayer::new);
+    let (auth, audit) = guard_layers(options.guard.as_ref());
     let audit_watch = audit.as_ref().map(|layer| (layer.failures(), layer.sink()));
     let router = tonic::transport::Server::builder()
         .layer(options.rpc.clone())
         .layer(tower::util::option_layer(audit))
         .layer(tower::util::option_layer(auth))
-        .add_routes(routes.routes());
+        .add_routes(routes);
     let stop = async {
         let _ = stop_rx.await;
     };
@@ -250,6 +225,20 @@ pub async fn serve(
         server.abort();
         return Err(ServeError::Startup(message));
     }
+    drained_outcome(drained, &server)
+}
+
+type ServerTask = tokio::task::JoinHandle<Result<(), tonic::transport::Error>>;
+
+/// How the drain ended: every call finished, or the grace period ran out and the
+/// server task was cut off.
+fn drained_outcome(
+    drained: Result<
+        Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>,
+        tokio::time::error::Elapsed,
+    >,
+    server: &ServerTask,
+) -> Result<Shutdown, ServeError> {
     match drained {
         Ok(Ok(Ok(()))) => {
             tracing::info!("drained");
@@ -296,6 +285,42 @@ async fn watch_audit(
 
 /// How often an unwritable audit trail is probed.
 const AUDIT_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The auth and audit layers of `guard` (none without one).
+fn guard_layers(
+    guard: Option<&Guard>,
+) -> (Option<tessera_auth::layer::AuthLayer>, Option<AuditLayer>) {
+    let auth = guard.map(|g| tessera_auth::layer::AuthLayer::new(g.authenticator.clone()));
+    let audit = guard.and_then(|g| g.audit.clone()).map(AuditLayer::new);
+    (auth, audit)
+}
+
+/// Every service on one router: health, reflection when enabled, and each contract
+/// service (its pending stub when this process does not implement it).
+fn routes(
+    services: Services,
+    health: tonic_health::pb::health_server::HealthServer<crate::health::DrainingHealth>,
+    reflection_on: bool,
+) -> Result<tonic::service::Routes, ServeError> {
+    let mut routes = RoutesBuilder::default();
+    routes
+        .add_service(health)
+        .add_service(SourceAdapterServiceServer::new(SourceAdapterStub));
+    if reflection_on {
+        routes
+            .add_service(reflection().build_v1()?)
+            .add_service(reflection().build_v1alpha()?);
+    }
+    match services.patient_view {
+        Some(view) => routes.add_service(PatientViewServiceServer::new(view)),
+        None => routes.add_service(PatientViewServiceServer::new(PatientViewStub)),
+    };
+    match services.identity {
+        Some(identity) => routes.add_service(IdentityServiceServer::new(identity)),
+        None => routes.add_service(IdentityServiceServer::new(IdentityStub)),
+    };
+    Ok(routes.routes())
+}
 
 /// The outcome of a server that stopped without being asked to.
 fn stopped(

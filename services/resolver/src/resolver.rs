@@ -331,6 +331,26 @@ impl Resolver {
         })
     }
 
+    /// A master as one caller may see it, following merge redirects: the golden record
+    /// and the record count derived only from the linked records whose keys `visible`
+    /// admits, and the keys of every linked record (to tell what was left out).
+    pub async fn master_visible(
+        &self,
+        id: MasterId,
+        visible: impl Fn(&SourceKey) -> bool + Send,
+    ) -> Result<(MasterView, Vec<SourceKey>), ResolverError> {
+        let row = self.active_master(id).await?;
+        let records = self.store.master_records(row.id).await?;
+        let keys = records.iter().map(|r| r.key.clone()).collect();
+        let seen: Vec<StoredRecord> = records.into_iter().filter(|r| visible(&r.key)).collect();
+        let view = MasterView {
+            master: row,
+            record_count: seen.len(),
+            golden: golden::build(&seen, &self.config.source_priority),
+        };
+        Ok((view, keys))
+    }
+
     /// The keys of a master's records, following merge redirects: the active
     /// master and its records' keys.
     pub async fn master_records(

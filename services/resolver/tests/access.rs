@@ -143,9 +143,15 @@ impl Env {
     /// Alice in the EHR (with her SSN), the CRM (with her SSN) and marketing (without),
     /// all on one master, which is returned.
     async fn alice(&self) -> u64 {
-        let ehr = self.upsert("ehr", MRN, person("Alice", "Okonkwo", Some(SSN))).await;
-        let crm = self.upsert("crm", "C-77", person("Alice", "Okonkwo", Some(SSN))).await;
-        let mkt = self.upsert("marketing", "M-5", person("Alice", "Okonkwo", None)).await;
+        let ehr = self
+            .upsert("ehr", MRN, person("Alice", "Okonkwo", Some(SSN)))
+            .await;
+        let crm = self
+            .upsert("crm", "C-77", person("Alice", "Okonkwo", Some(SSN)))
+            .await;
+        let mkt = self
+            .upsert("marketing", "M-5", person("Alice", "Okonkwo", None))
+            .await;
         for other in [crm, mkt] {
             if other != ehr {
                 self.merge(ehr, other).await;
@@ -304,7 +310,10 @@ async fn marketing_sees_no_ehr_record_and_no_national_id_and_a_reader_sees_all()
     let (master, log) = env.master("marketing", id).await;
     let text = format!("{master:?}");
     assert!(!text.contains(MRN), "EHR local ID leaked: {text}");
-    assert!(!text.contains("systems/ehr/"), "EHR record name leaked: {text}");
+    assert!(
+        !text.contains("systems/ehr/"),
+        "EHR record name leaked: {text}"
+    );
     assert!(!text.contains(SSN), "national ID leaked: {text}");
     let golden = master.golden_record.clone().unwrap();
     assert!(golden.identifiers.is_empty());
@@ -362,7 +371,10 @@ async fn marketing_sees_no_ehr_record_and_no_national_id_and_a_reader_sees_all()
         .iter()
         .map(|r| r.source_record.as_ref().unwrap().system.as_str())
         .collect();
-    assert!(!systems.contains(&"ehr") && systems.len() == 2, "{systems:?}");
+    assert!(
+        !systems.contains(&"ehr") && systems.len() == 2,
+        "{systems:?}"
+    );
     let events = env
         .service
         .list_link_events(env.req(
@@ -469,8 +481,16 @@ async fn page_tokens_continue_and_refuse_what_is_not_theirs() {
         None,
     ));
     let refused = [
-        ("tampered", s.list_links(env.req("reader", links_request("", &tampered))).await),
-        ("other caller", s.list_links(env.req("steward", links_request("", &token))).await),
+        (
+            "tampered",
+            s.list_links(env.req("reader", links_request("", &tampered)))
+                .await,
+        ),
+        (
+            "other caller",
+            s.list_links(env.req("steward", links_request("", &token)))
+                .await,
+        ),
         (
             "other filter",
             s.list_links(env.req("reader", links_request("link_source = AUTO", &token)))
@@ -563,7 +583,9 @@ async fn filtered_pages_still_reach_every_visible_link() {
 #[tokio::test]
 async fn a_merge_records_the_callers_principal_as_actor() {
     let env = Env::new().await;
-    let carol = env.upsert("crm", "C-1", person("Carol", "Mbeki", None)).await;
+    let carol = env
+        .upsert("crm", "C-1", person("Carol", "Mbeki", None))
+        .await;
     let mut dan = person("Dan", "Whitaker", None);
     dan.birth_date = "1950-01-30".into();
     dan.phones = vec!["(312) 555-0199".into()];
@@ -625,4 +647,21 @@ async fn match_candidates_exclude_masters_the_caller_cannot_see() {
     assert_eq!(reader.candidates[0].master, format!("masters/{dan_master}"));
     let marketing = find("marketing").await.unwrap().into_inner();
     assert!(marketing.candidates.is_empty(), "{marketing:?}");
+
+    // Nor can it tell an EHR-only master from a missing one.
+    let get = |id: u64| {
+        env.service.get_master(env.req(
+            "marketing",
+            pb::GetMasterRequest {
+                name: format!("masters/{id}"),
+            },
+        ))
+    };
+    let hidden = get(dan_master).await.unwrap_err();
+    let missing = get(dan_master + 1000).await.unwrap_err();
+    assert_eq!(hidden.code(), Code::NotFound);
+    assert_eq!(
+        (hidden.code(), hidden.message(), hidden.details()),
+        (missing.code(), missing.message(), missing.details())
+    );
 }

@@ -52,7 +52,10 @@ pub(super) fn record_name(key: &SourceKey) -> String {
     format!("systems/{}/records/{encoded}", key.system)
 }
 
-pub(super) fn key_from(proto: Option<pb::SourceRecordKey>, field: &str) -> Result<SourceKey, Status> {
+pub(super) fn key_from(
+    proto: Option<pb::SourceRecordKey>,
+    field: &str,
+) -> Result<SourceKey, Status> {
     let key = proto.ok_or_else(|| invalid(field, "is required"))?;
     Ok(SourceKey::new(key.system, key.local_id))
 }

@@ -25,8 +25,8 @@ use tonic::{Code, Request, Response, Status};
 pub use convert::demographics_to;
 use convert::{
     candidate_to, demographics_from, equalities, grade_from, invalid, key_from, key_to,
-    link_filter, link_to, master_name, micros_from, parse_id, parse_master, record_name,
-    review_to, source_to, timestamp, weights_to,
+    link_filter, link_to, master_name, micros_from, parse_id, parse_master, record_name, review_to,
+    source_to, timestamp, weights_to,
 };
 pub use paging::random_page_tokens;
 pub use visibility::AccessError;
@@ -287,12 +287,16 @@ impl IdentityService for IdentityGrpc {
         request: Request<pb::MatchDemographicsRequest>,
     ) -> Result<Response<pb::MatchDemographicsResponse>, Status> {
         let (grant, log, _, request) = admit(request)?;
-        let demographics = demographics_from(
+        let mut demographics = demographics_from(
             request
                 .demographics
                 .ok_or_else(|| invalid("demographics", "is required"))?,
             "demographics",
         )?;
+        // A caller that may not see national IDs may not use the index to check one.
+        if !grant.sees_national_id() {
+            demographics.national_id.clear();
+        }
         let max = match request.max_candidates {
             n if n < 0 => return Err(invalid("max_candidates", "must not be negative")),
             0 => DEFAULT_CANDIDATES,
@@ -324,7 +328,16 @@ impl IdentityService for IdentityGrpc {
         let (grant, log, _, request) = admit(request)?;
         let id = parse_master(&request.name, "name")?;
         log.master(id);
-        Ok(Response::new(self.master_seen(id, &grant, &log).await?))
+        let (view, keys) = self
+            .resolver()?
+            .master_visible(id, |k| sees(&grant, k))
+            .await?;
+        if view.record_count == 0 && !keys.is_empty() {
+            // Only records the caller may not see: the same answer as a missing master.
+            note_sources(&log, &grant, &keys);
+            return Err(ResolverError::NotFound { what: "master" }.into());
+        }
+        Ok(Response::new(master_for(&view, &keys, &grant, &log)))
     }
 
     async fn list_links(
@@ -490,7 +503,9 @@ impl IdentityService for IdentityGrpc {
         let previous = self
             .master_seen(outcome.previous.master.id, &grant, &log)
             .await?;
-        let new = self.master_seen(outcome.new.master.id, &grant, &log).await?;
+        let new = self
+            .master_seen(outcome.new.master.id, &grant, &log)
+            .await?;
         Ok(Response::new(pb::UnmergeSourceRecordResponse {
             previous_master: Some(previous),
             new_master: Some(new),

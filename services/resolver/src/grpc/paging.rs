@@ -14,8 +14,8 @@
 //! INVALID_ARGUMENT with a field violation on `page_token`.
 
 use rand::TryRng as _;
-use tessera_auth::page_token::{PageKey, PageTokenError, PageTokens};
 use tessera_auth::access::unix_now;
+use tessera_auth::page_token::{PageKey, PageTokenError, PageTokens};
 use tonic::Status;
 
 use super::convert::invalid;
@@ -130,7 +130,10 @@ mod tests {
             Code::InvalidArgument
         );
         assert_eq!(next_token(&tokens, "alice", &q, Some(42), false), "");
-        assert_eq!(page(&tokens, "alice", &q, 5000, "").unwrap().limit, MAX_PAGE);
+        assert_eq!(
+            page(&tokens, "alice", &q, 5000, "").unwrap().limit,
+            MAX_PAGE
+        );
     }
 
     #[test]

@@ -165,8 +165,8 @@ mod tests {
 
     #[test]
     fn an_unseen_system_is_permission_denied_with_its_reason() {
-        let status = require_system(&grant(&["crm"], true), &SourceKey::new("ehr", "1"))
-            .unwrap_err();
+        let status =
+            require_system(&grant(&["crm"], true), &SourceKey::new("ehr", "1")).unwrap_err();
         assert_eq!(status.code(), Code::PermissionDenied);
         assert_eq!(
             status.get_details_error_info().unwrap().reason,

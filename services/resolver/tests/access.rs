@@ -2,6 +2,8 @@
 //! layer would put in them (Caller, Grant, Arc<Policy>, AccessLog), and every answer is
 //! checked for what the caller may and may not see.
 
+#![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap
+
 use std::sync::Arc;
 
 use tessera_auth::page_token::{PageKey, PageTokens};

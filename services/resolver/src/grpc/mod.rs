@@ -1,7 +1,7 @@
 //! IdentityService, the resolver's gRPC edge: the one module that converts between the
-//! contract's generated types and the resolver's own ([`convert`]), maps
+//! contract's generated types and the resolver's own (`convert`), maps
 //! [`ResolverError`] to `tonic::Status` with google.rpc details, signs page tokens
-//! ([`paging`]) and applies the caller's grant ([`visibility`]).
+//! (`paging`) and applies the caller's grant (`visibility`).
 //!
 //! Every handler starts from the [`Grant`] the auth layer put in the request (deny by
 //! default: without one, PERMISSION_DENIED), before it validates or looks anything up.

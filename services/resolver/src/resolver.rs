@@ -22,7 +22,8 @@ use crate::directory::{Directory, DirectoryMiss};
 use crate::golden::{self, GoldenRecord};
 use crate::store::{
     IdentityStore, LinkEvent, LinkFilter, LinkWithKey, MasterId, MasterRow, MasterState, Micros,
-    Page, RecordId, ReviewItem, ReviewState, StoreError, StoreTx, StoredRecord, StoredResponse,
+    Page, RecordId, ReviewId, ReviewItem, ReviewState, StoreError, StoreTx, StoredRecord,
+    StoredResponse,
 };
 
 mod manual;
@@ -424,6 +425,16 @@ impl Resolver {
         page: Page,
     ) -> Result<Vec<LinkWithKey>, ResolverError> {
         Ok(self.store.list_links(filter, page).await?)
+    }
+
+    /// One review item.
+    pub async fn review_item(&self, id: ReviewId) -> Result<ReviewItem, ResolverError> {
+        self.store
+            .review_item(id)
+            .await?
+            .ok_or(ResolverError::NotFound {
+                what: "review item",
+            })
     }
 
     /// Review items in a state, one page, with the total in that state.

@@ -666,4 +666,16 @@ async fn match_candidates_exclude_masters_the_caller_cannot_see() {
         (hidden.code(), hidden.message(), hidden.details()),
         (missing.code(), missing.message(), missing.details())
     );
+    let events = env
+        .service
+        .list_link_events(env.req(
+            "marketing",
+            pb::ListLinkEventsRequest {
+                parent: format!("masters/{dan_master}"),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(events.code(), Code::NotFound);
 }

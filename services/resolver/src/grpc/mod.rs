@@ -433,6 +433,13 @@ impl IdentityService for IdentityGrpc {
             Ok(pb::ReviewOutcome::NewMaster) => ReviewDecision::NewMaster,
             _ => return Err(invalid("outcome", "must be LINKED or NEW_MASTER")),
         };
+        // An item of a system the caller does not see answers as a missing one would.
+        if !sees(&grant, &self.resolver()?.review_item(id).await?.key) {
+            return Err(ResolverError::NotFound {
+                what: "review item",
+            }
+            .into());
+        }
         let item = self
             .resolver()?
             .resolve_review(id, decision, &mutation(principal, request.request_id))
@@ -441,11 +448,7 @@ impl IdentityService for IdentityGrpc {
         if let Some(m) = item.resolved_master {
             log.master(m);
         }
-        let mut response = review_to(&item);
-        if !sees(&grant, &item.key) {
-            response.source_record = None;
-        }
-        Ok(Response::new(response))
+        Ok(Response::new(review_to(&item)))
     }
 
     async fn link_source_record(
@@ -518,6 +521,11 @@ impl IdentityService for IdentityGrpc {
     ) -> Result<Response<pb::ListLinkEventsResponse>, Status> {
         let (grant, log, principal, request) = admit(request)?;
         let master = parse_master(&request.parent, "parent")?;
+        log.master(master);
+        if !self.master_has_visible_record(master, &grant).await? {
+            // Only records the caller may not see: the same answer as a missing master.
+            return Err(ResolverError::NotFound { what: "master" }.into());
+        }
         let query = paging::query("ListLinkEvents", &[&request.parent]);
         let page = paging::page(
             &self.tokens,
@@ -527,7 +535,6 @@ impl IdentityService for IdentityGrpc {
             &request.page_token,
         )?;
         let events = self.resolver()?.list_link_events(master, page).await?;
-        log.master(master);
         let full = events.len() == page.limit as usize;
         let last = events.last().map(|e| e.id);
         let link_events = events

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tessera_auth::page_token::{PageKey, PageTokens};
 use tessera_auth::{AccessLog, AuthMethod, Caller, PermissionTable, Policy, PolicyConfig};
-use tessera_matching::Model;
+use tessera_matching::{MatchConfig, Model};
 use tessera_proto::v1::{self as pb, identity_service_server::IdentityService};
 use tessera_resolver::store::{IdentityStore, SqlStore};
 use tessera_resolver::{IdentityGrpc, Resolver, ResolverConfig};
@@ -50,12 +50,16 @@ struct Env {
 
 impl Env {
     async fn new() -> Self {
+        Self::with_matching(MatchConfig::default()).await
+    }
+
+    async fn with_matching(matching: MatchConfig) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("identity.db").display());
         let store: Arc<dyn IdentityStore> = Arc::new(SqlStore::open(&url).await.unwrap());
         let config = ResolverConfig {
+            matching,
             source_priority: vec!["ehr".into(), "crm".into()],
-            ..ResolverConfig::default()
         };
         let resolver = Resolver::open(store, Arc::new(Model::builtin()), config)
             .await
@@ -678,4 +682,61 @@ async fn match_candidates_exclude_masters_the_caller_cannot_see() {
         .await
         .unwrap_err();
     assert_eq!(events.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn review_items_of_unseen_systems_are_neither_listed_nor_decided() {
+    // Every record after the first goes to review.
+    let env = Env::with_matching(MatchConfig {
+        match_threshold: 1000.0,
+        review_threshold: -1000.0,
+        ..MatchConfig::default()
+    })
+    .await;
+    env.upsert("crm", "C-77", person("Alice", "Okonkwo", Some(SSN)))
+        .await;
+    env.upsert("ehr", MRN, person("Alice", "Okonkwo", Some(SSN)))
+        .await;
+    let list = |who: &'static str| {
+        env.service
+            .list_review_items(env.req(who, pb::ListReviewItemsRequest::default()))
+    };
+    let items = list("reader").await.unwrap().into_inner().review_items;
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].source_record.as_ref().unwrap().local_id, MRN);
+    assert!(
+        list("marketing")
+            .await
+            .unwrap()
+            .into_inner()
+            .review_items
+            .is_empty()
+    );
+
+    let decide = |who: &'static str, name: String| {
+        env.service.resolve_review_item(env.req(
+            who,
+            pb::ResolveReviewItemRequest {
+                name,
+                outcome: pb::ReviewOutcome::NewMaster.into(),
+                ..Default::default()
+            },
+        ))
+    };
+    let hidden = decide("marketing", items[0].name.clone())
+        .await
+        .unwrap_err();
+    let missing = decide("marketing", "reviewItems/999".into())
+        .await
+        .unwrap_err();
+    assert_eq!(hidden.code(), Code::NotFound);
+    assert_eq!(
+        (hidden.code(), hidden.message(), hidden.details()),
+        (missing.code(), missing.message(), missing.details())
+    );
+    let decided = decide("steward", items[0].name.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(decided.state, i32::from(pb::ReviewItemState::Resolved));
 }

@@ -22,7 +22,8 @@ use crate::directory::{Directory, DirectoryMiss};
 use crate::golden::{self, GoldenRecord};
 use crate::store::{
     IdentityStore, LinkEvent, LinkFilter, LinkWithKey, MasterId, MasterRow, MasterState, Micros,
-    Page, RecordId, ReviewItem, ReviewState, StoreError, StoreTx, StoredRecord, StoredResponse,
+    Page, RecordId, ReviewId, ReviewItem, ReviewState, StoreError, StoreTx, StoredRecord,
+    StoredResponse,
 };
 
 mod manual;
@@ -331,6 +332,26 @@ impl Resolver {
         })
     }
 
+    /// A master as one caller may see it, following merge redirects: the golden record
+    /// and the record count derived only from the linked records whose keys `visible`
+    /// admits, and the keys of every linked record (to tell what was left out).
+    pub async fn master_visible(
+        &self,
+        id: MasterId,
+        visible: impl Fn(&SourceKey) -> bool + Send,
+    ) -> Result<(MasterView, Vec<SourceKey>), ResolverError> {
+        let row = self.active_master(id).await?;
+        let records = self.store.master_records(row.id).await?;
+        let keys = records.iter().map(|r| r.key.clone()).collect();
+        let seen: Vec<StoredRecord> = records.into_iter().filter(|r| visible(&r.key)).collect();
+        let view = MasterView {
+            master: row,
+            record_count: seen.len(),
+            golden: golden::build(&seen, &self.config.source_priority),
+        };
+        Ok((view, keys))
+    }
+
     /// The keys of a master's records, following merge redirects: the active
     /// master and its records' keys.
     pub async fn master_records(
@@ -404,6 +425,16 @@ impl Resolver {
         page: Page,
     ) -> Result<Vec<LinkWithKey>, ResolverError> {
         Ok(self.store.list_links(filter, page).await?)
+    }
+
+    /// One review item.
+    pub async fn review_item(&self, id: ReviewId) -> Result<ReviewItem, ResolverError> {
+        self.store
+            .review_item(id)
+            .await?
+            .ok_or(ResolverError::NotFound {
+                what: "review item",
+            })
     }
 
     /// Review items in a state, one page, with the total in that state.

@@ -149,7 +149,15 @@ async fn serve_with(
     {
         let shutdown = shutdown_signal()?;
         let (metrics_addr, _stop_metrics) = start_metrics(config, telemetry).await?;
-        let identity_service = config.identity.as_ref().map(|_| IdentityGrpc::pending());
+        let addr = listen.unwrap_or(config.server.listen);
+        server::check_listener(addr, &config.server)?;
+        let security = security::build(config, config_path, addr).await?;
+        let guard = security.guard();
+        let page_tokens = security.page_tokens;
+        let identity_service = config
+            .identity
+            .as_ref()
+            .map(|_| IdentityGrpc::pending().with_page_tokens(page_tokens));
         let view_service = (config.identity.is_some() && !config.sources.is_empty())
             .then(PatientViewGrpc::pending);
         let services = Services {
@@ -173,10 +181,7 @@ async fn serve_with(
             }
             Ok(())
         };
-        let addr = listen.unwrap_or(config.server.listen);
-        server::check_listener(addr, &config.server)?;
         let tls = server::tls_acceptor(&config.server, config_path)?;
-        let security = security::build(config, config_path, addr).await?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
@@ -187,7 +192,7 @@ async fn serve_with(
             rpc: telemetry.rpc_layer(),
             tls,
             reflection: config.server.reflection,
-            guard: Some(security.guard()),
+            guard: Some(guard),
         };
         let tls_on = config.server.tls.is_some();
         // Printed once health is SERVING, so whoever reads it may call at once.

@@ -5,7 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::authz::permitted;
 use crate::view::{Identities, Inner, SourceOutcome, SourceState, ViewError, ViewRequest};
+
+/// The reason code of a section the caller may not see.
+pub(crate) const NOT_GRANTED: &str = "NOT_GRANTED";
 
 /// What one source is asked for in a view: its sections the caller may see,
 /// for the subject's local IDs in its system.
@@ -48,17 +52,20 @@ pub(crate) fn plan(
         }
         let mut sections = Vec::new();
         for section in source.sections().filter(|s| wanted(s)) {
-            if inner
-                .authorizer
-                .allows(&request.caller, request.purpose, source.name(), section)
-            {
+            if permitted(
+                &*inner.authorizer,
+                &request.caller,
+                request.purpose,
+                source.name(),
+                section,
+            ) {
                 sections.push(Arc::from(section));
             } else {
                 denied.push(SourceOutcome {
                     source: source.name().to_owned(),
                     section: section.to_owned(),
                     state: SourceState::Denied,
-                    message: "not allowed for this caller and purpose".to_owned(),
+                    message: NOT_GRANTED.to_owned(),
                     record_count: 0,
                     latency: Duration::ZERO,
                 });

@@ -345,7 +345,7 @@ fn record_to(r: ViewRecord) -> pb::ViewRecord {
         provenance: Some(pb::RecordProvenance {
             source: source_name(&r.source),
             // An empty local ID: a system the caller may not see.
-            source_record: (!r.source_record.local_id.is_empty()).then(|| pb::SourceRecordKey {
+            source_record: (!r.source_record.local_id.is_empty()).then_some(pb::SourceRecordKey {
                 system: r.source_record.system,
                 local_id: r.source_record.local_id,
             }),

@@ -76,9 +76,10 @@ struct Fixture {
 
 impl Fixture {
     fn new(consent: Option<tessera_consent::Consent>) -> Self {
-        let config: PolicyConfig = serde_yaml_ng::from_str(POLICY).unwrap();
-        let table_of_rpcs = tessera_auth::PermissionTable::for_contract(false).unwrap();
-        let policy = Arc::new(Policy::new(&config, table_of_rpcs).unwrap());
+        let config: PolicyConfig = serde_yaml_ng::from_str(POLICY).expect("test fixture");
+        let table_of_rpcs =
+            tessera_auth::PermissionTable::for_contract(false).expect("test fixture");
+        let policy = Arc::new(Policy::new(&config, table_of_rpcs).expect("test fixture"));
         let (sources, stats): (Vec<_>, Vec<_>) = [
             ("ehr", "encounters"),
             ("crm", "cases"),
@@ -87,7 +88,8 @@ impl Fixture {
         .into_iter()
         .map(|(system, section)| {
             let fake = Arc::new(
-                FakeAdapter::new(FakeConfig::new(system, &[section], Duration::ZERO)).unwrap(),
+                FakeAdapter::new(FakeConfig::new(system, &[section], Duration::ZERO))
+                    .expect("test fixture"),
             );
             let stats = fake.stats();
             let built = BuiltAdapter {
@@ -106,7 +108,7 @@ impl Fixture {
             Arc::new(PurposePolicy::default()),
             ViewPolicy::default(),
         )
-        .unwrap();
+        .expect("test fixture");
         if let Some(consent) = consent {
             aggregator = aggregator.with_consent(consent);
         }
@@ -119,7 +121,10 @@ impl Fixture {
     }
 
     fn grant(&self, method: AuthMethod) -> Grant {
-        self.policy.grant_for(&method).unwrap().clone()
+        self.policy
+            .grant_for(&method)
+            .expect("test fixture")
+            .clone()
     }
 
     fn clinician(&self) -> Grant {
@@ -200,14 +205,18 @@ async fn refusals(
     purpose: pb::PurposeOfUse,
 ) -> Vec<(Code, String)> {
     let (r, _) = f.request(get(purpose), grant.clone());
-    let g = f.service.get_patient_view(r).await.unwrap_err();
+    let g = f.service.get_patient_view(r).await.expect_err("refused");
     let (r, _) = f.request(stream(purpose), grant.clone());
     let s = match f.service.stream_patient_view(r).await {
         Ok(_) => panic!("the stream was allowed"),
         Err(status) => status,
     };
     let (r, _) = f.request(batch(purpose), grant);
-    let b = f.service.batch_get_patient_views(r).await.unwrap_err();
+    let b = f
+        .service
+        .batch_get_patient_views(r)
+        .await
+        .expect_err("refused");
     vec![refusal(&g), refusal(&s), refusal(&b)]
 }
 
@@ -236,7 +245,7 @@ async fn without_a_grant_or_for_a_purpose_not_granted_nothing_is_resolved_or_fet
     assert_eq!(f.upstream_calls(), 0, "no upstream call");
 
     let (r, _) = f.request(get(pb::PurposeOfUse::Unspecified), Some(f.clinician()));
-    let status = f.service.get_patient_view(r).await.unwrap_err();
+    let status = f.service.get_patient_view(r).await.expect_err("refused");
     assert_eq!(
         status.code(),
         Code::InvalidArgument,
@@ -270,9 +279,16 @@ async fn break_the_glass_needs_a_reason_and_the_access_log_keeps_it() {
     );
     r.metadata_mut().insert(
         "x-tessera-break-glass-reason",
-        "unconscious patient in the ER".parse().unwrap(),
+        "unconscious patient in the ER"
+            .parse()
+            .expect("test fixture"),
     );
-    let view = f.service.get_patient_view(r).await.unwrap().into_inner();
+    let view = f
+        .service
+        .get_patient_view(r)
+        .await
+        .expect("test fixture")
+        .into_inner();
     assert!(view.sections.contains_key("encounters"));
     let access = log.snapshot();
     assert_eq!(access.purpose.as_deref(), Some("ETREAT"));
@@ -285,9 +301,11 @@ async fn break_the_glass_needs_a_reason_and_the_access_log_keeps_it() {
         get(pb::PurposeOfUse::EmergencyTreatment),
         Some(f.marketing()),
     );
-    r.metadata_mut()
-        .insert("x-tessera-break-glass-reason", "curious".parse().unwrap());
-    let status = f.service.get_patient_view(r).await.unwrap_err();
+    r.metadata_mut().insert(
+        "x-tessera-break-glass-reason",
+        "curious".parse().expect("test fixture"),
+    );
+    let status = f.service.get_patient_view(r).await.expect_err("refused");
     assert_eq!(
         refusal(&status),
         (Code::PermissionDenied, "BREAK_GLASS_NOT_ALLOWED".to_owned())
@@ -315,7 +333,12 @@ fn state(statuses: &[pb::SourceStatus], source: &str) -> (pb::SourceState, Strin
 async fn a_marketing_view_has_no_clinical_section_and_no_ehr_identity() {
     let f = Fixture::new(None);
     let (r, log) = f.request(get(pb::PurposeOfUse::Marketing), Some(f.marketing()));
-    let view = f.service.get_patient_view(r).await.unwrap().into_inner();
+    let view = f
+        .service
+        .get_patient_view(r)
+        .await
+        .expect("test fixture")
+        .into_inner();
 
     let sections: BTreeSet<&str> = view.sections.keys().map(String::as_str).collect();
     assert_eq!(sections, BTreeSet::from(["campaigns", "cases"]));
@@ -355,14 +378,14 @@ async fn a_marketing_view_has_no_clinical_section_and_no_ehr_identity() {
         .service
         .stream_patient_view(r)
         .await
-        .unwrap()
+        .expect("test fixture")
         .into_inner()
         .collect()
         .await;
     use pb::stream_patient_view_response::Event;
     let mut sections = BTreeSet::new();
     for event in events {
-        match event.unwrap().event.unwrap() {
+        match event.expect("test fixture").event.expect("test fixture") {
             Event::Identities(i) => assert!(!systems(Some(&i)).contains("ehr")),
             Event::Section(chunk) => {
                 sections.insert(chunk.section);
@@ -382,7 +405,7 @@ async fn a_marketing_view_has_no_clinical_section_and_no_ehr_identity() {
         .service
         .batch_get_patient_views(r)
         .await
-        .unwrap()
+        .expect("test fixture")
         .into_inner();
     let Some(pb::patient_view_result::Result::PatientView(view)) = &results.results[0].result
     else {
@@ -397,32 +420,39 @@ async fn consent_database(dir: &Path) {
     let options = SqliteConnectOptions::new()
         .filename(dir.join("consent.db"))
         .create_if_missing(true);
-    let pool = SqlitePool::connect_with(options).await.unwrap();
+    let pool = SqlitePool::connect_with(options)
+        .await
+        .expect("test fixture");
     for sql in [
         "CREATE TABLE tessera_consent (system TEXT NOT NULL, local_id TEXT NOT NULL, \
          purpose TEXT NOT NULL, section TEXT NOT NULL, decision TEXT NOT NULL)",
         "INSERT INTO tessera_consent VALUES ('crm', 'C1', 'HMARKT', 'marketing.*', 'deny')",
     ] {
-        sqlx::query(sql).execute(&pool).await.unwrap();
+        sqlx::query(sql).execute(&pool).await.expect("test fixture");
     }
     pool.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_marketing_opt_out_in_the_sql_consent_table_withholds_that_section() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("test fixture");
     consent_database(dir.path()).await;
     let config: tessera_consent::ConsentConfig = serde_yaml_ng::from_str(
         "source: { kind: sql, url: 'sqlite://consent.db' }\ngated: ['marketing.*', 'crm.*']\ntimeout: 2s\n",
     )
-    .unwrap();
-    config.validate().unwrap();
-    let source = tessera_consent::build(&config, dir.path()).unwrap();
-    let consent = tessera_consent::Consent::new(&config, source).unwrap();
+    .expect("test fixture");
+    config.validate().expect("test fixture");
+    let source = tessera_consent::build(&config, dir.path()).expect("test fixture");
+    let consent = tessera_consent::Consent::new(&config, source).expect("test fixture");
     let f = Fixture::new(Some(consent));
 
     let (r, log) = f.request(get(pb::PurposeOfUse::Marketing), Some(f.marketing()));
-    let view = f.service.get_patient_view(r).await.unwrap().into_inner();
+    let view = f
+        .service
+        .get_patient_view(r)
+        .await
+        .expect("test fixture")
+        .into_inner();
     assert_eq!(
         state(&view.source_statuses, "marketing"),
         (pb::SourceState::Withheld, "CONSENT_OPT_OUT".to_owned()),
@@ -452,7 +482,12 @@ async fn a_marketing_opt_out_in_the_sql_consent_table_withholds_that_section() {
     );
 
     let (r, _) = f.request(get(pb::PurposeOfUse::Treatment), Some(f.clinician()));
-    let view = f.service.get_patient_view(r).await.unwrap().into_inner();
+    let view = f
+        .service
+        .get_patient_view(r)
+        .await
+        .expect("test fixture")
+        .into_inner();
     assert_eq!(
         state(&view.source_statuses, "marketing").0,
         pb::SourceState::Ok,

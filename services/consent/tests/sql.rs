@@ -11,19 +11,21 @@ async fn database(dir: &Path, rows: &[&str]) {
     let options = SqliteConnectOptions::new()
         .filename(dir.join("consent.db"))
         .create_if_missing(true);
-    let pool = SqlitePool::connect_with(options).await.unwrap();
+    let pool = SqlitePool::connect_with(options)
+        .await
+        .expect("test fixture");
     sqlx::query(
         "CREATE TABLE tessera_consent (system TEXT NOT NULL, local_id TEXT NOT NULL, \
          purpose TEXT NOT NULL, section TEXT NOT NULL, decision TEXT NOT NULL)",
     )
     .execute(&pool)
     .await
-    .unwrap();
+    .expect("test fixture");
     for row in rows {
         sqlx::query(&format!("INSERT INTO tessera_consent VALUES ({row})"))
             .execute(&pool)
             .await
-            .unwrap();
+            .expect("test fixture");
     }
     pool.close().await;
 }
@@ -39,12 +41,12 @@ fn config() -> ConsentConfig {
     serde_yaml_ng::from_str(
         "source: { kind: sql, url: 'sqlite://consent.db' }\ngated: ['marketing.*', 'crm.*']\n",
     )
-    .unwrap()
+    .expect("test fixture")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_of_any_linked_record_decide_for_their_purpose() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("test fixture");
     database(
         dir.path(),
         &[
@@ -54,10 +56,13 @@ async fn rows_of_any_linked_record_decide_for_their_purpose() {
         ],
     )
     .await;
-    let source = build(&config(), dir.path()).unwrap();
+    let source = build(&config(), dir.path()).expect("test fixture");
     let person = [key("ehr", "E1"), key("crm", "C1")];
 
-    let marketing = source.decisions(&person, "HMARKT").await.unwrap();
+    let marketing = source
+        .decisions(&person, "HMARKT")
+        .await
+        .expect("test fixture");
     assert_eq!(
         marketing.decide("HMARKT", "marketing", "campaigns"),
         Some(Decision::Deny)
@@ -67,11 +72,14 @@ async fn rows_of_any_linked_record_decide_for_their_purpose() {
         Some(Decision::Deny),
         "`*` rows apply to every purpose"
     );
-    let treatment = source.decisions(&person, "TREAT").await.unwrap();
+    let treatment = source
+        .decisions(&person, "TREAT")
+        .await
+        .expect("test fixture");
     assert_eq!(treatment.decide("TREAT", "marketing", "campaigns"), None);
     assert_eq!(treatment.rules.len(), 1, "only the rows of TREAT and `*`");
 
-    let gate = Consent::new(&config(), source).unwrap();
+    let gate = Consent::new(&config(), source).expect("test fixture");
     let got = gate
         .check(
             &[key("crm", "C3")],
@@ -85,9 +93,13 @@ async fn rows_of_any_linked_record_decide_for_their_purpose() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_row_or_a_missing_table_fails_closed() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("test fixture");
     database(dir.path(), &["'crm', 'C1', 'HMARKT', 'marketing', 'maybe'"]).await;
-    let gate = Consent::new(&config(), build(&config(), dir.path()).unwrap()).unwrap();
+    let gate = Consent::new(
+        &config(),
+        build(&config(), dir.path()).expect("test fixture"),
+    )
+    .expect("test fixture");
     let got = gate
         .check(
             &[key("crm", "C1")],
@@ -98,11 +110,11 @@ async fn a_bad_row_or_a_missing_table_fails_closed() {
         .await;
     assert_eq!(got, [Some(Withheld::Unavailable), None]);
 
-    let empty = tempfile::tempdir().unwrap();
-    let source = build(&config(), empty.path()).unwrap();
+    let empty = tempfile::tempdir().expect("test fixture");
+    let source = build(&config(), empty.path()).expect("test fixture");
     let err = source
         .decisions(&[key("crm", "C1")], "HMARKT")
         .await
-        .unwrap_err();
+        .expect_err("refused");
     assert_eq!(err.to_string(), "consent database query failed");
 }

@@ -104,7 +104,7 @@ impl Caller {
 }
 
 /// Decides which (source, section) pairs a caller may see for a purpose, on
-/// top of the caller's grant (which is always applied; see [`permitted`]).
+/// top of the caller's grant, which the planner always applies as well.
 pub trait Authorizer: Send + Sync + 'static {
     /// Whether `caller`, asking for `purpose`, may see `section` from `source`.
     fn allows(&self, caller: &Caller, purpose: Purpose, source: &str, section: &str) -> bool;

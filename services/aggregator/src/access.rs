@@ -42,6 +42,23 @@ pub(crate) fn note_served(log: &AccessLog, outcome: &SourceOutcome) {
     });
 }
 
+/// Notes the sections a stream is about to send, before it sends them: the
+/// audit record is written when the handler returns, before the stream's
+/// body, so a streamed view is recorded with every section it may return.
+pub(crate) fn note_planned(log: &AccessLog, planned: &[(String, String)]) {
+    log.note(|a| {
+        for (source, section) in planned {
+            let qualified = format!("{source}.{section}");
+            if !a.sections_returned.contains(&qualified) {
+                a.sections_returned.push(qualified);
+            }
+            if !a.sources_returned.contains(source) {
+                a.sources_returned.push(source.clone());
+            }
+        }
+    });
+}
+
 /// Notes a whole view.
 pub(crate) fn note_view(log: &AccessLog, view: &View) {
     let refused: Vec<SourceOutcome> = view

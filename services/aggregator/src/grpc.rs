@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Response, Status};
 
-use crate::access::{note_served, note_start, note_view};
+use crate::access::{note_planned, note_start, note_view};
 use crate::authz::{Caller, Purpose};
 use crate::view::{
     Aggregator, Identities, LookupError, SectionChunk, SourceOutcome, SourceRef, SourceState,
@@ -460,12 +460,12 @@ impl PatientViewService for PatientViewGrpc {
         )?;
         let view = aggregator.stream(common.request(subject)).await?;
         note_start(&log, &view.identities, &view.denied);
+        note_planned(&log, &view.planned);
         let seen: Arc<Mutex<Vec<SourceOutcome>>> = Arc::default();
         let identities = event(Event::Identities(identities_to(&view.identities)));
         let chunks = view.chunks.map({
             let seen = seen.clone();
             move |chunk| {
-                note_served(&log, &chunk.status);
                 seen.lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .push(chunk.status.clone());

@@ -211,6 +211,8 @@ pub struct ViewStream {
     pub identities: Identities,
     /// Denied and withheld (source, section) pairs, known before any call.
     pub denied: Vec<SourceOutcome>,
+    /// The (source, section) pairs being fetched: what the stream may send.
+    pub planned: Vec<(String, String)>,
     /// Chunks in completion order; ends by the deadline.
     pub chunks: BoxStream<'static, SectionChunk>,
 }
@@ -412,6 +414,15 @@ impl Aggregator {
                     .await;
             denied.extend(withheld);
         }
+        let planned = plans
+            .iter()
+            .flat_map(|p| {
+                let source = self.inner.sources[p.source].name();
+                p.sections
+                    .iter()
+                    .map(move |s| (source.to_owned(), s.to_string()))
+            })
+            .collect();
         let chunks = fan_out(&self.inner, plans, request.deadline, request.max_staleness);
         let mut identities = identities;
         let caller = request.caller;
@@ -433,6 +444,7 @@ impl Aggregator {
         Ok(ViewStream {
             identities,
             denied,
+            planned,
             chunks,
         })
     }

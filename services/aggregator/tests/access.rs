@@ -374,14 +374,28 @@ async fn a_marketing_view_has_no_clinical_section_and_no_ehr_identity() {
     assert_eq!(sources, BTreeSet::from(["crm", "marketing"]));
 
     let (r, log) = f.request(stream(pb::PurposeOfUse::Marketing), Some(f.marketing()));
-    let events: Vec<_> = f
+    let events = f
         .service
         .stream_patient_view(r)
         .await
-        .expect("test fixture")
-        .into_inner()
-        .collect()
-        .await;
+        .expect("a stream")
+        .into_inner();
+    let before = log.snapshot();
+    let returned: BTreeSet<&str> = before
+        .sections_returned
+        .iter()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        returned,
+        BTreeSet::from(["crm.cases", "marketing.campaigns"]),
+        "noted before the body: the audit record is written when the handler returns"
+    );
+    assert_eq!(
+        before.sections_withheld,
+        [("ehr.encounters".to_owned(), "NOT_GRANTED".to_owned())]
+    );
+    let events: Vec<_> = events.collect().await;
     use pb::stream_patient_view_response::Event;
     let mut sections = BTreeSet::new();
     for event in events {
@@ -397,7 +411,6 @@ async fn a_marketing_view_has_no_clinical_section_and_no_ehr_identity() {
         sections,
         BTreeSet::from(["campaigns".to_owned(), "cases".to_owned()])
     );
-    assert_eq!(log.snapshot().sections_returned.len(), 2);
     assert_eq!(f.stats[0].calls(), 0, "nor when streamed");
 
     let (r, log) = f.request(batch(pb::PurposeOfUse::Marketing), Some(f.marketing()));

@@ -20,14 +20,11 @@ pub(crate) struct SourcePlan {
     pub(crate) sections: Vec<Arc<str>>,
 }
 
-/// Plans a view: requested sections the caller may see, from the sources that
-/// serve them, for the master's local IDs in their systems; and the denied
-/// (source, section) pairs.
-pub(crate) fn plan(
-    inner: &Inner,
-    identities: &Identities,
-    request: &ViewRequest,
-) -> Result<(Vec<SourcePlan>, Vec<SourceOutcome>), ViewError> {
+/// Checks a request before its subject is resolved, so that neither answer
+/// depends on whether the subject exists: every requested section is served
+/// by some source, and the caller may see at least one requested section of
+/// some source.
+pub(crate) fn precheck(inner: &Inner, request: &ViewRequest) -> Result<(), ViewError> {
     for (index, section) in request.sections.iter().enumerate() {
         if !inner.known_sections.contains(section) {
             return Err(ViewError::UnknownSection {
@@ -36,9 +33,40 @@ pub(crate) fn plan(
             });
         }
     }
-    let wanted = |section: &str| {
-        request.sections.is_empty() || request.sections.iter().any(|s| s == section)
-    };
+    let any_permitted = inner.sources.iter().any(|source| {
+        source
+            .sections()
+            .filter(|s| wanted(request, s))
+            .any(|section| {
+                permitted(
+                    &*inner.authorizer,
+                    &request.caller,
+                    request.purpose,
+                    source.name(),
+                    section,
+                )
+            })
+    });
+    if any_permitted {
+        Ok(())
+    } else {
+        Err(ViewError::AllDenied)
+    }
+}
+
+fn wanted(request: &ViewRequest, section: &str) -> bool {
+    request.sections.is_empty() || request.sections.iter().any(|s| s == section)
+}
+
+/// Plans a view (checked by [`precheck`]): requested sections the caller may
+/// see, from the sources that serve them, for the master's local IDs in their
+/// systems; and the denied (source, section) pairs.
+pub(crate) fn plan(
+    inner: &Inner,
+    identities: &Identities,
+    request: &ViewRequest,
+) -> Result<(Vec<SourcePlan>, Vec<SourceOutcome>), ViewError> {
+    let wanted = |section: &str| wanted(request, section);
     let (mut plans, mut denied) = (Vec::new(), Vec::new());
     for (index, source) in inner.sources.iter().enumerate() {
         let local_ids: Vec<Arc<str>> = identities

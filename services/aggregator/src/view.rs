@@ -388,6 +388,7 @@ impl Aggregator {
     /// provenance, are limited to the systems the caller may see (a hidden
     /// record's `local_id` is empty).
     pub async fn stream(&self, request: ViewRequest) -> Result<ViewStream, ViewError> {
+        crate::plan::precheck(&self.inner, &request)?;
         let resolve = tracing::info_span!(
             target: "tessera::view",
             span::RESOLVE,

@@ -244,6 +244,26 @@ async fn without_a_grant_or_for_a_purpose_not_granted_nothing_is_resolved_or_fet
     );
     assert_eq!(f.upstream_calls(), 0, "no upstream call");
 
+    let clinical_only = pb::GetPatientViewRequest {
+        read_mask: Some(prost_types::FieldMask {
+            paths: vec!["sections.encounters".to_owned()],
+        }),
+        ..get(pb::PurposeOfUse::Marketing)
+    };
+    let (r, _) = f.request(clinical_only, Some(f.marketing()));
+    let status = f.service.get_patient_view(r).await.expect_err("refused");
+    assert_eq!(
+        refusal(&status),
+        (Code::PermissionDenied, "SECTIONS_DENIED".to_owned()),
+        "no section granted: refused whether the master exists or not"
+    );
+    assert_eq!(
+        f.table.lookups.load(Ordering::SeqCst),
+        0,
+        "no identity look-up"
+    );
+    assert_eq!(f.upstream_calls(), 0, "no upstream call");
+
     let (r, _) = f.request(get(pb::PurposeOfUse::Unspecified), Some(f.clinician()));
     let status = f.service.get_patient_view(r).await.expect_err("refused");
     assert_eq!(

@@ -317,3 +317,48 @@ async fn the_fhir_source_searches_each_patient_of_its_system() {
         .to_string();
     assert_eq!(err, "fhir consent search failed: HTTP 503");
 }
+
+/// Every property of `node` and below has a description, but the `kind` tag.
+fn assert_documented(root: &serde_json::Value, node: &serde_json::Value, at: &str) {
+    if let Some(props) = node.get("properties").and_then(|p| p.as_object()) {
+        for (name, prop) in props {
+            let described = prop.get("description").is_some()
+                || prop
+                    .get("$ref")
+                    .and_then(|r| r.as_str())
+                    .and_then(|r| r.strip_prefix("#/$defs/"))
+                    .and_then(|d| root["$defs"].get(d))
+                    .is_some_and(|d| d.get("description").is_some());
+            assert!(
+                described || name == "kind",
+                "`{at}.{name}` has no description"
+            );
+        }
+    }
+    for key in ["oneOf", "anyOf", "allOf"] {
+        for (i, sub) in node
+            .get(key)
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            assert_documented(root, sub, &format!("{at}.{key}[{i}]"));
+        }
+    }
+    for (name, def) in node
+        .get("$defs")
+        .and_then(|d| d.as_object())
+        .into_iter()
+        .flatten()
+    {
+        assert_documented(root, def, name);
+    }
+}
+
+#[test]
+fn the_config_schema_documents_every_field() {
+    let schema = serde_json::to_value(schemars::schema_for!(ConsentConfig)).unwrap();
+    assert_documented(&schema, &schema, "consent");
+    insta::assert_json_snapshot!(schema);
+}

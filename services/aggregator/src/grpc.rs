@@ -10,6 +10,8 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::{Stream, StreamExt, stream};
 use prost::Message;
+use tessera_auth::access::{access_log, authorize};
+use tessera_auth::{AccessLog, Grant};
 use tessera_proto::error::{self, EdgeError, ServiceError, Violation};
 use tessera_proto::google::rpc;
 use tessera_proto::v1::{self as pb, patient_view_service_server::PatientViewService};
@@ -17,6 +19,7 @@ use tokio::time::Instant;
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Response, Status};
 
+use crate::access::{note_planned, note_start, note_view};
 use crate::authz::{Caller, Purpose};
 use crate::view::{
     Aggregator, Identities, LookupError, SectionChunk, SourceOutcome, SourceRef, SourceState,
@@ -25,6 +28,13 @@ use crate::view::{
 
 /// The most subjects in one BatchGetPatientViews.
 const MAX_BATCH: usize = 100;
+
+/// GetPatientView's full method name, as the policy knows it.
+const GET_METHOD: &str = "/tessera.v1.PatientViewService/GetPatientView";
+/// StreamPatientView's full method name.
+const STREAM_METHOD: &str = "/tessera.v1.PatientViewService/StreamPatientView";
+/// BatchGetPatientViews's full method name.
+const BATCH_METHOD: &str = "/tessera.v1.PatientViewService/BatchGetPatientViews";
 
 /// PatientViewService over an [`Aggregator`], which may still be starting (it
 /// needs the identity index): until it is set, calls answer UNAVAILABLE.
@@ -244,23 +254,33 @@ struct Common {
     caller: Caller,
 }
 
+/// Checks the request's purpose (which reveals nothing) and then the
+/// caller's right to make this call for it (deny by default: a request
+/// without a grant is refused), before anything touches identities.
+fn admit<T>(
+    request: &Request<T>,
+    method: &str,
+    purpose: i32,
+) -> Result<(Purpose, Grant, AccessLog), Status> {
+    let purpose = purpose_from(purpose)?;
+    let grant = authorize(request, method, purpose.code())?;
+    Ok((purpose, grant, access_log(request)))
+}
+
 fn common(
     aggregator: &Aggregator,
     metadata: &MetadataMap,
-    extensions: &tonic::Extensions,
     mask: Option<prost_types::FieldMask>,
-    purpose: i32,
+    purpose: Purpose,
+    grant: Grant,
     max_staleness: Option<prost_types::Duration>,
 ) -> Result<Common, Status> {
     Ok(Common {
         sections: sections_from(mask)?,
-        purpose: purpose_from(purpose)?,
+        purpose,
         max_staleness: staleness_from(max_staleness)?,
         deadline: aggregator.deadline(grpc_timeout(metadata)),
-        // The authentication layer puts the caller in the request's
-        // extensions; without one, the caller is anonymous and unrestricted
-        // by scope (the purpose policy still applies).
-        caller: extensions.get::<Caller>().cloned().unwrap_or_default(),
+        caller: Caller::granted(grant),
     })
 }
 
@@ -287,6 +307,7 @@ fn state_to(state: SourceState) -> pb::SourceState {
         SourceState::Unavailable => pb::SourceState::Unavailable,
         SourceState::CircuitOpen => pb::SourceState::CircuitOpen,
         SourceState::Denied => pb::SourceState::Denied,
+        SourceState::Withheld => pb::SourceState::Withheld,
     }
 }
 
@@ -323,7 +344,8 @@ fn record_to(r: ViewRecord) -> pb::ViewRecord {
         media_type: r.media_type,
         provenance: Some(pb::RecordProvenance {
             source: source_name(&r.source),
-            source_record: Some(pb::SourceRecordKey {
+            // An empty local ID: a system the caller may not see.
+            source_record: (!r.source_record.local_id.is_empty()).then_some(pb::SourceRecordKey {
                 system: r.source_record.system,
                 local_id: r.source_record.local_id,
             }),
@@ -400,18 +422,20 @@ impl PatientViewService for PatientViewGrpc {
         &self,
         request: Request<pb::GetPatientViewRequest>,
     ) -> Result<Response<pb::PatientView>, Status> {
+        let (purpose, grant, log) = admit(&request, GET_METHOD, request.get_ref().purpose)?;
         let aggregator = self.aggregator()?;
-        let (metadata, extensions, r) = request.into_parts();
+        let (metadata, _, r) = request.into_parts();
         let subject = subject_from(r.subject, "subject")?;
         let common = common(
             aggregator,
             &metadata,
-            &extensions,
             r.read_mask,
-            r.purpose,
+            purpose,
+            grant,
             r.max_staleness,
         )?;
         let view = aggregator.view(common.request(subject)).await?;
+        note_view(&log, &view);
         Ok(Response::new(view_to(view)))
     }
 
@@ -422,18 +446,21 @@ impl PatientViewService for PatientViewGrpc {
         request: Request<pb::StreamPatientViewRequest>,
     ) -> Result<Response<Self::StreamPatientViewStream>, Status> {
         use pb::stream_patient_view_response::Event;
+        let (purpose, grant, log) = admit(&request, STREAM_METHOD, request.get_ref().purpose)?;
         let aggregator = self.aggregator()?;
-        let (metadata, extensions, r) = request.into_parts();
+        let (metadata, _, r) = request.into_parts();
         let subject = subject_from(r.subject, "subject")?;
         let common = common(
             aggregator,
             &metadata,
-            &extensions,
             r.read_mask,
-            r.purpose,
+            purpose,
+            grant,
             r.max_staleness,
         )?;
         let view = aggregator.stream(common.request(subject)).await?;
+        note_start(&log, &view.identities, &view.denied);
+        note_planned(&log, &view.planned);
         let seen: Arc<Mutex<Vec<SourceOutcome>>> = Arc::default();
         let identities = event(Event::Identities(identities_to(&view.identities)));
         let chunks = view.chunks.map({
@@ -468,8 +495,9 @@ impl PatientViewService for PatientViewGrpc {
         &self,
         request: Request<pb::BatchGetPatientViewsRequest>,
     ) -> Result<Response<pb::BatchGetPatientViewsResponse>, Status> {
+        let (purpose, grant, log) = admit(&request, BATCH_METHOD, request.get_ref().purpose)?;
         let aggregator = self.aggregator()?;
-        let (metadata, extensions, r) = request.into_parts();
+        let (metadata, _, r) = request.into_parts();
         if r.subjects.is_empty() {
             return Err(invalid("subjects", "is required: at least one subject"));
         }
@@ -482,9 +510,9 @@ impl PatientViewService for PatientViewGrpc {
         let common = common(
             aggregator,
             &metadata,
-            &extensions,
             r.read_mask,
-            r.purpose,
+            purpose,
+            grant,
             r.max_staleness,
         )?;
         let subjects = r
@@ -503,7 +531,10 @@ impl PatientViewService for PatientViewGrpc {
             .into_iter()
             .map(|result| pb::PatientViewResult {
                 result: Some(match result {
-                    Ok(view) => pb::patient_view_result::Result::PatientView(view_to(view)),
+                    Ok(view) => {
+                        note_view(&log, &view);
+                        pb::patient_view_result::Result::PatientView(view_to(view))
+                    }
                     Err(e) => pb::patient_view_result::Result::Error(rpc_status(&Status::from(e))),
                 }),
             })

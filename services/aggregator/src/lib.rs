@@ -16,13 +16,25 @@
 //! requests miss at once. Each source is asked once per view: the misses of
 //! its local IDs × sections go in one batch call when the adapter can batch
 //! (chunked by its `max_batch_size`), else one call per local ID. [`PatientViewGrpc`] is PatientViewService, where the contract's
-//! types are converted and errors become statuses.
+//! types are converted, the caller's purpose and
+//! grant are checked (`tessera_auth::access::authorize`) before anything is
+//! resolved, and errors become statuses.
+//!
+//! Who sees what: each view's [`Caller`] carries its grant, intersected with
+//! the configured [`Authorizer`] per (source, section); sections not granted
+//! are `DENIED` and never fetched. With [`Aggregator::with_consent`], the
+//! consent-gated sections are put to the patient's consent once per view,
+//! before fetching: opted-out ones, and all of them when consent cannot be
+//! had in time (fail closed), are `WITHHELD` and never fetched. The view's
+//! identities are filtered to the systems the caller may see.
 
+mod access;
 mod assemble;
 mod authz;
 mod batch;
 mod breaker;
 mod cache;
+mod consent;
 mod fanout;
 mod grpc;
 mod latency;

@@ -5,7 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::authz::permitted;
 use crate::view::{Identities, Inner, SourceOutcome, SourceState, ViewError, ViewRequest};
+
+/// The reason code of a section the caller may not see.
+pub(crate) const NOT_GRANTED: &str = "NOT_GRANTED";
 
 /// What one source is asked for in a view: its sections the caller may see,
 /// for the subject's local IDs in its system.
@@ -16,14 +20,11 @@ pub(crate) struct SourcePlan {
     pub(crate) sections: Vec<Arc<str>>,
 }
 
-/// Plans a view: requested sections the caller may see, from the sources that
-/// serve them, for the master's local IDs in their systems; and the denied
-/// (source, section) pairs.
-pub(crate) fn plan(
-    inner: &Inner,
-    identities: &Identities,
-    request: &ViewRequest,
-) -> Result<(Vec<SourcePlan>, Vec<SourceOutcome>), ViewError> {
+/// Checks a request before its subject is resolved, so that neither answer
+/// depends on whether the subject exists: every requested section is served
+/// by some source, and the caller may see at least one requested section of
+/// some source.
+pub(crate) fn precheck(inner: &Inner, request: &ViewRequest) -> Result<(), ViewError> {
     for (index, section) in request.sections.iter().enumerate() {
         if !inner.known_sections.contains(section) {
             return Err(ViewError::UnknownSection {
@@ -32,9 +33,40 @@ pub(crate) fn plan(
             });
         }
     }
-    let wanted = |section: &str| {
-        request.sections.is_empty() || request.sections.iter().any(|s| s == section)
-    };
+    let any_permitted = inner.sources.iter().any(|source| {
+        source
+            .sections()
+            .filter(|s| wanted(request, s))
+            .any(|section| {
+                permitted(
+                    &*inner.authorizer,
+                    &request.caller,
+                    request.purpose,
+                    source.name(),
+                    section,
+                )
+            })
+    });
+    if any_permitted {
+        Ok(())
+    } else {
+        Err(ViewError::AllDenied)
+    }
+}
+
+fn wanted(request: &ViewRequest, section: &str) -> bool {
+    request.sections.is_empty() || request.sections.iter().any(|s| s == section)
+}
+
+/// Plans a view (checked by [`precheck`]): requested sections the caller may
+/// see, from the sources that serve them, for the master's local IDs in their
+/// systems; and the denied (source, section) pairs.
+pub(crate) fn plan(
+    inner: &Inner,
+    identities: &Identities,
+    request: &ViewRequest,
+) -> Result<(Vec<SourcePlan>, Vec<SourceOutcome>), ViewError> {
+    let wanted = |section: &str| wanted(request, section);
     let (mut plans, mut denied) = (Vec::new(), Vec::new());
     for (index, source) in inner.sources.iter().enumerate() {
         let local_ids: Vec<Arc<str>> = identities
@@ -48,17 +80,20 @@ pub(crate) fn plan(
         }
         let mut sections = Vec::new();
         for section in source.sections().filter(|s| wanted(s)) {
-            if inner
-                .authorizer
-                .allows(&request.caller, request.purpose, source.name(), section)
-            {
+            if permitted(
+                &*inner.authorizer,
+                &request.caller,
+                request.purpose,
+                source.name(),
+                section,
+            ) {
                 sections.push(Arc::from(section));
             } else {
                 denied.push(SourceOutcome {
                     source: source.name().to_owned(),
                     section: section.to_owned(),
                     state: SourceState::Denied,
-                    message: "not allowed for this caller and purpose".to_owned(),
+                    message: NOT_GRANTED.to_owned(),
                     record_count: 0,
                     latency: Duration::ZERO,
                 });

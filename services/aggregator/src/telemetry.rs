@@ -52,6 +52,8 @@ pub(crate) mod span {
     pub(crate) const ADAPTER_ATTEMPT: &str = "adapter.attempt";
     /// Putting the sections together into the answer.
     pub(crate) const ASSEMBLE: &str = "view.assemble";
+    /// The patient's consent, asked once per view before fetching.
+    pub(crate) const CONSENT: &str = "view.consent";
 }
 
 /// Histogram buckets for durations, in seconds: 0.5 ms to 10 s.

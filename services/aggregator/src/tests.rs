@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use crate::*;
 
 mod batch;
+mod consent;
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -191,11 +192,19 @@ async fn a_thousand_concurrent_cold_requests_make_one_fetch_per_key() {
     assert_eq!(cache.misses() + cache.coalesced() + cache.hits(), 8 * 1000);
 }
 
+/// A caller granted `sections` (`source.section`) and every system.
 fn caller(sections: &[&str]) -> Caller {
-    Caller {
+    Caller::granted(tessera_auth::Grant {
         principal: sections.join("+"),
-        sections: Some(sections.iter().map(|s| (*s).to_owned()).collect()),
-    }
+        role: tessera_auth::Role::Reader,
+        purposes: vec!["TREAT".to_owned()],
+        sections: sections.iter().map(|s| (*s).to_owned()).collect(),
+        systems: vec!["*".to_owned()],
+        national_id: false,
+        break_glass_allowed: false,
+        break_glass: false,
+        reason: None,
+    })
 }
 
 #[tokio::test(start_paused = true)]
@@ -208,8 +217,8 @@ async fn callers_with_different_scopes_never_see_each_others_sections() {
     .map(fake)
     .unzip();
     let agg = aggregator(sources, table(FOUR));
-    let clinician = caller(&["encounters"]);
-    let clerk = caller(&["invoices"]);
+    let clinician = caller(&["ehr.encounters"]);
+    let clerk = caller(&["billing.invoices"]);
     for round in ["cold", "warm"] {
         let ask = |who: &Caller| ViewRequest {
             caller: who.clone(),

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use tessera_adapter_core::Record;
+use tessera_consent::Consent;
 use thiserror::Error;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -112,6 +113,9 @@ pub enum SourceState {
     CircuitOpen,
     /// The caller may not see the section; the source was not called.
     Denied,
+    /// The patient's consent withholds the section (or could not be had in
+    /// time); the source was not called.
+    Withheld,
 }
 
 impl SourceState {
@@ -124,6 +128,7 @@ impl SourceState {
             Self::Unavailable => "UNAVAILABLE",
             Self::CircuitOpen => "CIRCUIT_OPEN",
             Self::Denied => "DENIED",
+            Self::Withheld => "WITHHELD",
         }
     }
 
@@ -204,8 +209,10 @@ pub struct View {
 pub struct ViewStream {
     /// The master and its records.
     pub identities: Identities,
-    /// Denied (source, section) pairs, known before any call.
+    /// Denied and withheld (source, section) pairs, known before any call.
     pub denied: Vec<SourceOutcome>,
+    /// The (source, section) pairs being fetched: what the stream may send.
+    pub planned: Vec<(String, String)>,
     /// Chunks in completion order; ends by the deadline.
     pub chunks: BoxStream<'static, SectionChunk>,
 }
@@ -267,6 +274,7 @@ pub(crate) struct Inner {
     pub(crate) cache: Arc<SectionCache>,
     identity: Arc<dyn IdentityLookup>,
     pub(crate) authorizer: Arc<dyn Authorizer>,
+    consent: Option<Consent>,
     policy: ViewPolicy,
 }
 
@@ -300,10 +308,29 @@ impl Aggregator {
             cache: Arc::new(SectionCache::new(policy.cache_max_bytes)),
             identity,
             authorizer,
+            consent: None,
             policy,
         });
         crate::telemetry::observe(Arc::downgrade(&inner.cache), &inner.sources);
         Ok(Self { inner })
+    }
+
+    /// The same aggregator, asking `consent` before every view (see
+    /// [`tessera_consent::Consent`]). Its cache and counters are shared with
+    /// `self`'s other clones.
+    pub fn with_consent(self, consent: Consent) -> Self {
+        let inner = &self.inner;
+        Self {
+            inner: Arc::new(Inner {
+                sources: inner.sources.clone(),
+                known_sections: inner.known_sections.clone(),
+                cache: inner.cache.clone(),
+                identity: inner.identity.clone(),
+                authorizer: inner.authorizer.clone(),
+                consent: Some(consent),
+                policy: inner.policy.clone(),
+            }),
+        }
     }
 
     /// The configured sources.
@@ -354,9 +381,14 @@ impl Aggregator {
         )
     }
 
-    /// Starts a view: identities and denied sections now, each source's chunk
-    /// as it completes. Dropping the stream cancels the calls still running.
+    /// Starts a view: identities and denied or withheld sections now, each
+    /// source's chunk as it completes. Dropping the stream cancels the calls
+    /// still running. Consent, when configured, is asked here, before any
+    /// fetch. The identities, and the source records in the records'
+    /// provenance, are limited to the systems the caller may see (a hidden
+    /// record's `local_id` is empty).
     pub async fn stream(&self, request: ViewRequest) -> Result<ViewStream, ViewError> {
+        crate::plan::precheck(&self.inner, &request)?;
         let resolve = tracing::info_span!(
             target: "tessera::view",
             span::RESOLVE,
@@ -374,11 +406,46 @@ impl Aggregator {
             resolve.record("tessera.master_id", identities.master.as_str());
         }
         drop(resolve);
-        let (plans, denied) = crate::plan::plan(&self.inner, &identities, &request)?;
+        let (mut plans, mut denied) = crate::plan::plan(&self.inner, &identities, &request)?;
+        if let Some(consent) = &self.inner.consent {
+            let span = tracing::info_span!(target: "tessera::view", span::CONSENT);
+            let withheld =
+                crate::consent::withhold(&self.inner, consent, &identities, &request, &mut plans)
+                    .instrument(span)
+                    .await;
+            denied.extend(withheld);
+        }
+        let planned = plans
+            .iter()
+            .flat_map(|p| {
+                let source = self.inner.sources[p.source].name();
+                p.sections
+                    .iter()
+                    .map(move |s| (source.to_owned(), s.to_string()))
+            })
+            .collect();
         let chunks = fan_out(&self.inner, plans, request.deadline, request.max_staleness);
+        let mut identities = identities;
+        let caller = request.caller;
+        identities.records.retain(|r| caller.sees_system(&r.system));
+        let chunks = if caller.grant.is_some() {
+            chunks
+                .map(move |mut chunk| {
+                    for record in &mut chunk.records {
+                        if !caller.sees_system(&record.source_record.system) {
+                            record.source_record.local_id.clear();
+                        }
+                    }
+                    chunk
+                })
+                .boxed()
+        } else {
+            chunks
+        };
         Ok(ViewStream {
             identities,
             denied,
+            planned,
             chunks,
         })
     }

@@ -1,5 +1,9 @@
 //! Opening a [`SqlStore`]: the pool, the migrations, SQLite's checkpointer.
 
+use std::fs::{DirBuilder, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
 use std::sync::Arc;
 
 use sqlx::Executor;
@@ -29,10 +33,15 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(5
 
 impl SqlStore {
     /// Connects to `url` and applies the backend's migrations. SQLite URLs
-    /// (`sqlite://PATH`) create the file if it is missing.
+    /// (`sqlite://PATH`) create the file if it is missing: readable by its owner
+    /// only (0600, as are SQLite's `-wal` and `-shm` files, which take the
+    /// database file's mode), in a directory created 0700 if that is missing too.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let (url, sqlite) = if let Some(rest) = url.strip_prefix("sqlite:") {
+            if let Some(path) = sqlite_file(rest) {
+                create_private_file(Path::new(path)).map_err(StoreError::CreateFile)?;
+            }
             let sep = if rest.contains('?') { '&' } else { '?' };
             let url = if rest.contains("mode=") {
                 url.to_owned()
@@ -89,5 +98,36 @@ impl SqlStore {
             sqlite,
             _checkpointer: checkpointer,
         })
+    }
+}
+
+/// The database file a SQLite URL (after `sqlite:`) names, or `None` for an
+/// in-memory database.
+fn sqlite_file(rest: &str) -> Option<&str> {
+    let path = rest.strip_prefix("//").unwrap_or(rest);
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let memory = path.is_empty()
+        || path == ":memory:"
+        || query.split('&').any(|pair| pair == "mode=memory");
+    (!memory).then_some(path)
+}
+
+/// Creates `path` empty with mode 0600 if it does not exist, and its missing
+/// parent directories with mode 0700; an existing file is left as it is.
+fn create_private_file(path: &Path) -> io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        }
+    }
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }

@@ -69,7 +69,9 @@ impl std::fmt::Debug for Db {
             Self::Mysql { .. } => "mysql",
             Self::Sqlite { .. } => "sqlite",
         };
-        f.debug_struct("Db").field("kind", &kind).finish_non_exhaustive()
+        f.debug_struct("Db")
+            .field("kind", &kind)
+            .finish_non_exhaustive()
     }
 }
 

@@ -99,7 +99,10 @@ async fn verify_full_with_the_servers_ca_reads_records_over_tls() -> anyhow::Res
         })
         .await?;
     let records = |section: &str| {
-        let result = results.iter().find(|r| r.section == section).expect(section);
+        let result = results
+            .iter()
+            .find(|r| r.section == section)
+            .expect(section);
         result.records.clone().expect("records")
     };
     assert_eq!(records("invoices")[0].record_id.as_deref(), Some("I-1"));
@@ -112,7 +115,10 @@ async fn another_ca_or_no_tls_leaves_the_source_unhealthy_without_naming_the_url
 -> anyhow::Result<()> {
     let base = silo().await?;
     let here = Path::new(".");
-    for params in [verify_full(&fixture().other_ca), "sslmode=disable".to_owned()] {
+    for params in [
+        verify_full(&fixture().other_ca),
+        "sslmode=disable".to_owned(),
+    ] {
         let adapter = adapter(&format!("{base}?{params}"), here)?;
         let health = adapter.check().await;
         assert_eq!(health.state, HealthState::NotServing, "{params}");
@@ -130,7 +136,10 @@ fn a_url_reference_that_cannot_be_read_names_the_field_and_the_reference() {
         "sections": sections(),
     }))
     .expect("parses");
-    assert!(!format!("{config:?}").contains("TESSERA_TEST"), "{config:?}");
+    assert!(
+        !format!("{config:?}").contains("TESSERA_TEST"),
+        "{config:?}"
+    );
     let err = SqlAdapter::open(config, Path::new(".")).expect_err("unset");
     assert_eq!(
         err.to_string(),

@@ -429,9 +429,8 @@ async fn unsupported_urls_are_refused() {
 #[tokio::test]
 async fn a_new_sqlite_store_is_private_to_its_owner() {
     use std::os::unix::fs::PermissionsExt;
-    let mode = |path: &std::path::Path| {
-        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
-    };
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data").join("identity");
     let file = dir.join("identity.db");
@@ -445,7 +444,11 @@ async fn a_new_sqlite_store_is_private_to_its_owner() {
         assert_eq!(mode(&side), 0o600, "{suffix} file");
     }
     assert_eq!(mode(&dir), 0o700, "directory created for the store");
-    assert_eq!(mode(&tmp.path().join("data")), 0o700, "its parent, created too");
+    assert_eq!(
+        mode(&tmp.path().join("data")),
+        0o700,
+        "its parent, created too"
+    );
 }
 
 #[tokio::test]
@@ -460,10 +463,16 @@ async fn a_postgres_store_opens_over_verified_tls_and_refuses_another_ca() {
     let url = format!("{base}?sslmode=verify-full&sslrootcert={}", ca.display());
     let store = SqlStore::open(&url).await.unwrap();
     let (record, _) = seed(&store, "ehr", "A").await;
-    let stored = store.record_by_key(&SourceKey::new("ehr", "A")).await.unwrap();
+    let stored = store
+        .record_by_key(&SourceKey::new("ehr", "A"))
+        .await
+        .unwrap();
     assert_eq!(stored.map(|r| r.id), Some(record));
 
-    let url = format!("{base}?sslmode=verify-full&sslrootcert={}", other_ca.display());
+    let url = format!(
+        "{base}?sslmode=verify-full&sslrootcert={}",
+        other_ca.display()
+    );
     let err = SqlStore::open(&url).await.unwrap_err();
     assert!(matches!(err, StoreError::Database(_)), "{err}");
     let err = SqlStore::open(&format!("{base}?sslmode=disable"))

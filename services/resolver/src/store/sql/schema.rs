@@ -106,9 +106,8 @@ impl SqlStore {
 fn sqlite_file(rest: &str) -> Option<&str> {
     let path = rest.strip_prefix("//").unwrap_or(rest);
     let (path, query) = path.split_once('?').unwrap_or((path, ""));
-    let memory = path.is_empty()
-        || path == ":memory:"
-        || query.split('&').any(|pair| pair == "mode=memory");
+    let memory =
+        path.is_empty() || path == ":memory:" || query.split('&').any(|pair| pair == "mode=memory");
     (!memory).then_some(path)
 }
 

@@ -114,10 +114,10 @@ fn sqlite_file(rest: &str) -> Option<&str> {
 /// Creates `path` empty with mode 0600 if it does not exist, and its missing
 /// parent directories with mode 0700; an existing file is left as it is.
 fn create_private_file(path: &Path) -> io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
-            DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-        }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     }
     match OpenOptions::new()
         .write(true)

@@ -164,15 +164,7 @@ impl GrpcAdapter {
         config.check()?;
         let target = Target::parse(&config.endpoint, base_dir)
             .map_err(|e| BuildError::config("endpoint", e))?;
-        let channel = match &target {
-            Target::Tls(tls_target) => tls::channel(
-                tls_target,
-                &config.tls.clone().unwrap_or_default(),
-                base_dir,
-                config.connect_timeout,
-            )?,
-            _ => channel(&target, config.connect_timeout)?,
-        };
+        let channel = channel(&target, config, base_dir)?;
         let mut client = SourceAdapterServiceClient::new(channel);
         let give_up = Instant::now() + config.startup_timeout;
         let described = loop {
@@ -212,15 +204,22 @@ impl GrpcAdapter {
     }
 }
 
-/// A lazily connecting channel to the target.
-fn channel(target: &Target, connect_timeout: Duration) -> Result<Channel, BuildError> {
+/// A lazily connecting channel to the target (over TLS for `https://`, with the
+/// config's `tls` files resolved against `base_dir`).
+fn channel(target: &Target, config: &GrpcConfig, base_dir: &Path) -> Result<Channel, BuildError> {
+    let connect_timeout = config.connect_timeout;
     match target {
         Target::Tcp(uri) => Ok(Endpoint::from_shared(uri.clone())
             .map_err(|_| BuildError::config("endpoint", "is not a URI"))?
             .connect_timeout(connect_timeout)
             .tcp_nodelay(true)
             .connect_lazy()),
-        Target::Tls(_) => Err(BuildError::config("endpoint", "needs tls")),
+        Target::Tls(tls_target) => tls::channel(
+            tls_target,
+            &config.tls.clone().unwrap_or_default(),
+            base_dir,
+            connect_timeout,
+        ),
         Target::Unix(path) => {
             let path = path.clone();
             // The URI is not used to connect; the connector dials the socket.

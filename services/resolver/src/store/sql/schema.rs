@@ -101,14 +101,15 @@ impl SqlStore {
     }
 }
 
-/// The database file a SQLite URL (after `sqlite:`) names, or `None` for an
-/// in-memory database.
+/// The database file a SQLite URL (after `sqlite:`) names when opening it may
+/// create the file (no `mode`, or `mode=rwc`); `None` for an in-memory database
+/// or a mode that never creates one.
 fn sqlite_file(rest: &str) -> Option<&str> {
     let path = rest.strip_prefix("//").unwrap_or(rest);
     let (path, query) = path.split_once('?').unwrap_or((path, ""));
-    let memory =
-        path.is_empty() || path == ":memory:" || query.split('&').any(|pair| pair == "mode=memory");
-    (!memory).then_some(path)
+    let mode = query.split('&').find_map(|pair| pair.strip_prefix("mode="));
+    let creates = matches!(mode, None | Some("rwc"));
+    (creates && !path.is_empty() && path != ":memory:").then_some(path)
 }
 
 /// Creates `path` empty with mode 0600 if it does not exist, and its missing
@@ -128,5 +129,22 @@ fn create_private_file(path: &Path) -> io::Result<()> {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_urls_that_may_create_the_file_name_one_to_create() {
+        assert_eq!(sqlite_file("//data/identity.db"), Some("data/identity.db"));
+        assert_eq!(
+            sqlite_file("///var/lib/t.db?mode=rwc"),
+            Some("/var/lib/t.db")
+        );
+        assert_eq!(sqlite_file("//t.db?mode=ro"), None);
+        assert_eq!(sqlite_file("//t.db?cache=shared&mode=memory"), None);
+        assert_eq!(sqlite_file(":memory:"), None);
     }
 }

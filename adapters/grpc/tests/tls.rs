@@ -242,3 +242,40 @@ async fn tls_settings_are_checked_before_connecting() {
         "tls: cannot read ca bundle file /nonexistent/ca.pem"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_ca_the_system_roots_decide_and_do_not_know_a_private_ca() -> anyhow::Result<()> {
+    // A process with TLS but no client certificates required.
+    let certs = tempfile::tempdir()?;
+    let a = dev_certs(&certs.path().join("a"), false)?;
+    let acceptor = TlsAcceptor::new(ServerTlsOptions::new(ServerTlsFiles {
+        cert: a.server_cert,
+        key: a.server_key,
+        client_ca: None,
+    }))?;
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let endpoint = format!("https://{}", tcp.local_addr()?);
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(SourceAdapterServiceServer::new(Process::default()))
+            .serve_with_incoming(acceptor.incoming(tcp)),
+    );
+    let connect = |config: serde_json::Value| {
+        let base_dir = certs.path().to_owned();
+        async move {
+            let config: GrpcConfig = serde_json::from_value(config).expect("config parses");
+            GrpcAdapter::connect(&config, &base_dir).await
+        }
+    };
+    // Refused: the handshake fails (or, on a machine with no system trust store
+    // at all, building the client config does).
+    connect(serde_json::json!({"endpoint": endpoint, "startup_timeout": "300ms"}))
+        .await
+        .expect_err("the throwaway CA is in no system trust store");
+    let adapter = connect(serde_json::json!({
+        "endpoint": endpoint, "startup_timeout": "300ms", "tls": {"ca": "a/ca.pem"},
+    }))
+    .await?;
+    assert_eq!(adapter.describe().system, "crm");
+    Ok(())
+}

@@ -5,10 +5,16 @@ gRPC protocol Tessera's `grpc` adapter kind speaks.
 
 Usage:
     adapter.py [--listen ADDR] [--data DIR] [--proto-dir DIR]
+               [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
 
 ADDR is HOST:PORT (`127.0.0.1:0` picks a free port) or `unix:PATH` for a Unix
 domain socket. Once serving, the adapter prints `listening on ADDR` (with the port
 it got) on one line of standard output. SIGTERM or Ctrl-C stops it gracefully.
+
+With `--tls-cert` and `--tls-key` (or the environment variables
+`ADAPTER_TLS_CERT` and `ADAPTER_TLS_KEY`) it serves TCP over TLS; with
+`--tls-client-ca` (`ADAPTER_TLS_CLIENT_CA`) too, it requires a client certificate
+from that CA (mutual TLS), which is how Tessera's `grpc` adapter proves who it is.
 
 Code for the protocol is generated from Tessera's `proto/` with grpcio-tools at
 start (a fraction of a second), so the adapter always matches the contract it is
@@ -302,15 +308,54 @@ def make_servicer(pb, pb_grpc, common_pb, silo, stall, delay, in_flight):
     return Servicer()
 
 
+def server_credentials(parser, args):
+    """TLS credentials from the --tls-* options, or None to serve plaintext."""
+    if args.tls_cert is None and args.tls_key is None:
+        if args.tls_client_ca is not None:
+            parser.error("--tls-client-ca needs --tls-cert and --tls-key")
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        parser.error("--tls-cert and --tls-key go together")
+    if args.listen.startswith("unix:"):
+        parser.error("TLS is for TCP listeners; a Unix socket is protected by its file mode")
+    key = pathlib.Path(args.tls_key).read_bytes()
+    chain = pathlib.Path(args.tls_cert).read_bytes()
+    client_ca = None
+    if args.tls_client_ca is not None:
+        client_ca = pathlib.Path(args.tls_client_ca).read_bytes()
+    return grpc.ssl_server_credentials(
+        [(key, chain)],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--listen", default="127.0.0.1:50061", help="HOST:PORT or unix:PATH")
     parser.add_argument("--data", type=pathlib.Path, default=HERE / "data", help="the CSV directory")
     parser.add_argument("--proto-dir", type=pathlib.Path, default=HERE.parent.parent / "proto")
+    parser.add_argument(
+        "--tls-cert",
+        default=os.environ.get("ADAPTER_TLS_CERT"),
+        help="serve TLS with this certificate chain (PEM); env ADAPTER_TLS_CERT",
+    )
+    parser.add_argument(
+        "--tls-key",
+        default=os.environ.get("ADAPTER_TLS_KEY"),
+        help="the certificate's private key (PEM); env ADAPTER_TLS_KEY",
+    )
+    parser.add_argument(
+        "--tls-client-ca",
+        default=os.environ.get("ADAPTER_TLS_CLIENT_CA"),
+        help="require client certificates from this CA (PEM): mutual TLS; "
+        "env ADAPTER_TLS_CLIENT_CA",
+    )
     parser.add_argument("--stall", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--fetch-delay", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--in-flight-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    credentials = server_credentials(parser, args)
 
     generated = tempfile.TemporaryDirectory(prefix="tessera-proto-")
     generate(args.proto_dir.resolve(), pathlib.Path(generated.name))
@@ -325,7 +370,10 @@ def main() -> None:
     )
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
     pb_grpc.add_SourceAdapterServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port(args.listen)
+    if credentials is None:
+        port = server.add_insecure_port(args.listen)
+    else:
+        port = server.add_secure_port(args.listen, credentials)
     if port == 0:
         raise SystemExit(f"cannot listen on {args.listen}")
     server.start()

@@ -293,10 +293,73 @@ fn is_retryable_status(status: StatusCode) -> bool {
     )
 }
 
+/// The most redirects one request follows (all on its own origin).
+const MAX_REDIRECTS: usize = 10;
+
+/// Why a redirect was not followed (the error reqwest carries back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RedirectRefused {
+    /// The redirect leads to another scheme, host or port than the request's.
+    OtherOrigin,
+    /// The chain is longer than [`MAX_REDIRECTS`].
+    TooMany,
+}
+
+impl std::fmt::Display for RedirectRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::OtherOrigin => "refused a redirect to another origin than the server's",
+            Self::TooMany => "too many redirects",
+        })
+    }
+}
+
+impl std::error::Error for RedirectRefused {}
+
+/// The HTTP client's redirect policy: follow a redirect only to the origin
+/// (scheme, host and port) of the request that started the chain, so that a
+/// server (or whoever answers for it) cannot send the adapter, its
+/// `Authorization` header or a patient's search elsewhere; at most
+/// [`MAX_REDIRECTS`].
+pub(crate) fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let refused = match attempt.previous().first() {
+            Some(first) if first.origin() != attempt.url().origin() => {
+                Some(RedirectRefused::OtherOrigin)
+            }
+            _ if attempt.previous().len() > MAX_REDIRECTS => Some(RedirectRefused::TooMany),
+            _ => None,
+        };
+        match refused {
+            Some(why) => attempt.error(why),
+            None => attempt.follow(),
+        }
+    })
+}
+
+/// The redirect refusal behind a reqwest error, if that is what it is.
+pub(crate) fn redirect_refused(error: &reqwest::Error) -> Option<RedirectRefused> {
+    let mut source = std::error::Error::source(error);
+    while let Some(e) = source {
+        if let Some(why) = e.downcast_ref::<RedirectRefused>() {
+            return Some(*why);
+        }
+        source = e.source();
+    }
+    None
+}
+
 /// fhir-sdk's and reqwest's errors print the URL: only their kind is kept.
 fn sdk_error(error: &fhir_sdk::client::Error) -> FetchError {
     use fhir_sdk::client::Error;
     match error {
+        Error::Request(e) if e.is_redirect() => {
+            let why = redirect_refused(e).unwrap_or(RedirectRefused::TooMany);
+            tracing::warn!(reason = %why, "fhir redirect not followed");
+            FetchError::Malformed {
+                message: why.to_string(),
+            }
+        }
         Error::Request(e) if e.is_timeout() => FetchError::unavailable("upstream timed out"),
         Error::Request(e) if e.is_connect() => {
             FetchError::unavailable("cannot connect to upstream")

@@ -18,7 +18,10 @@ use url::Url;
 pub struct FhirConfig {
     /// The source system whose local IDs this adapter serves (`ehr`).
     pub system: String,
-    /// The FHIR server's base URL (`https://ehr.example.org/fhir/R4`).
+    /// The FHIR server's base URL (`https://ehr.example.org/fhir/R4`). With
+    /// credentials configured (`auth`), it must be `https://` unless the host is
+    /// loopback (`localhost`, `127.0.0.0/8`, `::1`). Redirects are followed only
+    /// within its origin.
     pub base_url: String,
     /// How a local ID names a patient: its logical id, or an identifier value.
     #[serde(default)]
@@ -374,6 +377,9 @@ impl FhirConfig {
                 "must be a non-empty URI without '|'",
             ));
         }
+        if let Some(credential) = self.auth.credential_field() {
+            refuse_plaintext(&base, "base_url", credential)?;
+        }
         match &self.auth {
             AuthConfig::None => {}
             AuthConfig::Bearer { token } => {
@@ -390,7 +396,9 @@ impl FhirConfig {
                 scope,
                 ..
             } => {
-                parse_http_url(token_url).map_err(|m| BuildError::config("auth.token_url", m))?;
+                let token_url = parse_http_url(token_url)
+                    .map_err(|m| BuildError::config("auth.token_url", m))?;
+                refuse_plaintext(&token_url, "auth.token_url", "auth.private_key_file")?;
                 if client_id.is_empty() {
                     return Err(BuildError::config("auth.client_id", "must not be empty"));
                 }
@@ -408,6 +416,42 @@ impl FhirConfig {
             .get(&section)
             .cloned()
             .unwrap_or_default()
+    }
+}
+
+impl AuthConfig {
+    /// The field holding the credential this sends, if any.
+    fn credential_field(&self) -> Option<&'static str> {
+        match self {
+            AuthConfig::None => None,
+            AuthConfig::Bearer { .. } => Some("auth.token"),
+            AuthConfig::SmartBackend { .. } => Some("auth.private_key_file"),
+        }
+    }
+}
+
+/// Refuses an `http://` URL that credentials would travel to in plaintext,
+/// unless its host is loopback.
+fn refuse_plaintext(url: &Url, field: &str, credential: &str) -> Result<(), BuildError> {
+    if url.scheme() == "https" || is_loopback(url) {
+        return Ok(());
+    }
+    Err(BuildError::config(
+        field,
+        format!(
+            "must be https:// when {credential} is set (http:// only to localhost, \
+             127.0.0.0/8 or ::1): credentials are never sent in plaintext"
+        ),
+    ))
+}
+
+/// Whether the URL's host is this machine: `localhost`, 127.0.0.0/8 or `::1`.
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }
 

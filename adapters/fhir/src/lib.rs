@@ -117,6 +117,7 @@ impl FhirAdapter {
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .user_agent(concat!("tessera-adapter-fhir/", env!("CARGO_PKG_VERSION")))
+            .redirect(client::redirect_policy())
             .build()
             .map_err(|_| BuildError::Setup("cannot build the HTTP client".to_owned()))?;
         let auth = match &config.auth {

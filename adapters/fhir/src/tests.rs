@@ -48,6 +48,49 @@ fn config_errors_name_the_field() {
 }
 
 #[test]
+fn credentials_are_refused_over_plain_http_except_to_loopback() {
+    let with = |base_url: &str, auth: serde_json::Value| {
+        check(serde_json::json!({"system": "ehr", "base_url": base_url, "auth": auth}))
+    };
+    let bearer = serde_json::json!({"type": "bearer", "token": "t0ken"});
+    insta::assert_snapshot!(
+        with("http://ehr.example.org/fhir", bearer.clone()),
+        @"base_url: must be https:// when auth.token is set (http:// only to localhost, 127.0.0.0/8 or ::1): credentials are never sent in plaintext"
+    );
+    for url in [
+        "https://ehr.example.org/fhir",
+        "http://localhost:8080/fhir",
+        "http://127.0.0.2:8080/fhir",
+        "http://[::1]:8080/fhir",
+    ] {
+        assert_eq!(with(url, bearer.clone()), "ok", "{url}");
+    }
+    // Without credentials plain http stays possible (a test server, a sidecar).
+    assert_eq!(
+        with(
+            "http://ehr.example.org/fhir",
+            serde_json::json!({"type": "none"})
+        ),
+        "ok"
+    );
+    let smart = |base_url: &str, token_url: &str| {
+        with(
+            base_url,
+            serde_json::json!({"type": "smart_backend", "token_url": token_url, "client_id": "c",
+                "private_key_file": "k.pem", "algorithm": "RS384", "scope": "system/*.rs"}),
+        )
+    };
+    insta::assert_snapshot!(
+        smart("http://10.0.0.5/fhir", "https://auth.example.org/token"),
+        @"base_url: must be https:// when auth.private_key_file is set (http:// only to localhost, 127.0.0.0/8 or ::1): credentials are never sent in plaintext"
+    );
+    insta::assert_snapshot!(
+        smart("https://ehr.example.org/fhir", "http://auth.example.org/token"),
+        @"auth.token_url: must be https:// when auth.private_key_file is set (http:// only to localhost, 127.0.0.0/8 or ::1): credentials are never sent in plaintext"
+    );
+}
+
+#[test]
 fn the_documented_config_example_is_valid() {
     let yaml: Vec<&str> = include_str!("lib.rs")
         .lines()

@@ -21,6 +21,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use tracing::Instrument;
 
 use crate::convert;
+use crate::tls::{self, GrpcTlsConfig, TlsTarget};
 
 /// How much sooner than the caller's deadline the process is told to stop.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(20);
@@ -31,10 +32,16 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrpcConfig {
-    /// Where the adapter process listens: `http://HOST:PORT`, or `unix:PATH` for
-    /// a Unix domain socket (a relative path is resolved against the config
-    /// file's directory).
+    /// Where the adapter process listens: `http://HOST:PORT`, `https://HOST:PORT`
+    /// (TLS; see `tls`), or `unix:PATH` for a Unix domain socket (a relative path
+    /// is resolved against the config file's directory).
     pub endpoint: String,
+    /// TLS to the process, for an `https://` endpoint: the CA to trust (the
+    /// system's trust store when unset), a client certificate and key for mutual
+    /// TLS, the name to verify. An `https://` endpoint without it uses the
+    /// system's trust store and no client certificate.
+    #[serde(default)]
+    pub tls: Option<GrpcTlsConfig>,
     /// The source system the process must describe itself as; a different one
     /// fails the build. Unset accepts whatever it describes.
     #[serde(default)]
@@ -62,6 +69,7 @@ fn default_connect_timeout() -> Duration {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Target {
     Tcp(String),
+    Tls(TlsTarget),
     Unix(PathBuf),
 }
 
@@ -82,14 +90,26 @@ impl Target {
         if endpoint.starts_with("http://") && endpoint.parse::<Uri>().is_ok() {
             return Ok(Self::Tcp(endpoint.to_owned()));
         }
-        Err("must be http://HOST:PORT or unix:PATH".to_owned())
+        if endpoint.starts_with("https://") {
+            return TlsTarget::parse(endpoint).map(Self::Tls);
+        }
+        Err("must be http://HOST:PORT, https://HOST:PORT or unix:PATH".to_owned())
     }
 }
 
 impl GrpcConfig {
     fn check(&self) -> Result<(), BuildError> {
-        Target::parse(&self.endpoint, Path::new("."))
+        let target = Target::parse(&self.endpoint, Path::new("."))
             .map_err(|e| BuildError::config("endpoint", e))?;
+        if let Some(tls) = &self.tls {
+            if !matches!(target, Target::Tls(_)) {
+                return Err(BuildError::config(
+                    "tls",
+                    "is set, but the endpoint is not https://",
+                ));
+            }
+            tls.check()?;
+        }
         if self.system.as_deref() == Some("") {
             return Err(BuildError::config("system", "must not be empty"));
         }
@@ -144,7 +164,7 @@ impl GrpcAdapter {
         config.check()?;
         let target = Target::parse(&config.endpoint, base_dir)
             .map_err(|e| BuildError::config("endpoint", e))?;
-        let channel = channel(&target, config.connect_timeout)?;
+        let channel = channel(&target, config, base_dir)?;
         let mut client = SourceAdapterServiceClient::new(channel);
         let give_up = Instant::now() + config.startup_timeout;
         let described = loop {
@@ -184,14 +204,22 @@ impl GrpcAdapter {
     }
 }
 
-/// A lazily connecting channel to the target.
-fn channel(target: &Target, connect_timeout: Duration) -> Result<Channel, BuildError> {
+/// A lazily connecting channel to the target (over TLS for `https://`, with the
+/// config's `tls` files resolved against `base_dir`).
+fn channel(target: &Target, config: &GrpcConfig, base_dir: &Path) -> Result<Channel, BuildError> {
+    let connect_timeout = config.connect_timeout;
     match target {
         Target::Tcp(uri) => Ok(Endpoint::from_shared(uri.clone())
             .map_err(|_| BuildError::config("endpoint", "is not a URI"))?
             .connect_timeout(connect_timeout)
             .tcp_nodelay(true)
             .connect_lazy()),
+        Target::Tls(tls_target) => tls::channel(
+            tls_target,
+            &config.tls.clone().unwrap_or_default(),
+            base_dir,
+            connect_timeout,
+        ),
         Target::Unix(path) => {
             let path = path.clone();
             // The URI is not used to connect; the connector dials the socket.
@@ -375,6 +403,10 @@ mod tests {
             Target::parse("http://127.0.0.1:50061", base),
             Ok(Target::Tcp("http://127.0.0.1:50061".to_owned()))
         );
+        assert!(matches!(
+            Target::parse("https://127.0.0.1:50061", base),
+            Ok(Target::Tls(_))
+        ));
         assert!(Target::parse("127.0.0.1:50061", base).is_err());
         assert!(Target::parse("unix:", base).is_err());
     }

@@ -17,9 +17,25 @@
 //!   system: marketing
 //! ```
 //!
+//! Over TCP the process can be reached with TLS (`https://`), verified against a
+//! configured CA or the system's trust store, and with a client certificate for
+//! processes that require mutual TLS:
+//!
+//! ```yaml
+//! kind: grpc
+//! config:
+//!   endpoint: https://marketing-adapter.internal:50061
+//!   tls:
+//!     ca: certs/ca.pem
+//!     cert: certs/tessera.pem
+//!     key: certs/tessera.key
+//! ```
+//!
 //! `examples/python-adapter` is an adapter in Python that a platform team can copy.
 
 mod adapter;
 mod convert;
+mod tls;
 
 pub use adapter::{GrpcAdapter, GrpcConfig, GrpcKind};
+pub use tls::GrpcTlsConfig;

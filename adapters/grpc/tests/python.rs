@@ -47,6 +47,27 @@ struct PythonAdapter {
 impl PythonAdapter {
     /// Starts it, on a Unix socket if `unix`, stalling every fetch if `stall`.
     async fn start(unix: bool, stall: bool) -> anyhow::Result<Self> {
+        Self::start_with(unix, stall, &[]).await
+    }
+
+    /// Starts it on TCP with TLS: `--tls-cert`, `--tls-key`, `--tls-client-ca`.
+    async fn start_tls(cert: &Path, key: &Path, client_ca: &Path) -> anyhow::Result<Self> {
+        let args = [
+            "--tls-cert".into(),
+            cert.into(),
+            "--tls-key".into(),
+            key.into(),
+            "--tls-client-ca".into(),
+            client_ca.into(),
+        ];
+        Self::start_with(false, false, &args).await
+    }
+
+    async fn start_with(
+        unix: bool,
+        stall: bool,
+        extra: &[std::ffi::OsString],
+    ) -> anyhow::Result<Self> {
         let python = python();
         anyhow::ensure!(
             python.exists(),
@@ -75,6 +96,7 @@ impl PythonAdapter {
         if stall {
             command.arg("--stall");
         }
+        command.args(extra);
         let mut child = command.spawn()?;
         let stdout = child.stdout.take().expect("piped");
         let mut lines = BufReader::new(stdout).lines();
@@ -86,8 +108,10 @@ impl PythonAdapter {
             .ok_or_else(|| anyhow::anyhow!("unexpected first line {line:?}"))?;
         let endpoint = if unix {
             address.to_owned()
-        } else {
+        } else if extra.is_empty() {
             format!("http://{address}")
+        } else {
+            format!("https://{address}")
         };
         Ok(Self {
             child,
@@ -293,6 +317,52 @@ async fn a_process_killed_mid_call_is_unavailable_long_before_the_deadline() -> 
             start.elapsed()
         );
         assert_eq!(adapter.check().await.state, HealthState::NotServing);
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_adapter_serves_mutual_tls_to_the_grpc_adapter() -> anyhow::Result<()> {
+    let certs = tempfile::tempdir()?;
+    let ours = tessera_tls::dev_certs(&certs.path().join("ours"), false)?;
+    tessera_tls::dev_certs(&certs.path().join("theirs"), false)?;
+    let process =
+        PythonAdapter::start_tls(&ours.server_cert, &ours.server_key, &ours.ca_cert).await?;
+    let connect = |tls: serde_json::Value| {
+        let endpoint = process.endpoint.clone();
+        let base_dir = certs.path().to_owned();
+        async move {
+            let config: GrpcConfig = serde_json::from_value(serde_json::json!({
+                "endpoint": endpoint,
+                "system": "marketing",
+                "startup_timeout": "500ms",
+                "tls": tls,
+            }))?;
+            anyhow::Ok(GrpcAdapter::connect(&config, &base_dir).await?)
+        }
+    };
+
+    let adapter = connect(serde_json::json!({
+        "ca": "ours/ca.pem", "cert": "ours/reader.pem", "key": "ours/reader.key",
+    }))
+    .await?;
+    let request = FetchRequest::one(KNOWN, "consents", Instant::now() + Duration::from_secs(5));
+    let results = adapter.fetch(request).await?;
+    let consents = results[0].records.as_ref().expect("consents");
+    assert_eq!(consents[0].record_id.as_deref(), Some("C-1"));
+    assert_eq!(adapter.check().await.state, HealthState::Serving);
+
+    // No client certificate, or one from another CA: the process refuses.
+    for tls in [
+        serde_json::json!({"ca": "ours/ca.pem"}),
+        serde_json::json!({"ca": "ours/ca.pem", "cert": "theirs/reader.pem", "key": "theirs/reader.key"}),
+    ] {
+        let err = connect(tls.clone()).await.err().map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("did not describe itself")),
+            "{tls}: {err:?}"
+        );
     }
     Ok(())
 }

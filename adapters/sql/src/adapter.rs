@@ -12,6 +12,7 @@ use tessera_adapter_core::{
     Description, FetchError, FetchRequest, FetchResult, Health, HealthCheck, Record,
     SectionDescriptor, trace,
 };
+use tessera_types::Secret;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -78,19 +79,9 @@ impl SqlAdapter {
     /// against `base_dir`. Connects lazily: no I/O until the first call.
     pub fn open(config: SqlConfig, base_dir: &std::path::Path) -> Result<Self, BuildError> {
         config.check()?;
-        let url = match (&config.url, &config.url_env) {
-            (Some(url), _) => url.clone(),
-            (None, Some(var)) => std::env::var(var).map_err(|_| {
-                BuildError::config("url_env", format!("environment variable {var} is not set"))
-            })?,
-            (None, None) => return Err(BuildError::config(".", "no database URL")),
-        };
-        let field = if config.url.is_some() {
-            "url"
-        } else {
-            "url_env"
-        };
-        let dialect = Dialect::of(&url).map_err(|e| BuildError::config(field, e))?;
+        let (url, field) = database_url(&config, base_dir)?;
+        let url = url.expose();
+        let dialect = Dialect::of(url).map_err(|e| BuildError::config(field, e))?;
         for (name, section) in &config.sections {
             check_dialect(dialect, &section.query, true)
                 .map_err(|e| BuildError::config(format!("sections.{name}.query"), e))?;
@@ -99,7 +90,7 @@ impl SqlAdapter {
             check_dialect(dialect, &feed.query, feed.incremental)
                 .map_err(|e| BuildError::config("identity_feed.query", e))?;
         }
-        let db = Db::open(&url, config.max_connections, base_dir)
+        let db = Db::open(url, config.max_connections, base_dir)
             .map_err(|e| BuildError::config(field, e))?;
         let sections = config
             .sections
@@ -150,7 +141,7 @@ impl SqlAdapter {
             sections,
             health_query: config.health_query,
             feed,
-            db_system: db_system(&url, dialect),
+            db_system: db_system(url, dialect),
         })
     }
 
@@ -245,6 +236,23 @@ impl SqlAdapter {
 }
 
 /// The OpenTelemetry `db.system.name` of a database (by its URL's scheme).
+/// The database URL, resolved, and the config field it came from (for errors,
+/// which name the field, the variable or the file, never the URL).
+fn database_url(
+    config: &SqlConfig,
+    base_dir: &std::path::Path,
+) -> Result<(Secret, &'static str), BuildError> {
+    let (secret, field) = match (&config.url, &config.url_env) {
+        (Some(url), _) => (url.clone(), "url"),
+        (None, Some(var)) => (Secret::new(format!("env:{var}")), "url_env"),
+        (None, None) => return Err(BuildError::config(".", "no database URL")),
+    };
+    let url = secret
+        .resolve_in(base_dir)
+        .map_err(|e| BuildError::config(field, e.to_string()))?;
+    Ok((url, field))
+}
+
 fn db_system(url: &str, dialect: Dialect) -> &'static str {
     match dialect {
         Dialect::Postgres => "postgresql",

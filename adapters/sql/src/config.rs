@@ -6,6 +6,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use tessera_adapter_core::{BuildError, valid_section_name};
+use tessera_types::Secret;
 
 /// Configuration of an `sql` adapter: one database, and a parameterised query per
 /// section. There is no templating: the local ID is always bound as the query's
@@ -18,12 +19,17 @@ pub struct SqlConfig {
     /// The database URL: `postgres://user@host:5432/db`,
     /// `mysql://user@host:3306/db` (or `mariadb://...`; a Unix socket with
     /// `?socket=/path/mysqld.sock`), or `sqlite://path/to/file.db` (a relative
-    /// SQLite path is resolved against the config file's directory). Use
-    /// `url_env` instead when the URL carries a password.
+    /// SQLite path is resolved against the config file's directory). TLS is
+    /// asked for in the URL: `?sslmode=verify-full&sslrootcert=/path/ca.pem`
+    /// (PostgreSQL), `?ssl-mode=VERIFY_IDENTITY&ssl-ca=/path/ca.pem` (MySQL,
+    /// MariaDB). A secret: when the URL carries a password, write
+    /// `env:NAME` (an environment variable holding the URL) or `file:PATH` (a
+    /// file holding it; a relative path is resolved against the config file's
+    /// directory). The URL never appears in logs, errors or `Debug` output.
     #[serde(default)]
-    pub url: Option<String>,
+    pub url: Option<Secret>,
     /// The name of an environment variable holding the database URL, read when the
-    /// adapter is built.
+    /// adapter is built (the same as `url: env:NAME`).
     #[serde(default)]
     pub url_env: Option<String>,
     /// The most connections in the adapter's pool.
@@ -140,8 +146,11 @@ impl SqlConfig {
         }
         match (&self.url, &self.url_env) {
             (Some(url), None) => {
-                // Never echo the URL: it may carry a password.
-                Dialect::of(url).map_err(|e| BuildError::config("url", e))?;
+                // Never echo the URL: it may carry a password. A reference is
+                // checked once it is resolved.
+                if !url.is_reference() {
+                    Dialect::of(url.expose()).map_err(|e| BuildError::config("url", e))?;
+                }
             }
             (None, Some(var)) if !var.is_empty() => {}
             (None, Some(_)) => return Err(BuildError::config("url_env", "must not be empty")),
@@ -311,10 +320,10 @@ mod tests {
             "mysql://root:hunter2@db/billing",
             "mariadb://db/billing?socket=/run/m.sock",
         ] {
-            c.url = Some(url.to_owned());
+            c.url = Some(Secret::new(url));
             assert!(c.check().is_ok(), "{url}");
         }
-        c.url = Some("oracle://root:hunter2@db/billing".to_owned());
+        c.url = Some(Secret::new("oracle://root:hunter2@db/billing"));
         let err = c.check().unwrap_err().to_string();
         assert_eq!(
             err,

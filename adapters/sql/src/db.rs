@@ -41,8 +41,9 @@ const STATEMENT_TIMEOUT_MARGIN: Duration = Duration::from_millis(10);
 /// usually shorter).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A connection pool to one database.
-#[derive(Debug, Clone)]
+/// A connection pool to one database. Its `Debug` names the database kind
+/// only: the connect options hold the password.
+#[derive(Clone)]
 pub(crate) enum Db {
     Postgres {
         pool: PgPool,
@@ -59,6 +60,19 @@ pub(crate) enum Db {
         /// SQLite virtual-machine progress: grows while any statement runs.
         steps: Arc<AtomicU64>,
     },
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self {
+            Self::Postgres { .. } => "postgres",
+            Self::Mysql { .. } => "mysql",
+            Self::Sqlite { .. } => "sqlite",
+        };
+        f.debug_struct("Db")
+            .field("kind", &kind)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The rows of one query, as JSON objects keyed by column name.

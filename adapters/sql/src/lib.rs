@@ -14,7 +14,11 @@
 //! optional feed query streams the silo's demographics to the resolver.
 //!
 //! PostgreSQL (`postgres://`), MySQL and MariaDB (`mysql://`, `mariadb://`) and
-//! SQLite (`sqlite://`) are supported. PostgreSQL, MariaDB and SQLite are tested
+//! SQLite (`sqlite://`) are supported; PostgreSQL, MySQL and MariaDB over TLS
+//! (rustls) when the URL asks for it (`sslmode=verify-full&sslrootcert=...`,
+//! `ssl-mode=VERIFY_IDENTITY&ssl-ca=...`). The URL is a secret: `env:NAME` or
+//! `file:PATH` reads it from the environment or a file, and it never appears in
+//! `Debug` output, logs or errors. PostgreSQL, MariaDB and SQLite are tested
 //! against real servers; MySQL proper speaks the same code but is not tested
 //! here.
 //!
@@ -22,7 +26,7 @@
 //! kind: sql
 //! config:
 //!   system: billing
-//!   url_env: BILLING_DATABASE_URL
+//!   url: env:BILLING_DATABASE_URL   # postgres://...?sslmode=verify-full&sslrootcert=/etc/tessera/db-ca.pem
 //!   sections:
 //!     invoices:
 //!       description: Invoices and their balances

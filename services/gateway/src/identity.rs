@@ -1,6 +1,7 @@
 //! Opens the identity resolver the config describes: the store (creating an
 //! embedded SQLite file's directory if needed), the model, the thresholds.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -54,7 +55,12 @@ pub fn store_url(
         .map_or((path, None), |(f, q)| (f, Some(q)));
     let file = Config::resolve_path(config_path, Path::new(file));
     if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir).map_err(IdentitySetupError::StoreDir)?;
+        // Readable by Tessera's user only: the store holds demographics.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(IdentitySetupError::StoreDir)?;
     }
     Ok(match query {
         Some(q) => format!("sqlite://{}?{q}", file.display()),

@@ -15,6 +15,9 @@ pub enum Error {
         /// The first tool that was not found.
         missing: String,
     },
+    /// The throwaway certificates could not be made.
+    #[error("making the test certificates: {0}")]
+    Certificates(String),
     /// Starting, asking or stopping the server failed.
     #[error("the test MariaDB server: {0}")]
     Server(#[from] tessera_test_server::Error),

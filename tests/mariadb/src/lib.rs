@@ -3,7 +3,10 @@
 //!
 //! [`TestMariaDb::shared`] starts one server for the whole test process the first time
 //! a test asks for it; [`TestMariaDb::create_database`] then gives each test its own
-//! empty database. [`TestMariaDb::start`] starts a private server.
+//! empty database. [`TestMariaDb::start`] starts a private server;
+//! [`TestMariaDb::start_tls`] one that also listens on 127.0.0.1 (a free port) with
+//! TLS and `require_secure_transport`, for tests of encrypted connections
+//! ([`TestMariaDb::tcp_url`]).
 //!
 //! A server is Debian's MariaDB (`mariadbd`; `scripts/install-mariadb` installs it),
 //! initialised by `mariadb-install-db` into a temporary directory and listening only
@@ -34,6 +37,8 @@
 mod error;
 mod install;
 
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -74,12 +79,43 @@ shift 4
 exec "$mariadbd" --no-defaults --datadir="$data" --socket="$socket" "$@"
 "#;
 
+/// The user a server with TLS admits over TCP (from 127.0.0.1), and its password.
+const TCP_USER: &str = "tessera";
+const TCP_PASSWORD: &str = "tessera-test";
+
+/// A server certificate for [`TestMariaDb::start_tls`].
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// The server's certificate chain, leaf first (PEM), naming `127.0.0.1` (or
+    /// `localhost`) for clients that verify the host name.
+    pub cert: PathBuf,
+    /// The certificate's private key (PEM).
+    pub key: PathBuf,
+}
+
+impl ServerTls {
+    /// Writes a throwaway CA and a server certificate for `localhost`, `127.0.0.1` and
+    /// `::1` into `dir` ([`tessera_tls::dev_certs`]); returns the server's files and
+    /// the CA certificate that clients trust (`ssl-ca=`).
+    pub fn generate(dir: &Path) -> Result<(ServerTls, PathBuf), Error> {
+        let certs =
+            tessera_tls::dev_certs(dir, false).map_err(|e| Error::Certificates(e.to_string()))?;
+        let tls = ServerTls {
+            cert: certs.server_cert,
+            key: certs.server_key,
+        };
+        Ok((tls, certs.ca_cert))
+    }
+}
+
 /// A running MariaDB server for tests. Dropping it stops the server and removes its
 /// directory.
 #[derive(Debug)]
 pub struct TestMariaDb {
     tools: Tools,
     socket: PathBuf,
+    /// The TCP port of a server started with TLS.
+    tcp_port: Option<u16>,
     /// Owns the server and its directory (`data/`, `mysqld.sock`, `mariadbd.log`).
     guard: Guard,
     next_database: AtomicU64,
@@ -100,6 +136,26 @@ impl TestMariaDb {
     /// Starts a private server (`mariadb-install-db`, then `mariadbd`) and waits until
     /// it accepts connections.
     pub fn start() -> Result<TestMariaDb, Error> {
+        Self::start_with(None)
+    }
+
+    /// Starts a private server that also listens on 127.0.0.1, on a free port, with
+    /// TLS (the given certificate) and `require_secure_transport`: a TCP client
+    /// without TLS is refused. Over TCP the user `tessera` (password
+    /// `tessera-test`) may do anything; [`TestMariaDb::tcp_url`] names it.
+    ///
+    /// The port is found free by binding and releasing it just before the server
+    /// starts, so another process could take it in between; the start then fails.
+    pub fn start_tls(tls: &ServerTls) -> Result<TestMariaDb, Error> {
+        let mariadb = Self::start_with(Some(tls))?;
+        mariadb.execute(&format!(
+            "CREATE USER '{TCP_USER}'@'127.0.0.1' IDENTIFIED BY '{TCP_PASSWORD}'; \
+             GRANT ALL PRIVILEGES ON *.* TO '{TCP_USER}'@'127.0.0.1'"
+        ))?;
+        Ok(mariadb)
+    }
+
+    fn start_with(tls: Option<&ServerTls>) -> Result<TestMariaDb, Error> {
         let tools = Tools::find()?;
         let dir = ServerDir::create(SPEC)?;
         let data_dir = dir.path().join("data");
@@ -115,7 +171,6 @@ impl TestMariaDb {
                 dir.path().join("mariadbd.pid").display()
             ))
             .args([
-                "--skip-networking",
                 "--skip-name-resolve",
                 "--skip-log-bin",
                 "--innodb-flush-log-at-trx-commit=0",
@@ -124,11 +179,29 @@ impl TestMariaDb {
                 // Parallel tests, each with its own pool.
                 "--max-connections=300",
             ]);
+        let tcp_port = match tls {
+            None => {
+                server.arg("--skip-networking");
+                None
+            }
+            Some(tls) => {
+                let port = free_port()?;
+                let (cert, key) = install_tls(&dir.create_dir("tls")?, tls)?;
+                server
+                    .arg(format!("--port={port}"))
+                    .arg("--bind-address=127.0.0.1")
+                    .arg(format!("--ssl-cert={}", cert.display()))
+                    .arg(format!("--ssl-key={}", key.display()))
+                    .arg("--require-secure-transport=ON");
+                Some(port)
+            }
+        };
         let guard = dir.spawn(&server)?;
 
         let mariadb = TestMariaDb {
             tools,
             socket,
+            tcp_port,
             guard,
             next_database: AtomicU64::new(0),
         };
@@ -168,6 +241,19 @@ impl TestMariaDb {
         )
     }
 
+    /// The TCP connection URL of database `db` on a server started with
+    /// [`TestMariaDb::start_tls`], as the `tessera` user, without TLS parameters
+    /// (append `?ssl-mode=...`): `mysql://tessera:PASSWORD@127.0.0.1:PORT/DB`. `None`
+    /// for a server on a Unix socket only.
+    pub fn tcp_url(&self, db: &str) -> Option<String> {
+        self.tcp_port.map(|port| {
+            format!(
+                "mysql://{TCP_USER}:{TCP_PASSWORD}@127.0.0.1:{port}/{}",
+                percent_encode_component(db)
+            )
+        })
+    }
+
     /// The server's Unix socket.
     pub fn socket(&self) -> &Path {
         &self.socket
@@ -191,4 +277,34 @@ impl TestMariaDb {
             .map_err(|e| tessera_test_server::Error::io("running mariadb-admin ping", e))?;
         Ok(output.status.success())
     }
+}
+
+/// Copies the certificate and key into `tls_dir` (owned by the server's user), the
+/// key readable by that user only; returns their paths.
+fn install_tls(tls_dir: &Path, tls: &ServerTls) -> Result<(PathBuf, PathBuf), Error> {
+    let io = |what: &str, e| Error::Server(tessera_test_server::Error::io(what.to_owned(), e));
+    let owner = fs::metadata(tls_dir).map_err(|e| io("reading the tls directory", e))?;
+    let (cert, key) = (tls_dir.join("server.pem"), tls_dir.join("server.key"));
+    fs::copy(&tls.cert, &cert).map_err(|e| io("copying the server certificate", e))?;
+    fs::copy(&tls.key, &key).map_err(|e| io("copying the server key", e))?;
+    for path in [&cert, &key] {
+        std::os::unix::fs::chown(path, Some(owner.uid()), Some(owner.gid()))
+            .map_err(|e| io("giving the tls files to the server's user", e))?;
+    }
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600))
+        .map_err(|e| io("making the server key private", e))?;
+    Ok((cert, key))
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+fn free_port() -> Result<u16, Error> {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| {
+            Error::Server(tessera_test_server::Error::io(
+                "finding a free port".to_owned(),
+                e,
+            ))
+        })?;
+    Ok(addr.port())
 }

@@ -17,6 +17,9 @@ pub enum Error {
         /// The directory whose versioned subdirectories were searched.
         searched: PathBuf,
     },
+    /// The throwaway certificates could not be made.
+    #[error("making the test certificates: {0}")]
+    Certificates(String),
     /// Starting, asking or stopping the server failed.
     #[error("the test PostgreSQL server: {0}")]
     Server(#[from] tessera_test_server::Error),

@@ -10,5 +10,6 @@ mod batch;
 mod faults;
 mod logs;
 mod medplum;
+mod redirects;
 mod seed;
 mod smart;

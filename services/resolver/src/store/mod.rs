@@ -35,6 +35,9 @@ pub enum StoreError {
     /// The store URL is not one the store understands.
     #[error("unsupported identity store url: expected sqlite:// or postgres://")]
     UnsupportedUrl,
+    /// The SQLite database file or its directory could not be created.
+    #[error("cannot create the identity store file: {0}")]
+    CreateFile(std::io::Error),
     /// The database failed or could not be reached.
     #[error("identity store database error: {0}")]
     Database(#[from] sqlx::Error),

@@ -427,6 +427,61 @@ async fn unsupported_urls_are_refused() {
 }
 
 #[tokio::test]
+async fn a_new_sqlite_store_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data").join("identity");
+    let file = dir.join("identity.db");
+    let store = SqlStore::open(&format!("sqlite://{}", file.display()))
+        .await
+        .unwrap();
+    seed(&store, "ehr", "A").await;
+    assert_eq!(mode(&file), 0o600, "database file");
+    for suffix in ["-wal", "-shm"] {
+        let side = dir.join(format!("identity.db{suffix}"));
+        assert_eq!(mode(&side), 0o600, "{suffix} file");
+    }
+    assert_eq!(mode(&dir), 0o700, "directory created for the store");
+    assert_eq!(
+        mode(&tmp.path().join("data")),
+        0o700,
+        "its parent, created too"
+    );
+}
+
+#[tokio::test]
+async fn a_postgres_store_opens_over_verified_tls_and_refuses_another_ca() {
+    use tessera_test_postgres::{ServerTls, TestPostgres};
+    let certs = tempfile::tempdir().unwrap();
+    let (tls, ca) = ServerTls::generate(&certs.path().join("server")).unwrap();
+    let (_, other_ca) = ServerTls::generate(&certs.path().join("other")).unwrap();
+    let postgres = TestPostgres::start_tls(&tls).unwrap();
+    let base = postgres.tcp_url("postgres").unwrap();
+
+    let url = format!("{base}?sslmode=verify-full&sslrootcert={}", ca.display());
+    let store = SqlStore::open(&url).await.unwrap();
+    let (record, _) = seed(&store, "ehr", "A").await;
+    let stored = store
+        .record_by_key(&SourceKey::new("ehr", "A"))
+        .await
+        .unwrap();
+    assert_eq!(stored.map(|r| r.id), Some(record));
+
+    let url = format!(
+        "{base}?sslmode=verify-full&sslrootcert={}",
+        other_ca.display()
+    );
+    let err = SqlStore::open(&url).await.unwrap_err();
+    assert!(matches!(err, StoreError::Database(_)), "{err}");
+    let err = SqlStore::open(&format!("{base}?sslmode=disable"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Database(_)), "{err}");
+}
+
+#[tokio::test]
 async fn bulk_load_links_clusters_and_later_inserts_do_not_collide() {
     for (backend, store, _dir) in backends().await {
         let (existing, existing_master) = seed(&store, "ehr", "OLD").await;

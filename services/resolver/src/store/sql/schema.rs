@@ -1,5 +1,9 @@
 //! Opening a [`SqlStore`]: the pool, the migrations, SQLite's checkpointer.
 
+use std::fs::{DirBuilder, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
 use std::sync::Arc;
 
 use sqlx::Executor;
@@ -29,10 +33,15 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(5
 
 impl SqlStore {
     /// Connects to `url` and applies the backend's migrations. SQLite URLs
-    /// (`sqlite://PATH`) create the file if it is missing.
+    /// (`sqlite://PATH`) create the file if it is missing: readable by its owner
+    /// only (0600, as are SQLite's `-wal` and `-shm` files, which take the
+    /// database file's mode), in a directory created 0700 if that is missing too.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let (url, sqlite) = if let Some(rest) = url.strip_prefix("sqlite:") {
+            if let Some(path) = sqlite_file(rest) {
+                create_private_file(Path::new(path)).map_err(StoreError::CreateFile)?;
+            }
             let sep = if rest.contains('?') { '&' } else { '?' };
             let url = if rest.contains("mode=") {
                 url.to_owned()
@@ -89,5 +98,53 @@ impl SqlStore {
             sqlite,
             _checkpointer: checkpointer,
         })
+    }
+}
+
+/// The database file a SQLite URL (after `sqlite:`) names when opening it may
+/// create the file (no `mode`, or `mode=rwc`); `None` for an in-memory database
+/// or a mode that never creates one.
+fn sqlite_file(rest: &str) -> Option<&str> {
+    let path = rest.strip_prefix("//").unwrap_or(rest);
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let mode = query.split('&').find_map(|pair| pair.strip_prefix("mode="));
+    let creates = matches!(mode, None | Some("rwc"));
+    (creates && !path.is_empty() && path != ":memory:").then_some(path)
+}
+
+/// Creates `path` empty with mode 0600 if it does not exist, and its missing
+/// parent directories with mode 0700; an existing file is left as it is.
+fn create_private_file(path: &Path) -> io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    }
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_urls_that_may_create_the_file_name_one_to_create() {
+        assert_eq!(sqlite_file("//data/identity.db"), Some("data/identity.db"));
+        assert_eq!(
+            sqlite_file("///var/lib/t.db?mode=rwc"),
+            Some("/var/lib/t.db")
+        );
+        assert_eq!(sqlite_file("//t.db?mode=ro"), None);
+        assert_eq!(sqlite_file("//t.db?cache=shared&mode=memory"), None);
+        assert_eq!(sqlite_file(":memory:"), None);
     }
 }

@@ -18,7 +18,6 @@
 pub mod adapters;
 pub mod commands;
 pub mod config;
-pub mod connect;
 pub mod health;
 pub mod identity;
 pub mod pending;
@@ -26,3 +25,7 @@ pub mod server;
 pub mod startup;
 pub mod status;
 pub mod telemetry;
+
+// The server tests reach the real server as `tessera view` does.
+#[cfg(test)]
+use tessera_client::connect;

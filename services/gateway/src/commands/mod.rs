@@ -10,7 +10,6 @@ pub mod dev_certs;
 pub mod load;
 pub mod resolver;
 pub mod synth;
-pub mod view;
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter};

@@ -46,7 +46,7 @@ pub async fn start(
                 seed: generate.seed,
                 ..tessera_synth::SynthConfig::default()
             };
-            crate::commands::synth::write_silos_async(&synth, &dir)
+            tessera_synth::write_silos(&synth, &dir)
                 .await
                 .context("cannot generate the quickstart silos")?;
             tracing::info!(

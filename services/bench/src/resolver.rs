@@ -77,7 +77,10 @@ fn summary(h: &Histogram<u64>, elapsed: Duration) -> serde_json::Value {
 }
 
 /// Runs the benchmark and returns its report.
-pub(crate) async fn run(args: &ResolverBenchArgs, gateway: &dyn Gateway) -> anyhow::Result<serde_json::Value> {
+pub(crate) async fn run(
+    args: &ResolverBenchArgs,
+    gateway: &dyn Gateway,
+) -> anyhow::Result<serde_json::Value> {
     let started = Instant::now();
     let all = population(args.records + args.upserts, args.seed)?;
     let (indexed, fresh) = all.split_at(all.len().saturating_sub(args.upserts));
@@ -184,4 +187,3 @@ pub(crate) async fn run(args: &ResolverBenchArgs, gateway: &dyn Gateway) -> anyh
         "upsert_source_record": summary(&upserts, upsert_elapsed),
     }))
 }
-

@@ -107,7 +107,10 @@ async fn person_row(
 /// Writes the quickstart's silos for `config` into `dir` (created if needed)
 /// and returns what was written, as the JSON `tessera synth --silos` prints.
 /// Silos already in `dir` are never overwritten: that is an error.
-pub async fn write_silos(config: &SynthConfig, dir: &Path) -> Result<serde_json::Value, SynthError> {
+pub async fn write_silos(
+    config: &SynthConfig,
+    dir: &Path,
+) -> Result<serde_json::Value, SynthError> {
     let ehr_dir = dir.join("ehr");
     std::fs::create_dir_all(&ehr_dir).map_err(|source| SynthError::Create {
         path: ehr_dir.clone(),
@@ -353,19 +356,19 @@ mod tests {
         .unwrap();
         assert_eq!(manifest["output"].as_array().unwrap().len(), 8);
 
-            for (db, table, silo) in [
-                ("billing.db", "accounts", "billing"),
-                ("crm.db", "contacts", "crm"),
-                ("marketing.db", "subscribers", "marketing"),
-            ] {
-                let options = SqliteConnectOptions::new().filename(dir.path().join(db));
-                let mut conn = SqliteConnection::connect_with(&options).await.unwrap();
-                let (count,): (i64,) = sqlx::query_as(&format!("SELECT count(*) FROM {table}"))
-                    .fetch_one(&mut conn)
-                    .await
-                    .unwrap();
-                assert_eq!(count as u64, silo_records(silo), "{db}");
-            }
+        for (db, table, silo) in [
+            ("billing.db", "accounts", "billing"),
+            ("crm.db", "contacts", "crm"),
+            ("marketing.db", "subscribers", "marketing"),
+        ] {
+            let options = SqliteConnectOptions::new().filename(dir.path().join(db));
+            let mut conn = SqliteConnection::connect_with(&options).await.unwrap();
+            let (count,): (i64,) = sqlx::query_as(&format!("SELECT count(*) FROM {table}"))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            assert_eq!(count as u64, silo_records(silo), "{db}");
+        }
         assert!(
             write_silos(&config, dir.path()).await.is_err(),
             "existing silos are never overwritten"

@@ -40,7 +40,15 @@ impl Gateway for ThisGateway {
             reflection: false,
         };
         Box::pin(async move {
-            server::serve(listener, services, options, async { Ok(()) }, shutdown, || {}).await?;
+            server::serve(
+                listener,
+                services,
+                options,
+                async { Ok(()) },
+                shutdown,
+                || {},
+            )
+            .await?;
             Ok(())
         })
     }
@@ -92,9 +100,10 @@ mod tests {
             "--split-cores",
         ]);
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-        let report = std::thread::spawn(move || tessera_bench::run(cli.command, Arc::new(ThisGateway)))
-            .join()
-            .expect("the benchmark thread panicked");
+        let report =
+            std::thread::spawn(move || tessera_bench::run(cli.command, Arc::new(ThisGateway)))
+                .join()
+                .expect("the benchmark thread panicked");
         if cpus < 2 {
             let err = report.expect_err("one CPU cannot be split");
             assert!(err.to_string().contains("at least 2 CPUs"), "{err}");

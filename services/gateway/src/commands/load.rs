@@ -73,8 +73,8 @@ async fn load(args: &LoadArgs) -> anyhow::Result<serde_json::Value> {
     );
     let system = description.system.clone();
 
-    let store = identity::open_store(identity_config, &args.config).await?;
-    let resolver = identity::open_resolver(identity_config, &args.config, store).await?;
+    let open = identity::options(identity_config, &args.config);
+    let resolver = open.open_resolver(open.open_store().await?).await?;
     let mutation = Mutation {
         actor: format!("tessera resolver load --adapter {}", args.adapter),
         request_id: String::new(),

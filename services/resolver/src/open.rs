@@ -1,7 +1,9 @@
 //! Opening the resolver a deployment describes: the store (creating an embedded
-//! SQLite file's directory if needed), the model, the thresholds, and loading
-//! an empty store from the sources' identity feeds. It takes plain values
-//! ([`OpenOptions`], [`Feed`]); reading a config file is the caller's business.
+//! SQLite file's directory if needed), the model, the thresholds; loading an
+//! empty store from the sources' identity feeds in one batch
+//! ([`OpenOptions::load_if_empty`]), or one feed record by record
+//! ([`upsert_feed`]). It takes plain values ([`OpenOptions`], [`Feed`]);
+//! reading a config file is the caller's business.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -10,8 +12,9 @@ use std::time::Instant;
 
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use tessera_matching::{Demographics, MatchConfig, Model, SourceKey};
+use tessera_matching::{Decision, Demographics, MatchConfig, Model, SourceKey};
 
+use crate::resolver::{Mutation, UpsertInput};
 use crate::store::{BulkLoadError, IdentityStore, SqlStore, StoreError};
 use crate::{Resolver, ResolverConfig, ResolverError};
 
@@ -83,6 +86,57 @@ pub enum OpenError {
     /// The batch link task panicked or was cancelled.
     #[error("the batch link did not finish: {0}")]
     Link(#[from] tokio::task::JoinError),
+    /// The feed being upserted failed.
+    #[error("the identity feed failed")]
+    UpsertFeed(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The store failed while upserting a feed.
+    #[error("the identity store failed")]
+    Upsert(#[source] ResolverError),
+}
+
+/// What [`upsert_feed`] did with the records it read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FeedCounts {
+    /// Linked to an existing master (MATCH).
+    pub matched: u64,
+    /// Sent to review (POSSIBLE_MATCH).
+    pub review: u64,
+    /// Given a master of their own (NO_MATCH).
+    pub new_masters: u64,
+    /// Refused as invalid (an unparsable date, say).
+    pub rejected: u64,
+}
+
+impl FeedCounts {
+    /// Every record read.
+    pub fn read(&self) -> u64 {
+        self.matched + self.review + self.new_masters + self.rejected
+    }
+}
+
+/// Upserts every record of `records` into `resolver` as it arrives, matching
+/// each one (MATCH links, POSSIBLE_MATCH opens a review item, NO_MATCH starts a
+/// master). A record the resolver refuses is counted, never reported: it is
+/// patient data.
+pub async fn upsert_feed(
+    resolver: &Resolver,
+    mut records: BoxStream<'_, Result<UpsertInput, Box<dyn std::error::Error + Send + Sync>>>,
+    mutation: &Mutation,
+) -> Result<FeedCounts, OpenError> {
+    let mut counts = FeedCounts::default();
+    while let Some(input) = records.next().await {
+        let input = input.map_err(OpenError::UpsertFeed)?;
+        match resolver.upsert(input, mutation).await {
+            Ok(outcome) => match outcome.decision {
+                Decision::Match => counts.matched += 1,
+                Decision::PossibleMatch => counts.review += 1,
+                Decision::NoMatch => counts.new_masters += 1,
+            },
+            Err(ResolverError::InvalidArgument(_)) => counts.rejected += 1,
+            Err(e) => return Err(OpenError::Upsert(e)),
+        }
+    }
+    Ok(counts)
 }
 
 /// One source's identity feed: `(local_id, demographics)` records of `system`.
@@ -277,6 +331,50 @@ mod tests {
         options.load_if_empty(&store, vec![failing]).await.unwrap();
         let resolver = options.open_resolver(store).await.unwrap();
         assert_eq!(resolver.index_stats().0, 3);
+    }
+
+    /// Each record is counted by its outcome; one the resolver refuses is
+    /// counted as rejected, and a failing feed stops the load.
+    #[tokio::test]
+    async fn a_feed_is_upserted_record_by_record_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("identity.db").display());
+        let store: Arc<dyn IdentityStore> = Arc::new(SqlStore::open(&url).await.unwrap());
+        let resolver = Resolver::open(store, Arc::new(Model::builtin()), ResolverConfig::default())
+            .await
+            .unwrap();
+        let input = |id: &str, birth_date: &str| UpsertInput {
+            key: SourceKey::new("crm", id),
+            demographics: Demographics {
+                given_names: vec![format!("Given{id}")],
+                family_name: format!("Family{id}"),
+                birth_date: birth_date.to_owned(),
+                ..Demographics::default()
+            },
+            source_updated_at: None,
+            validate_only: false,
+        };
+        let records = vec![
+            Ok(input("C1", "1950-03-04")),
+            Ok(input("C2", "1988-11-30")),
+            Ok(input("C3", "not a date")),
+        ];
+        let counts = upsert_feed(
+            &resolver,
+            stream::iter(records).boxed(),
+            &Mutation::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(counts.new_masters, 2);
+        assert_eq!(counts.rejected, 1);
+        assert_eq!(counts.read(), 3);
+
+        let failing = stream::iter([Err("the silo is down".into())]).boxed();
+        let err = upsert_feed(&resolver, failing, &Mutation::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "the identity feed failed");
     }
 
     #[tokio::test]

@@ -34,6 +34,17 @@ const DDL: &[&str] = &[
 ];
 
 impl PostgresSink {
+    /// Connects to the database at `url` (TLS as its `sslmode` says) and creates the
+    /// tables and triggers if missing. The error never carries the URL.
+    pub async fn connect(url: &str) -> Result<Self, AuditError> {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .connect(url)
+            .await
+            .map_err(db)?;
+        Self::migrate(pool, None).await
+    }
+
     /// Creates the tables and triggers if missing; with `service_role`, grants it only
     /// INSERT and SELECT on the trail (and revokes UPDATE, DELETE, TRUNCATE).
     pub async fn migrate(pool: PgPool, service_role: Option<&str>) -> Result<Self, AuditError> {

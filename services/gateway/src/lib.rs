@@ -6,21 +6,21 @@
 //! caller bound, and drains it on shutdown; [`status`] is the one place where
 //! errors become `tonic::Status`; [`pending`] holds the services whose
 //! implementations have not landed, which say so; [`telemetry`] sets up logging.
-//! [`identity`] opens the configured resolver; [`adapters`] lists the adapter
+//! [`identity`] turns the config's identity section into the resolver's
+//! [`tessera_resolver::open::OpenOptions`]; [`adapters`] lists the adapter
 //! kinds and builds the configured sources into the patient-view aggregator;
-//! [`commands`] holds the batch commands (`tessera resolver ...`, `tessera
-//! synth`, `tessera bench`) and `tessera view`, the PatientViewService client,
-//! which reaches the server through [`connect`] (TLS, client certificates, tokens).
-//! [`security`] builds the policy, the authenticator, the audit sink and the page-token
-//! keys from the config; [`guard`] writes one audit record per call before its response
-//! leaves. [`startup`] brings the resolver and the sources up before the server
-//! reports SERVING. The `tessera` binary (`main.rs`) is the command line over
-//! these parts.
+//! [`startup`] brings the resolver and the sources up before the server
+//! reports SERVING. [`commands`] holds the command line's commands over the
+//! libraries that do the work (`tessera resolver ...`, `tessera synth`, `tessera
+//! bench` over `tessera-bench`, `tessera adapter check`, `tessera audit`);
+//! `tessera view` is `tessera-client`. The `tessera` binary (`main.rs`) is the
+//! command line over these parts. [`security`] builds the policy, the authenticator,
+//! the audit sink and the page-token keys from the config; [`guard`] writes one audit
+//! record per call before its response leaves.
 
 pub mod adapters;
 pub mod commands;
 pub mod config;
-pub mod connect;
 pub mod guard;
 pub mod health;
 pub mod identity;

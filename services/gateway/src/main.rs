@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tessera_aggregator::PatientViewGrpc;
+use tessera_client::ViewArgs;
 use tessera_gateway::commands;
 use tessera_gateway::commands::adapter::AdapterCommand;
 use tessera_gateway::commands::audit::AuditCommand;
@@ -15,7 +16,6 @@ use tessera_gateway::commands::bench::BenchCommand;
 use tessera_gateway::commands::dev_certs::DevCertsArgs;
 use tessera_gateway::commands::resolver::ResolverCommand;
 use tessera_gateway::commands::synth::SynthArgs;
-use tessera_gateway::commands::view::ViewArgs;
 use tessera_gateway::config::Config;
 use tessera_gateway::server::{self, ServeOptions, Services, Shutdown};
 use tessera_gateway::{security, startup, telemetry};
@@ -96,7 +96,7 @@ fn main() -> ExitCode {
         Command::Resolver(command) => commands::resolver::run(command).map(|()| ExitCode::SUCCESS),
         Command::Synth(args) => commands::synth::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Bench(command) => commands::bench::run(command).map(|()| ExitCode::SUCCESS),
-        Command::View(args) => commands::view::run(args).map(|()| ExitCode::SUCCESS),
+        Command::View(args) => tessera_client::run(args).map(|()| ExitCode::SUCCESS),
         Command::Adapter(command) => commands::adapter::run(command),
         Command::DevCerts(args) => commands::dev_certs::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Audit(command) => commands::audit::run(&command),

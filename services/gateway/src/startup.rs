@@ -1,7 +1,8 @@
 //! What `tessera serve` does before it reports SERVING: generate the demo
-//! silos if the config asks and they are absent, build the sources' adapters,
-//! load an empty identity store from the sources' identity feeds if the config
-//! asks, open the resolver (rebuilding its index) and assemble the aggregator.
+//! silos if the config asks and they are absent ([`tessera_synth::write_silos`]),
+//! build the sources' adapters, load an empty identity store from the sources'
+//! identity feeds if the config asks and open the resolver, rebuilding its index
+//! ([`tessera_resolver::open`]), and assemble the aggregator.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,9 +12,9 @@ use anyhow::Context;
 use futures_util::StreamExt;
 use tessera_adapter_core::BuiltAdapter;
 use tessera_aggregator::Aggregator;
-use tessera_matching::{Demographics, SourceKey};
+use tessera_matching::SourceKey;
 use tessera_resolver::Resolver;
-use tessera_resolver::store::{IdentityStore, SqlStore};
+use tessera_resolver::open::Feed;
 
 use crate::config::{Config, IdentityConfig};
 use crate::{adapters, identity};
@@ -46,7 +47,7 @@ pub async fn start(
                 seed: generate.seed,
                 ..tessera_synth::SynthConfig::default()
             };
-            crate::commands::synth::write_silos_async(&synth, &dir)
+            tessera_synth::write_silos(&synth, &dir)
                 .await
                 .context("cannot generate the quickstart silos")?;
             tracing::info!(
@@ -56,11 +57,13 @@ pub async fn start(
         }
     }
     let built = adapters::build_sources(config, config_path).await?;
-    let store = identity::open_store(identity_config, config_path).await?;
+    let open = identity::options(identity_config, config_path);
+    let store = open.open_store().await?;
     if identity_config.load_from_sources {
-        load_if_empty(&store, config, &built, identity_config, config_path).await?;
+        open.load_if_empty(&store, identity_feeds(config, &built))
+            .await?;
     }
-    let resolver = identity::open_resolver(identity_config, config_path, store).await?;
+    let resolver = open.open_resolver(store).await?;
     let (records, bytes) = resolver.index_stats();
     tracing::info!(records, index_bytes = bytes, "identity resolver ready");
     crate::telemetry::observe_review_queue(&resolver, std::time::Duration::from_secs(15));
@@ -110,62 +113,27 @@ async fn example_master(resolver: &Resolver) -> Option<(u64, SourceKey)> {
         .and_then(|(master, (_, key))| Some((master, key?)))
 }
 
-/// Loads an empty store from the sources' identity feeds: every record read,
-/// linked in one batch, stored. A store that holds records is left alone.
-async fn load_if_empty(
-    store: &SqlStore,
-    config: &Config,
-    built: &[BuiltAdapter],
-    identity_config: &IdentityConfig,
-    config_path: &Path,
-) -> anyhow::Result<()> {
-    let (records, _) = store.counts().await?;
-    if records > 0 {
-        tracing::info!(records, "identity store already loaded");
-        return Ok(());
-    }
-    let started = Instant::now();
-    let mut all: Vec<(SourceKey, Demographics)> = Vec::new();
-    for (source, adapter) in config.sources.iter().zip(built) {
-        let description = adapter.adapter.describe();
-        if !description.capabilities.identity_feed {
-            continue;
-        }
-        let system = description.system.clone();
-        let mut feed = adapter.adapter.identity_feed(None);
-        let mut count = 0usize;
-        while let Some(record) = feed.next().await {
-            let record =
-                record.with_context(|| format!("identity feed of source {}", source.name))?;
-            all.push((
-                SourceKey::new(system.clone(), record.local_id),
-                record.demographics,
-            ));
-            count += 1;
-        }
-        tracing::info!(source = %source.name, records = count, "identity feed read");
-    }
-    // Two sources can serve one system: keep each key once.
-    let mut seen = std::collections::HashSet::new();
-    all.retain(|(key, _)| seen.insert(key.clone()));
-    let model = identity::load_model(identity_config, config_path)?;
-    let match_config = identity::match_config(identity_config);
-    let (all, clusters) = tokio::task::spawn_blocking(move || {
-        let demographics: Vec<Demographics> = all.iter().map(|(_, d)| d.clone()).collect();
-        let sources: Vec<&str> = all.iter().map(|(k, _)| k.system.as_str()).collect();
-        let clusters =
-            tessera_matching::link_batch_sources(&demographics, &sources, &model, &match_config)
-                .clusters;
-        (all, clusters)
-    })
-    .await?;
-    let masters = tessera_resolver::store::bulk_load(store, &all, &clusters).await?;
-    let distinct: std::collections::HashSet<_> = masters.iter().collect();
-    tracing::info!(
-        records = all.len(),
-        masters = distinct.len(),
-        seconds = started.elapsed().as_secs_f64(),
-        "identity store loaded from the sources"
-    );
-    Ok(())
+/// The identity feeds of the sources that have one, in config order.
+fn identity_feeds<'a>(config: &Config, built: &'a [BuiltAdapter]) -> Vec<Feed<'a>> {
+    config
+        .sources
+        .iter()
+        .zip(built)
+        .filter_map(|(source, adapter)| {
+            let description = adapter.adapter.describe();
+            description.capabilities.identity_feed.then(|| Feed {
+                source: source.name.clone(),
+                system: description.system.clone(),
+                records: adapter
+                    .adapter
+                    .identity_feed(None)
+                    .map(|record| {
+                        record
+                            .map(|r| (r.local_id, r.demographics))
+                            .map_err(|e| e.into())
+                    })
+                    .boxed(),
+            })
+        })
+        .collect()
 }

@@ -6,10 +6,13 @@
 //! in-memory matching index from `tessera-matching`. [`golden`] derives a master's
 //! golden record with per-field provenance. [`grpc`] is IdentityService, the gRPC
 //! edge where the contract's types are converted and errors become statuses.
+//! [`open`] opens the store and the resolver a deployment describes, and loads
+//! an empty store from the sources' identity feeds.
 
 mod directory;
 pub mod golden;
 pub mod grpc;
+pub mod open;
 pub mod resolver;
 pub mod store;
 

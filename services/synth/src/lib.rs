@@ -18,7 +18,8 @@
 //! not adjacent); [`write_csv`] writes the records CSV ([`RECORDS_HEADER`]) and
 //! the truth CSV ([`TRUTH_HEADER`]) to any writers. Output is a pure function of
 //! the [`SynthConfig`]: the same seed gives byte-identical output. The crate does
-//! no file I/O of its own.
+//! no file I/O of its own except [`write_silos`], which writes the quickstart's
+//! silos (FHIR NDJSON, SQLite databases, the two CSVs) into a directory.
 //!
 //! ```
 //! use tessera_synth::{SynthConfig, write_csv};
@@ -41,6 +42,7 @@ mod noise;
 pub mod person;
 pub mod population;
 mod render;
+mod silo_files;
 pub mod silos;
 mod tables;
 
@@ -53,6 +55,7 @@ pub use config::{FieldPresence, IdStyle, NoiseRates, SiloSpec, SynthConfig, Trap
 pub use person::{Person, TrapCounts};
 pub use population::Population;
 pub use render::SynthRecord;
+pub use silo_files::write_silos;
 
 use render::Renderer;
 
@@ -91,6 +94,36 @@ pub enum SynthError {
     /// Flushing a writer failed.
     #[error("flushing csv output failed")]
     Flush(#[from] std::io::Error),
+    /// A silo file is in the way: silos are never overwritten.
+    #[error("{}: already exists", .0.display())]
+    Exists(std::path::PathBuf),
+    /// A silo file or directory could not be created.
+    #[error("{}: cannot create", path.display())]
+    Create {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A silo database could not be created.
+    #[error("{}: cannot create", path.display())]
+    CreateDatabase {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// The database error.
+        source: sqlx::Error,
+    },
+    /// Writing a silo database failed.
+    #[error("writing a silo database failed")]
+    Database(#[from] sqlx::Error),
+    /// Writing a silo file failed.
+    #[error("{}: cannot write", path.display())]
+    WriteFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
 }
 
 /// Records written for one silo.

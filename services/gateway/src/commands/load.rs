@@ -1,6 +1,6 @@
 //! `tessera resolver load`: reads one configured source's identity feed and
 //! upserts every record into the identity store, matching each as it arrives
-//! (MATCH links, POSSIBLE_MATCH opens a review item, NO_MATCH starts a master).
+//! ([`tessera_resolver::open::upsert_feed`]).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -9,8 +9,8 @@ use std::time::{Instant, SystemTime};
 use anyhow::Context;
 use clap::Args;
 use futures_util::StreamExt;
-use tessera_matching::{Decision, SourceKey};
-use tessera_resolver::ResolverError;
+use tessera_matching::SourceKey;
+use tessera_resolver::open::upsert_feed;
 use tessera_resolver::resolver::{Mutation, UpsertInput};
 
 use crate::config::Config;
@@ -73,8 +73,8 @@ async fn load(args: &LoadArgs) -> anyhow::Result<serde_json::Value> {
     );
     let system = description.system.clone();
 
-    let store = identity::open_store(identity_config, &args.config).await?;
-    let resolver = identity::open_resolver(identity_config, &args.config, store).await?;
+    let open = identity::options(identity_config, &args.config);
+    let resolver = open.open_resolver(open.open_store().await?).await?;
     let mutation = Mutation {
         actor: format!("tessera resolver load --adapter {}", args.adapter),
         request_id: String::new(),
@@ -82,39 +82,31 @@ async fn load(args: &LoadArgs) -> anyhow::Result<serde_json::Value> {
 
     let started = Instant::now();
     let since: Option<SystemTime> = args.since.map(Into::into);
-    let mut feed = built.adapter.identity_feed(since);
-    let (mut matched, mut review, mut new, mut rejected) = (0u64, 0u64, 0u64, 0u64);
-    while let Some(record) = feed.next().await {
-        let record = record.context("the identity feed failed")?;
-        let input = UpsertInput {
-            key: SourceKey::new(system.clone(), record.local_id),
-            demographics: record.demographics,
-            source_updated_at: record.update_time.and_then(|t| {
-                let micros = t.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_micros();
-                i64::try_from(micros).ok()
-            }),
-            validate_only: false,
-        };
-        match resolver.upsert(input, &mutation).await {
-            Ok(outcome) => match outcome.decision {
-                Decision::Match => matched += 1,
-                Decision::PossibleMatch => review += 1,
-                Decision::NoMatch => new += 1,
-            },
-            // A record the resolver refuses (an unparsable date, say) is
-            // counted, never printed: it is patient data.
-            Err(ResolverError::InvalidArgument(_)) => rejected += 1,
-            Err(e) => return Err(e).context("the identity store failed"),
-        }
-    }
+    let records = built
+        .adapter
+        .identity_feed(since)
+        .map(|record| {
+            let record = record?;
+            Ok(UpsertInput {
+                key: SourceKey::new(system.clone(), record.local_id),
+                demographics: record.demographics,
+                source_updated_at: record.update_time.and_then(|t| {
+                    let micros = t.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_micros();
+                    i64::try_from(micros).ok()
+                }),
+                validate_only: false,
+            })
+        })
+        .boxed();
+    let counts = upsert_feed(&resolver, records, &mutation).await?;
     let (records, masters) = resolver.counts().await?;
     Ok(serde_json::json!({
         "source": args.adapter,
-        "read": matched + review + new + rejected,
-        "matched": matched,
-        "review": review,
-        "new_masters": new,
-        "rejected": rejected,
+        "read": counts.read(),
+        "matched": counts.matched,
+        "review": counts.review,
+        "new_masters": counts.new_masters,
+        "rejected": counts.rejected,
         "seconds": started.elapsed().as_secs_f64(),
         "store_records": records,
         "store_masters": masters,

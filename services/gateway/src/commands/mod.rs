@@ -1,7 +1,8 @@
 //! The command line's batch and offline commands (`tessera resolver ...`,
-//! `tessera synth`, `tessera bench ...`), which read and write files the caller
-//! names while the libraries they drive do no I/O of their own, and `tessera view`,
-//! a client of a running gateway.
+//! `tessera synth`, `tessera bench ...`, `tessera adapter check`, `tessera
+//! audit`, `tessera dev-certs`): arguments, files the caller names and what
+//! they print, over the libraries that do the work. `tessera view`, a client of
+//! a running gateway, is `tessera-client`.
 
 pub mod adapter;
 pub mod audit;
@@ -10,7 +11,6 @@ pub mod dev_certs;
 pub mod load;
 pub mod resolver;
 pub mod synth;
-pub mod view;
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter};

@@ -16,7 +16,7 @@ use tonic_reflection::pb::v1::{
 
 use super::{ServeOptions, Services, serve};
 use crate::config::Config;
-use crate::connect::{ConnectOptions, channel};
+use tessera_client::connect::{ConnectOptions, channel};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -223,7 +223,9 @@ fn the_options_carry_the_acceptor_only_with_tls() {
 
 /// Calls GetMaster and MergeMasters over `connection`; the handlers are the pending
 /// stubs, so an admitted call answers UNIMPLEMENTED and a refused one never reaches them.
-async fn identity_calls(connection: crate::connect::Connection) -> (Code, Code, Option<String>) {
+async fn identity_calls(
+    connection: tessera_client::connect::Connection,
+) -> (Code, Code, Option<String>) {
     use tessera_proto::v1::identity_service_client::IdentityServiceClient;
     use tessera_proto::v1::{GetMasterRequest, MergeMastersRequest};
     use tonic_types::StatusExt;

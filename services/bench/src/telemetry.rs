@@ -25,12 +25,12 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
     trace_service_server::{TraceService, TraceServiceServer},
 };
+use tessera_telemetry::{Env, LogSettings, Settings, Telemetry};
 use tokio::sync::oneshot;
 
-use super::load::{Clients, closed_loop, request};
-use super::view::ViewServer;
-use crate::config::{LoggingConfig, TelemetryConfig};
-use crate::telemetry::{Env, Telemetry};
+use crate::Gateway;
+use crate::load::{Clients, closed_loop, request};
+use crate::view::ViewServer;
 
 /// `tessera bench telemetry`.
 #[derive(Debug, Args)]
@@ -106,13 +106,16 @@ async fn receiver() -> anyhow::Result<(String, Arc<AtomicU64>, oneshot::Sender<(
 
 /// Runs the benchmark and returns its report (or, in a measuring process, that
 /// process's measurement).
-pub(super) async fn run(args: &TelemetryBenchArgs) -> anyhow::Result<serde_json::Value> {
+pub(super) async fn run(
+    args: &TelemetryBenchArgs,
+    gateway: Arc<dyn Gateway>,
+) -> anyhow::Result<serde_json::Value> {
     anyhow::ensure!(
         args.adapters > 0 && args.rounds > 0,
         "need adapters and rounds"
     );
     if let Some(mode) = &args.mode {
-        return measure(args, mode).await;
+        return measure(args, mode, &*gateway).await;
     }
     let (endpoint, exported, stop_receiver) = receiver().await?;
     let exe = std::env::current_exe().context("cannot find this program to run the modes")?;
@@ -211,15 +214,19 @@ pub(super) async fn run(args: &TelemetryBenchArgs) -> anyhow::Result<serde_json:
 }
 
 /// One mode in this process, set up as `tessera serve` would be.
-async fn measure(args: &TelemetryBenchArgs, mode: &str) -> anyhow::Result<serde_json::Value> {
+async fn measure(
+    args: &TelemetryBenchArgs,
+    mode: &str,
+    gateway: &dyn Gateway,
+) -> anyhow::Result<serde_json::Value> {
     let (_, ratio) = MODES
         .iter()
         .find(|(name, _)| *name == mode)
         .with_context(|| format!("unknown mode {mode}"))?;
-    let config = TelemetryConfig {
+    let settings = Settings {
         // Metrics on in every mode, as in production: a Prometheus reader.
-        prometheus_listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
-        ..TelemetryConfig::default()
+        prometheus: true,
+        ..Settings::default()
     };
     let env = Env {
         endpoint: ratio.and(args.otlp.clone()),
@@ -227,7 +234,7 @@ async fn measure(args: &TelemetryBenchArgs, mode: &str) -> anyhow::Result<serde_
         metrics_off: true,
         ..Env::default()
     };
-    let telemetry = Telemetry::init(&config, &LoggingConfig::default(), &env)?;
+    let telemetry = Telemetry::init(settings, LogSettings::default(), &env)?;
     anyhow::ensure!(
         telemetry.tracing() == ratio.is_some(),
         "tracing is not set up as the mode says"
@@ -241,6 +248,7 @@ async fn measure(args: &TelemetryBenchArgs, mode: &str) -> anyhow::Result<serde_
         MASTERS,
         &tessera_aggregator::SourcePolicy::default(),
         telemetry.rpc_layer(),
+        gateway,
     )
     .await?;
     let clients = Clients::connect(server.addr, args.connections).await?;
@@ -259,7 +267,7 @@ async fn measure(args: &TelemetryBenchArgs, mode: &str) -> anyhow::Result<serde_
         masters.clone(),
     )
     .await?;
-    let cpu_before = super::cpu_seconds()?;
+    let cpu_before = crate::cpu_seconds()?;
     let (rps, errors) = closed_loop(
         &clients,
         args.concurrency,
@@ -267,7 +275,7 @@ async fn measure(args: &TelemetryBenchArgs, mode: &str) -> anyhow::Result<serde_
         masters,
     )
     .await?;
-    let cpu = super::cpu_seconds()? - cpu_before;
+    let cpu = crate::cpu_seconds()? - cpu_before;
     #[allow(clippy::cast_precision_loss)]
     let views = rps * args.duration.max(1) as f64;
     let _ = server.stop.send(());

@@ -35,10 +35,11 @@ use tessera_resolver::store::SqlStore;
 use tessera_resolver::{Resolver, ResolverConfig};
 use tokio::sync::oneshot;
 
-use super::load::{Clients, OpenLoop, closed_loop, micros, ms, open_loop, request};
-use super::placement::{Placement, cpu_between};
-use crate::adapters::ResolverLookup;
-use crate::server::{self, ServeOptions, Services};
+use crate::load::{Clients, OpenLoop, closed_loop, micros, ms, open_loop, request};
+use crate::placement::{Placement, cpu_between};
+use tessera_telemetry::rpc::RpcLayer;
+
+use crate::{Gateway, Services};
 
 /// `tessera bench view`.
 #[derive(Debug, Args)]
@@ -128,9 +129,12 @@ impl PatientViewService for BareView {
 }
 
 /// Runs the benchmark on runtimes of its own and returns its report.
-pub(super) fn run(args: &ViewBenchArgs) -> anyhow::Result<serde_json::Value> {
+pub(super) fn run(
+    args: &ViewBenchArgs,
+    gateway: Arc<dyn Gateway>,
+) -> anyhow::Result<serde_json::Value> {
     let (generator, placement) = Placement::new(args.split_cores)?;
-    let report = generator.block_on(measure(args, &placement));
+    let report = generator.block_on(measure(args, &placement, gateway));
     placement.shutdown();
     report
 }
@@ -188,7 +192,7 @@ async fn serve_bare(
 pub(super) struct ViewServer {
     pub(super) addr: std::net::SocketAddr,
     pub(super) stop: oneshot::Sender<()>,
-    pub(super) server: tokio::task::JoinHandle<Result<server::Shutdown, server::ServeError>>,
+    pub(super) server: tokio::task::JoinHandle<anyhow::Result<()>>,
     pub(super) aggregator: Aggregator,
     pub(super) masters: Vec<String>,
     pub(super) stats: Vec<Arc<FakeStats>>,
@@ -202,7 +206,8 @@ impl ViewServer {
         record_bytes: usize,
         persons: usize,
         policy: &SourcePolicy,
-        rpc: crate::telemetry::rpc::RpcLayer,
+        rpc: RpcLayer,
+        gateway: &dyn Gateway,
     ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let url = format!("sqlite://{}", dir.path().join("identity.db").display());
@@ -239,7 +244,7 @@ impl ViewServer {
         }
         let aggregator = Aggregator::new(
             sources,
-            Arc::new(ResolverLookup::new(resolver)),
+            gateway.lookup(resolver),
             Arc::new(PurposePolicy::default()),
             ViewPolicy::default(),
         )?;
@@ -251,23 +256,10 @@ impl ViewServer {
             identity: None,
             patient_view: Some(PatientViewGrpc::new(aggregator.clone())),
         };
-        let options = ServeOptions {
-            grace_period: Duration::from_secs(5),
-            rpc,
-            tls: None,
-            reflection: false,
-            guard: None,
-        };
-        let server = tokio::spawn(server::serve(
-            listener,
-            services,
-            options,
-            async { Ok(()) },
-            async {
-                let _ = stopped.await;
-            },
-            || {},
-        ));
+        let shutdown = Box::pin(async {
+            let _ = stopped.await;
+        });
+        let server = tokio::spawn(gateway.serve(listener, services, rpc, shutdown));
         Ok(Self {
             addr,
             stop,
@@ -281,7 +273,11 @@ impl ViewServer {
 }
 
 /// The benchmark's phases, the servers placed by `placement`.
-async fn measure(args: &ViewBenchArgs, placement: &Placement) -> anyhow::Result<serde_json::Value> {
+async fn measure(
+    args: &ViewBenchArgs,
+    placement: &Placement,
+    gateway: Arc<dyn Gateway>,
+) -> anyhow::Result<serde_json::Value> {
     anyhow::ensure!(
         args.adapters > 0 && !args.latency_ms.is_empty(),
         "need adapters and latencies"
@@ -323,7 +319,8 @@ async fn measure(args: &ViewBenchArgs, placement: &Placement) -> anyhow::Result<
                     record_bytes,
                     persons,
                     &policy,
-                    crate::telemetry::rpc::RpcLayer::default(),
+                    RpcLayer::default(),
+                    &*gateway,
                 )
                 .await
             })
@@ -347,7 +344,7 @@ async fn measure(args: &ViewBenchArgs, placement: &Placement) -> anyhow::Result<
     let response_bytes = prost::Message::encoded_len(&sample);
 
     // (1) Cold views at a constant rate.
-    let cpu_before = super::cpu_seconds()?;
+    let cpu_before = crate::cpu_seconds()?;
     let server_cpu_before = placement.server_cpu()?;
     let pacing = placement.pacing();
     let cold = open_loop(
@@ -361,7 +358,7 @@ async fn measure(args: &ViewBenchArgs, placement: &Placement) -> anyhow::Result<
     .await?;
     // Client, server and fake silos together: what one cold view costs this
     // machine, steadier than any latency figure on a shared VM.
-    let cold_cpu = super::cpu_seconds()? - cpu_before;
+    let cold_cpu = crate::cpu_seconds()? - cpu_before;
     let cold_server_cpu = cpu_between(server_cpu_before.as_ref(), placement.server_cpu()?.as_ref());
     // The slowest source's own p99, timed around the adapter call: what the
     // view cannot beat. tokio's timer wheel rounds the fakes' sleeps up to the
@@ -418,10 +415,10 @@ async fn measure(args: &ViewBenchArgs, placement: &Placement) -> anyhow::Result<
                 &mut bare_server_cpu,
             )
         };
-        let cpu_before = super::cpu_seconds()?;
+        let cpu_before = crate::cpu_seconds()?;
         let server_cpu_before = placement.server_cpu()?;
         let run = open_loop(target, pacing, half, stretch_total, warm.clone(), None).await?;
-        *cpu += super::cpu_seconds()? - cpu_before;
+        *cpu += crate::cpu_seconds()? - cpu_before;
         let spent = cpu_between(server_cpu_before.as_ref(), placement.server_cpu()?.as_ref());
         *server_cpu = server_cpu.zip(spent).map(|(sum, spent)| sum + spent);
         totals.absorb(&run)?;
@@ -530,66 +527,4 @@ async fn measure(args: &ViewBenchArgs, placement: &Placement) -> anyhow::Result<
         }
     }
     Ok(report)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The whole benchmark, tiny, with the servers on CPUs of their own: it
-    /// runs to the end, every call succeeds, coalescing holds, and the
-    /// servers' CPU per view is counted. Nothing here is timed.
-    #[test]
-    fn split_cores_runs_every_phase_and_counts_the_servers_cpu() {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            args: ViewBenchArgs,
-        }
-        let cli = Cli::parse_from([
-            "bench",
-            "--adapters",
-            "2",
-            "--latency-ms",
-            "1",
-            "--rate",
-            "100",
-            "--duration",
-            "1",
-            "--cached-rate",
-            "200",
-            "--coalesce",
-            "20",
-            "--split-cores",
-        ]);
-        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-        let report = std::thread::spawn(move || run(&cli.args))
-            .join()
-            .expect("the benchmark thread panicked");
-        if cpus < 2 {
-            let err = report.expect_err("one CPU cannot be split");
-            assert!(err.to_string().contains("at least 2 CPUs"), "{err}");
-            return;
-        }
-        let report = report.expect("the benchmark failed");
-        assert_eq!(report["errors"], 0);
-        assert_eq!(report["coalescing_ratio"], 1.0);
-        assert_eq!(report["coalesce_ok"], 20);
-        assert_eq!(report["split_cores"], true);
-        for field in [
-            "server_cpu_us_per_cold_view",
-            "server_cpu_us_per_cached_view",
-            "server_cpu_us_per_bare_view",
-        ] {
-            let value = report[field].as_f64();
-            assert!(value.is_some_and(|v| v >= 0.0), "{field}: {report}");
-        }
-        assert!(report["cpu_us_per_cached_view"].is_null());
-        assert!(
-            report["cached_achieved_rate"]
-                .as_f64()
-                .is_some_and(|r| r > 0.0)
-        );
-    }
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 
-use super::load::Pacing;
+use crate::load::Pacing;
 
 /// Where the servers run: on the load generator's runtime, or on a runtime of
 /// their own pinned to CPUs of their own.
@@ -82,7 +82,7 @@ impl Placement {
             .lock()
             .map_err(|_| anyhow::anyhow!("server thread list poisoned"))?
             .clone();
-        super::thread_cpu_seconds(&threads).map(Some)
+        crate::thread_cpu_seconds(&threads).map(Some)
     }
 }
 

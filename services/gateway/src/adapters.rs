@@ -46,6 +46,9 @@ pub enum SourcesError {
     /// The access policy names an unknown purpose (caught by the config check).
     #[error("view.access.{0}: is not a purpose of use")]
     Purpose(String),
+    /// The consent source could not be set up.
+    #[error("consent: {0}")]
+    Consent(#[from] tessera_consent::ConsentError),
 }
 
 /// Builds every configured source's adapter, in config order.
@@ -83,6 +86,7 @@ pub async fn build_sources(
 /// The aggregator over built sources (in config order) and `resolver`.
 pub fn aggregator(
     config: &Config,
+    config_path: &Path,
     built: Vec<BuiltAdapter>,
     resolver: Arc<Resolver>,
 ) -> Result<Aggregator, SourcesError> {
@@ -93,12 +97,18 @@ pub fn aggregator(
         .map(|(source, adapter)| Source::new(source.name.clone(), adapter, source.policy()))
         .collect();
     let access = config.view.access_policy().map_err(SourcesError::Purpose)?;
-    Ok(Aggregator::new(
+    let aggregator = Aggregator::new(
         sources,
         Arc::new(ResolverLookup::new(resolver)),
         Arc::new(access),
         config.view.policy(),
-    )?)
+    )?;
+    let Some(consent) = &config.consent else {
+        return Ok(aggregator);
+    };
+    let dir = config_path.parent().unwrap_or(Path::new("."));
+    let gate = tessera_consent::Consent::new(consent, tessera_consent::build(consent, dir)?)?;
+    Ok(aggregator.with_consent(gate))
 }
 
 /// The aggregator's view of the resolver. With the embedded store the resolver

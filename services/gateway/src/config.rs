@@ -68,6 +68,12 @@ pub struct Config {
     #[serde(default)]
     pub auth: AuthConfig,
 
+    /// The patient's consent: a source of opt-outs (and opt-ins) per purpose and section,
+    /// asked once per view before fetching; consent-gated sections it withholds, or that
+    /// it cannot answer for in time, are not fetched (fail closed). See docs/consent.md.
+    #[serde(default)]
+    pub consent: Option<tessera_consent::ConsentConfig>,
+
     /// The audit trail. Required unless the listener is loopback.
     #[serde(default)]
     pub audit: Option<AuditConfig>,
@@ -619,6 +625,11 @@ impl Config {
                     "is used by another key",
                 ));
             }
+        }
+        if let Some(consent) = &self.consent {
+            consent
+                .validate()
+                .map_err(|e| rule("consent", &e.to_string()))?;
         }
         match &self.audit {
             Some(audit) if audit.file.is_some() == audit.postgres.is_some() => {

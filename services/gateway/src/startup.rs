@@ -70,7 +70,12 @@ pub async fn start(
     let aggregator = if config.sources.is_empty() {
         None
     } else {
-        Some(adapters::aggregator(config, built, resolver.clone())?)
+        Some(adapters::aggregator(
+            config,
+            config_path,
+            built,
+            resolver.clone(),
+        )?)
     };
     let example = if config.quickstart.generate_silos.is_some() {
         example_master(&resolver).await

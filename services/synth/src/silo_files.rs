@@ -50,6 +50,8 @@ CREATE TABLE consents (subscriber_id TEXT NOT NULL REFERENCES subscribers, purpo
 CREATE TABLE channel_preferences (subscriber_id TEXT NOT NULL REFERENCES subscribers,
   channel TEXT NOT NULL, opted_in INTEGER NOT NULL, frequency TEXT NOT NULL,
   PRIMARY KEY (subscriber_id, channel));
+CREATE TABLE tessera_consent (system TEXT NOT NULL, local_id TEXT NOT NULL,
+  purpose TEXT NOT NULL, section TEXT NOT NULL, decision TEXT NOT NULL);
 ";
 
 /// Opens a new SQLite database with its schema.
@@ -228,6 +230,17 @@ pub async fn write_silos(
                         .bind(source)
                         .execute(&mut marketing)
                         .await?;
+                    // A withdrawn newsletter consent is an opt-out of marketing use of
+                    // the person's data, in the shape Tessera's consent gate reads.
+                    if purpose == "newsletter" && status == "withdrawn" {
+                        sqlx::query(
+                            "INSERT INTO tessera_consent VALUES ('marketing', ?, 'HMARKT', '*', 'deny')",
+                        )
+                        .bind(&r.local_id)
+                        .execute(&mut marketing)
+                        .await?;
+                        *rows_written.entry("marketing_opt_outs").or_default() += 1;
+                    }
                 }
                 for (channel, opted_in, frequency) in &rows.channels {
                     sqlx::query("INSERT INTO channel_preferences VALUES (?, ?, ?, ?)")

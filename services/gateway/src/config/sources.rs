@@ -51,7 +51,8 @@ pub struct ViewConfig {
     pub cache_max_mib: u64,
     /// Sections each purpose of use may see (`treatment`, `emergency_treatment`,
     /// `payment`, `operations`, `marketing`, `patient_request`, `public_health`,
-    /// `research`), `*` for all. A purpose not listed sees every section.
+    /// `research`), `*` for all. A purpose not listed is limited by the caller's grant alone
+    /// (`policy:`); a listed one by both.
     pub access: BTreeMap<String, Vec<String>>,
 }
 

@@ -14,6 +14,7 @@ mod logs;
 mod patient_view;
 mod python_client;
 mod quickstart;
+mod secure;
 #[allow(dead_code)] // shared with the FHIR adapter's tests, which use all of it
 #[path = "../../../../adapters/fhir/tests/integration/seed.rs"]
 mod seed;

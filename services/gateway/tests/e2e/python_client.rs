@@ -9,7 +9,7 @@ use tessera_e2e::{Tessera, workspace_root};
 
 /// The Python with the test requirements: `TESSERA_PYTHON`, else the `.venv` that
 /// `scripts/test` creates.
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     std::env::var_os("TESSERA_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join(".venv/bin/python"))

@@ -15,6 +15,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use sha2::Digest as _;
 use tokio::time::Instant;
 
 use crate::AuthError;
@@ -173,6 +174,26 @@ pub struct JwtVerifier {
     keys: RwLock<Arc<JwkSet>>,
     /// When an unknown `kid` last caused a fetch; held while fetching.
     last_refetch: tokio::sync::Mutex<Option<Instant>>,
+    /// Tokens verified lately, by the SHA-256 of their text: a client sends the same
+    /// token on every call until it expires, and a signature check costs far more than
+    /// the call it guards. Emptied whenever the key set is fetched (a removed key stops
+    /// working at once); entries live at most [`VERIFIED_TTL`] and never past `exp`.
+    verified: moka::future::Cache<[u8; 32], Verified>,
+}
+
+/// How long a verified token is remembered.
+pub const VERIFIED_TTL: Duration = Duration::from_secs(60);
+
+/// At most this many verified tokens are remembered.
+const VERIFIED_CAPACITY: u64 = 10_000;
+
+/// What a verified token said.
+#[derive(Debug, Clone)]
+struct Verified {
+    method: AuthMethod,
+    end_user: Option<String>,
+    /// `exp`, Unix seconds.
+    expires: u64,
 }
 
 impl JwtVerifier {
@@ -191,6 +212,10 @@ impl JwtVerifier {
             http,
             keys: RwLock::new(Arc::new(JwkSet { keys: Vec::new() })),
             last_refetch: tokio::sync::Mutex::new(None),
+            verified: moka::future::Cache::builder()
+                .max_capacity(VERIFIED_CAPACITY)
+                .time_to_live(VERIFIED_TTL)
+                .build(),
         })
     }
 
@@ -210,6 +235,8 @@ impl JwtVerifier {
         let set: JwkSet = serde_json::from_slice(&body).map_err(|_| AuthError::JwksUnavailable)?;
         tracing::debug!(keys = set.keys.len(), "jwks fetched");
         *self.keys.write().map_err(|_| AuthError::JwksUnavailable)? = Arc::new(set);
+        // A key removed from the set stops working at once, cached tokens included.
+        self.verified.invalidate_all();
         Ok(())
     }
 
@@ -239,6 +266,23 @@ impl JwtVerifier {
     /// Verifies `token` (signature, `iss`, `aud`, `exp`, `nbf`) and says who it names: the
     /// authentication method and the end user, if the configured claim is present.
     pub async fn verify(&self, token: &str) -> Result<(AuthMethod, Option<String>), AuthError> {
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        if let Some(hit) = self.verified.get(&digest).await {
+            let now = jsonwebtoken::get_current_timestamp();
+            if now <= hit.expires.saturating_add(self.config.leeway.as_secs()) {
+                return Ok((hit.method, hit.end_user));
+            }
+            self.verified.invalidate(&digest).await;
+            return Err(AuthError::TokenExpired);
+        }
+        let verified = self.verify_signed(token).await?;
+        let answer = (verified.method.clone(), verified.end_user.clone());
+        self.verified.insert(digest, verified).await;
+        Ok(answer)
+    }
+
+    /// The full check of [`JwtVerifier::verify`], without the cache.
+    async fn verify_signed(&self, token: &str) -> Result<Verified, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::TokenInvalid)?;
         if !self.algorithms.contains(&header.alg) {
             return Err(AuthError::TokenAlgorithmNotAllowed);
@@ -276,6 +320,14 @@ impl JwtVerifier {
             client_id: self.config.caller_claims.iter().find_map(|c| text(c)),
         };
         let end_user = self.config.end_user_claim.as_deref().and_then(text);
-        Ok((method, end_user))
+        let expires = claims
+            .get("exp")
+            .and_then(Value::as_u64)
+            .unwrap_or_default();
+        Ok(Verified {
+            method,
+            end_user,
+            expires,
+        })
     }
 }

@@ -117,6 +117,24 @@ async fn a_rotated_key_is_fetched_once_and_junk_kids_do_not_hammer_the_issuer() 
     assert_eq!(issuer.hits(), 2);
 }
 
+#[tokio::test]
+async fn a_remembered_token_stops_working_when_its_key_leaves_the_set() {
+    let (k1, issuer, verifier) = setup().await;
+    let token = k1.sign(&claims());
+    assert!(verifier.verify(&token).await.is_ok());
+    // Remembered: the same token again costs no fetch and no signature check.
+    assert!(verifier.verify(&token).await.is_ok());
+    assert_eq!(issuer.hits(), 1);
+
+    let k2 = SigningKey::new("k2");
+    issuer.serve(&[&k2]);
+    verifier.refresh().await.unwrap();
+    assert!(matches!(
+        verifier.verify(&token).await,
+        Err(AuthError::TokenKeyUnknown)
+    ));
+}
+
 #[test]
 fn config_defaults_and_limits() {
     let config: JwtConfig = serde_yaml_ng::from_str(

@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 mod load;
 mod placement;
 mod resolver;
+mod secure;
 mod telemetry;
 mod view;
 
@@ -43,6 +44,18 @@ pub trait Gateway: Send + Sync {
         listener: TcpListener,
         services: Services,
         rpc: RpcLayer,
+        shutdown: BoxFuture<()>,
+    ) -> BoxFuture<anyhow::Result<()>>;
+
+    /// Serves `services` as [`Gateway::serve`] does, with the security the config file
+    /// at `config` sets up (its `server.tls`, `policy`, `auth` and `audit` sections) —
+    /// built as `tessera serve` builds it.
+    fn serve_secure(
+        &self,
+        listener: TcpListener,
+        services: Services,
+        rpc: RpcLayer,
+        config: std::path::PathBuf,
         shutdown: BoxFuture<()>,
     ) -> BoxFuture<anyhow::Result<()>>;
 

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
+use tessera_client::connect::{ConnectOptions, Connection};
 use tessera_proto::v1::{self as pb, patient_view_service_client::PatientViewServiceClient};
 use tokio::time::Instant;
-use tonic::transport::Channel;
 
 /// Every call's deadline.
 const DEADLINE: Duration = Duration::from_secs(2);
@@ -44,10 +44,13 @@ pub(super) fn request(
     request
 }
 
+/// How long a benchmark client waits to connect.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Clients over several connections, handed out round-robin.
 #[derive(Clone)]
 pub(super) struct Clients {
-    clients: Arc<Vec<PatientViewServiceClient<Channel>>>,
+    clients: Arc<Vec<PatientViewServiceClient<Connection>>>,
     next: Arc<AtomicU64>,
 }
 
@@ -56,11 +59,24 @@ impl Clients {
         addr: std::net::SocketAddr,
         connections: usize,
     ) -> anyhow::Result<Self> {
+        Self::connect_with(
+            &format!("http://{addr}"),
+            &ConnectOptions::default(),
+            connections,
+        )
+        .await
+    }
+
+    /// Clients of `target` (`http://`, `https://` or `HOST:PORT`) with `options`' TLS
+    /// files and bearer token, as `tessera view` connects.
+    pub(super) async fn connect_with(
+        target: &str,
+        options: &ConnectOptions,
+        connections: usize,
+    ) -> anyhow::Result<Self> {
         let mut clients = Vec::new();
         for _ in 0..connections.max(1) {
-            let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-                .tcp_nodelay(true)
-                .connect()
+            let channel = tessera_client::connect::channel(target, options, CONNECT_TIMEOUT)
                 .await
                 .context("cannot connect to the in-process server")?;
             clients.push(PatientViewServiceClient::new(channel));
@@ -71,7 +87,7 @@ impl Clients {
         })
     }
 
-    pub(super) fn get(&self) -> PatientViewServiceClient<Channel> {
+    pub(super) fn get(&self) -> PatientViewServiceClient<Connection> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) as usize % self.clients.len();
         self.clients[i].clone()
     }
@@ -133,7 +149,7 @@ pub(super) enum Pacing {
 /// One call of an open loop: whether it succeeded, whether the view was
 /// partial, its latency from `scheduled`, and how late it was sent.
 async fn call(
-    mut client: PatientViewServiceClient<Channel>,
+    mut client: PatientViewServiceClient<Connection>,
     request: tonic::Request<pb::GetPatientViewRequest>,
     scheduled: std::time::Instant,
 ) -> (bool, bool, Duration, Duration) {

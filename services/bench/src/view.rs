@@ -89,6 +89,11 @@ pub struct ViewBenchArgs {
     /// adds the servers' own CPU time per view. Needs at least 2 CPUs.
     #[arg(long)]
     split_cores: bool,
+    /// Also measure cached views through a second server over the same aggregator
+    /// with mutual TLS, a JWT bearer token, the caller policy and an audit trail on
+    /// file, alternating with the plain server (ABBA), and report secured ÷ plain.
+    #[arg(long)]
+    secure: bool,
 }
 
 /// Masters for the cached phases.
@@ -311,6 +316,7 @@ async fn measure(
     } = {
         let (latencies, records, record_bytes) =
             (latencies.clone(), args.records, args.record_bytes);
+        let gateway = gateway.clone();
         placement
             .spawn(async move {
                 ViewServer::start(
@@ -453,6 +459,12 @@ async fn measure(
         .map(|s| s.stats().retries())
         .sum();
     let cache_bytes = aggregator.cache_bytes().await;
+    // (6) With --secure: the cached views again, plain and secured, alternating.
+    let secured = if args.secure {
+        Some(measure_secure(args, placement, &gateway, &aggregator, &clients, &warm).await?)
+    } else {
+        None
+    };
     let _ = stop.send(());
     let _ = server.await;
 
@@ -526,5 +538,60 @@ async fn measure(
             }
         }
     }
+    if let (Some(secured), Some(fields)) = (secured, report.as_object_mut()) {
+        fields.insert("secure".into(), secured);
+    }
     Ok(report)
+}
+
+/// The cached closed loop against the plain server and a secured one over the same
+/// aggregator, in ABBA order, and their ratio.
+async fn measure_secure(
+    args: &ViewBenchArgs,
+    placement: &Placement,
+    gateway: &Arc<dyn Gateway>,
+    aggregator: &Aggregator,
+    plain: &Clients,
+    warm: &Arc<Vec<String>>,
+) -> anyhow::Result<serde_json::Value> {
+    let server = placement
+        .spawn(crate::secure::start(
+            aggregator.clone(),
+            gateway.clone(),
+            RpcLayer::default(),
+        ))
+        .await??;
+    let target = server.addr.to_string();
+    let secured = Clients::connect_with(&target, &server.options, args.connections).await?;
+    // Warm the TLS sessions and the token cache, unrecorded.
+    closed_loop(
+        &secured,
+        args.concurrency,
+        Duration::from_secs(1),
+        warm.clone(),
+    )
+    .await?;
+    let phase = Duration::from_secs(args.duration.clamp(1, 5));
+    let (mut plain_rps, mut secure_rps, mut secure_errors) = (0.0, 0.0, 0);
+    for turn in [false, true, true, false] {
+        let clients = if turn { &secured } else { plain };
+        let (rps, errors) = closed_loop(clients, args.concurrency, phase, warm.clone()).await?;
+        if turn {
+            secure_rps += rps / 2.0;
+            secure_errors += errors;
+        } else {
+            plain_rps += rps / 2.0;
+        }
+    }
+    let records = crate::secure::trail_records(&server)?;
+    let _ = server.stop.send(());
+    Ok(serde_json::json!({
+        "plain_cached_rps": plain_rps,
+        "secure_cached_rps": secure_rps,
+        "secure_errors": secure_errors,
+        "secure_ratio": secure_rps / plain_rps.max(f64::MIN_POSITIVE),
+        "audit_records": records,
+        "what": "mTLS + JWT (ES256, JWKS) + caller policy + JSONL audit trail (fsync) vs \
+                 plaintext with the anonymous loopback grant and no audit",
+    }))
 }

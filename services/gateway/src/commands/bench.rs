@@ -17,7 +17,8 @@ use crate::adapters::ResolverLookup;
 use crate::server::{self, ServeOptions};
 
 /// The gateway as the benchmarks see it: [`server::serve`] without TLS or
-/// reflection, and the aggregator's [`ResolverLookup`].
+/// reflection (the anonymous loopback grant, no audit trail), the same with the
+/// security a config file sets up, and the aggregator's [`ResolverLookup`].
 #[derive(Debug, Clone, Copy)]
 pub struct ThisGateway;
 
@@ -45,6 +46,42 @@ impl Gateway for ThisGateway {
             let options = ServeOptions {
                 guard: Some(guard?),
                 ..options
+            };
+            server::serve(
+                listener,
+                services,
+                options,
+                async { Ok(()) },
+                shutdown,
+                || {},
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn serve_secure(
+        &self,
+        listener: TcpListener,
+        services: Services,
+        rpc: RpcLayer,
+        config: std::path::PathBuf,
+        shutdown: BoxFuture<()>,
+    ) -> BoxFuture<anyhow::Result<()>> {
+        let services = server::Services {
+            identity: services.identity,
+            patient_view: services.patient_view,
+        };
+        Box::pin(async move {
+            let parsed = crate::config::Config::load(&config)?;
+            let addr = listener.local_addr()?;
+            let security = crate::security::build(&parsed, &config, addr).await?;
+            let options = ServeOptions {
+                grace_period: Duration::from_secs(5),
+                rpc,
+                tls: server::tls_acceptor(&parsed.server, &config)?,
+                reflection: false,
+                guard: Some(security.guard()),
             };
             server::serve(
                 listener,

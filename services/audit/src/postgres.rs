@@ -73,6 +73,61 @@ impl PostgresSink {
     }
 }
 
+impl PostgresSink {
+    /// Walks table `tessera_audit` in sequence order and recomputes every row's hash and
+    /// link, as `verify` does for a JSONL trail; also checks that the head row names the
+    /// last row, so a deleted tail is found too. The error names the first broken row
+    /// (`line` is its 1-based position).
+    pub async fn verify(&self) -> Result<crate::VerifyReport, crate::VerifyError> {
+        let unreadable = |e: sqlx::Error| crate::VerifyError::Io(db(e).to_string());
+        let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
+            "SELECT seq, record::text, prev_hash, hash FROM tessera_audit ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unreadable)?;
+        let mut head = GENESIS_HASH.to_owned();
+        for (i, (_, json, prev_hash, hash)) in rows.iter().enumerate() {
+            let sequence = i as u64 + 1;
+            let broken = |what: &'static str| crate::VerifyError::Broken {
+                line: sequence,
+                sequence,
+                what,
+            };
+            let record: AuditRecord =
+                serde_json::from_str(json).map_err(|_| broken("malformed record"))?;
+            if *prev_hash != head {
+                return Err(broken("link to previous row broken"));
+            }
+            if record.sequence != sequence {
+                return Err(broken("sequence out of order"));
+            }
+            let line = make_line(prev_hash, &record).map_err(|_| broken("malformed record"))?;
+            if sha256_hex(line.as_bytes()) != *hash {
+                return Err(broken("hash mismatch"));
+            }
+            head.clone_from(hash);
+        }
+        let (head_hash, head_seq): (String, i64) =
+            sqlx::query_as("SELECT hash, seq FROM tessera_audit_head")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(unreadable)?;
+        let records = rows.len() as u64;
+        if head_hash != head || u64::try_from(head_seq).ok() != Some(records) {
+            return Err(crate::VerifyError::Broken {
+                line: records + 1,
+                sequence: records + 1,
+                what: "rows missing after the last one (head names another)",
+            });
+        }
+        Ok(crate::VerifyReport {
+            records,
+            head_hash: head,
+        })
+    }
+}
+
 #[async_trait::async_trait]
 impl AuditSink for PostgresSink {
     async fn append(&self, mut record: AuditRecord) -> Result<(), AuditError> {

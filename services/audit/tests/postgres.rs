@@ -45,4 +45,41 @@ async fn rows_chain_and_cannot_be_changed() {
         .await
         .unwrap();
     assert_eq!(n, 3);
+    assert_eq!(sink.verify().await.unwrap().records, 3);
+
+    // An owner who switches the triggers off can still edit or delete rows; the
+    // chain names the row.
+    sqlx::query("ALTER TABLE tessera_audit DISABLE TRIGGER tessera_audit_no_change")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE tessera_audit SET record = jsonb_set(record, '{caller}', '\"mallory\"') \
+         WHERE seq = (SELECT min(seq) + 1 FROM tessera_audit)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    match sink.verify().await.unwrap_err() {
+        tessera_audit::VerifyError::Broken { line, what, .. } => {
+            assert_eq!((line, what), (2, "hash mismatch"));
+        }
+        other => panic!("{other:?}"),
+    }
+    sqlx::query(
+        "UPDATE tessera_audit SET record = jsonb_set(record, '{caller}', '\"svc\"') \
+         WHERE seq = (SELECT min(seq) + 1 FROM tessera_audit)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(sink.verify().await.unwrap().records, 3, "restored");
+    sqlx::query("DELETE FROM tessera_audit WHERE seq = (SELECT max(seq) FROM tessera_audit)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    match sink.verify().await.unwrap_err() {
+        tessera_audit::VerifyError::Broken { line, .. } => assert_eq!(line, 3),
+        other => panic!("{other:?}"),
+    }
 }

@@ -146,3 +146,32 @@ fn audit_verify_passes_a_good_trail_and_names_the_line_after_a_one_byte_edit() {
     assert_eq!(refused.status.code(), Some(1));
     assert!(refused.stdout.is_empty());
 }
+
+#[tokio::test]
+async fn audit_verify_checks_a_postgresql_trail_with_the_url_from_the_environment() {
+    let url = tessera_test_postgres::TestPostgres::shared()
+        .and_then(tessera_test_postgres::TestPostgres::create_database)
+        .unwrap();
+    let sink = tessera_audit::PostgresSink::connect(&url).await.unwrap();
+    for _ in 0..2 {
+        let record = AuditRecord::now(
+            "reader",
+            AuthMethod::Mtls,
+            "/tessera.v1.IdentityService/GetMaster",
+            "TREAT",
+        );
+        sink.append(record).await.unwrap();
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["audit", "verify", "--postgres", "env:TESSERA_AUDIT_URL"])
+        .env("TESSERA_AUDIT_URL", &url)
+        .output()
+        .unwrap();
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(
+        stdout.starts_with("tessera_audit: ok, 2 records"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(&url) && !text(&output.stderr).contains(&url));
+}

@@ -12,11 +12,17 @@ use tessera_audit::AuditRecord;
 /// `tessera audit ...`.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Verifies a JSONL audit trail's hash chain: exits 0 with a one-line summary,
-    /// or 1 naming the first broken record's line and sequence number.
+    /// Verifies a JSONL audit trail's hash chain (or, with `--postgres`, table
+    /// `tessera_audit`): exits 0 with a one-line summary, or 1 naming the first broken
+    /// record's line (row) and sequence number.
     Verify {
         /// The JSONL audit trail.
-        file: PathBuf,
+        #[arg(required_unless_present = "postgres")]
+        file: Option<PathBuf>,
+        /// The PostgreSQL trail's database URL instead; `env:NAME` or `file:PATH`
+        /// keeps a password off the command line.
+        #[arg(long, value_name = "URL", conflicts_with = "file")]
+        postgres: Option<String>,
     },
     /// Writes a verified JSONL audit trail's records to standard output as FHIR R4
     /// `AuditEvent` resources (IHE BALP).
@@ -41,7 +47,14 @@ pub enum ExportFormat {
 /// Runs an audit command.
 pub fn run(command: &AuditCommand) -> anyhow::Result<ExitCode> {
     match command {
-        AuditCommand::Verify { file } => verify(file),
+        AuditCommand::Verify {
+            file: Some(file), ..
+        } => verify(file),
+        AuditCommand::Verify {
+            postgres: Some(url),
+            ..
+        } => verify_postgres(url),
+        AuditCommand::Verify { .. } => anyhow::bail!("name a trail file or --postgres URL"),
         AuditCommand::Export { file, format } => export(file, *format),
     }
 }
@@ -62,6 +75,37 @@ fn verify(file: &Path) -> anyhow::Result<ExitCode> {
         }
         Err(err) => {
             let _ = writeln!(std::io::stderr(), "{}: {err}", file.display());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn verify_postgres(url: &str) -> anyhow::Result<ExitCode> {
+    let url = tessera_types::Secret::new(url)
+        .resolve()
+        .context("--postgres")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(async {
+        let sink = tessera_audit::PostgresSink::connect(url.expose())
+            .await
+            .context("cannot open the audit database")?;
+        anyhow::Ok(sink.verify().await)
+    })?;
+    match result {
+        Ok(report) => {
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "tessera_audit: ok, {} records, head {}",
+                report.records, report.head_hash
+            )?;
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            let _ = writeln!(std::io::stderr(), "tessera_audit: {err}");
             Ok(ExitCode::FAILURE)
         }
     }

@@ -169,34 +169,7 @@ pub fn record_grpc_status(span: &tracing::Span, code: &'static str) {
     }
 }
 
-/// A gRPC status code's name (`UNAVAILABLE`), as `rpc.response.status_code`
-/// records it; unknown numbers are `UNKNOWN`.
-pub fn grpc_code_name(code: i32) -> &'static str {
-    const NAMES: [&str; 17] = [
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ];
-    usize::try_from(code)
-        .ok()
-        .and_then(|i| NAMES.get(i))
-        .copied()
-        .unwrap_or("UNKNOWN")
-}
+pub use tessera_proto::error::grpc_code_name;
 
 /// Records the outcome of an HTTP request on its client span: the status code,
 /// and for 4xx/5xx the status as `error.type` with the span's status set to

@@ -1,6 +1,9 @@
 //! The tamper-evident audit trail: one [`AuditRecord`] for every call that touches patient
 //! data, appended to an [`AuditSink`] before the response leaves.
 //!
+//! [`AuditLayer`] is the tower layer a server puts outside its auth layer to write one
+//! record per call.
+//!
 //! # Record format
 //! An [`AuditRecord`] holds who called (principal and how it authenticated), on whose behalf,
 //! which RPC, the purpose of use, break-the-glass, the master IDs (`masters/N`, opaque), the
@@ -31,6 +34,7 @@ mod chain;
 mod error;
 mod fhir;
 mod jsonl;
+pub mod layer;
 mod memory;
 mod postgres;
 mod record;
@@ -39,6 +43,7 @@ pub use chain::{GENESIS_HASH, VerifyReport, verify};
 pub use error::{AuditError, VerifyError};
 pub use fhir::{export_fhir, export_fhir_ndjson};
 pub use jsonl::JsonlSink;
+pub use layer::AuditLayer;
 pub use memory::MemorySink;
 pub use postgres::PostgresSink;
 pub use record::{AuditRecord, AuthMethod, Withheld};

@@ -554,44 +554,58 @@ async fn measure_secure(
     plain: &Clients,
     warm: &Arc<Vec<String>>,
 ) -> anyhow::Result<serde_json::Value> {
-    let server = placement
-        .spawn(crate::secure::start(
-            aggregator.clone(),
-            gateway.clone(),
-            RpcLayer::default(),
-        ))
-        .await??;
-    let target = server.addr.to_string();
-    let secured = Clients::connect_with(&target, &server.options, args.connections).await?;
-    // Warm the TLS sessions and the token cache, unrecorded.
-    closed_loop(
-        &secured,
-        args.concurrency,
-        Duration::from_secs(1),
-        warm.clone(),
-    )
-    .await?;
-    let phase = Duration::from_secs(args.duration.clamp(1, 5));
-    let (mut plain_rps, mut secure_rps, mut secure_errors) = (0.0, 0.0, 0);
-    for turn in [false, true, true, false] {
-        let clients = if turn { &secured } else { plain };
-        let (rps, errors) = closed_loop(clients, args.concurrency, phase, warm.clone()).await?;
-        if turn {
-            secure_rps += rps / 2.0;
-            secure_errors += errors;
-        } else {
-            plain_rps += rps / 2.0;
-        }
+    let mut servers = Vec::new();
+    let mut clients = Vec::new();
+    for audit in [true, false] {
+        let server = placement
+            .spawn(crate::secure::start(
+                aggregator.clone(),
+                gateway.clone(),
+                RpcLayer::default(),
+                audit,
+            ))
+            .await??;
+        let target = server.addr.to_string();
+        let secured = Clients::connect_with(&target, &server.options, args.connections).await?;
+        // Warm the TLS sessions and the token cache, unrecorded.
+        closed_loop(
+            &secured,
+            args.concurrency,
+            Duration::from_secs(1),
+            warm.clone(),
+        )
+        .await?;
+        servers.push(server);
+        clients.push(secured);
     }
-    let records = crate::secure::trail_records(&server)?;
-    let _ = server.stop.send(());
+    let phase = Duration::from_secs(args.duration.clamp(1, 5));
+    // plain, no audit, full, full, no audit, plain: each side twice, in mirrored order.
+    let mut rps = [0.0f64; 3];
+    let mut errors = [0u64; 3];
+    for side in [0usize, 2, 1, 1, 2, 0] {
+        let target = match side {
+            0 => plain,
+            full_or_bare => &clients[full_or_bare - 1],
+        };
+        let (r, e) = closed_loop(target, args.concurrency, phase, warm.clone()).await?;
+        rps[side] += r / 2.0;
+        errors[side] += e;
+    }
+    let records = crate::secure::trail_records(&servers[0])?;
+    for server in servers {
+        let _ = server.stop.send(());
+    }
+    let ratio = |r: f64| r / rps[0].max(f64::MIN_POSITIVE);
     Ok(serde_json::json!({
-        "plain_cached_rps": plain_rps,
-        "secure_cached_rps": secure_rps,
-        "secure_errors": secure_errors,
-        "secure_ratio": secure_rps / plain_rps.max(f64::MIN_POSITIVE),
+        "plain_cached_rps": rps[0],
+        "secure_cached_rps": rps[1],
+        "secure_errors": errors[1],
+        "secure_ratio": ratio(rps[1]),
+        "secure_without_audit_cached_rps": rps[2],
+        "secure_without_audit_errors": errors[2],
+        "secure_without_audit_ratio": ratio(rps[2]),
         "audit_records": records,
-        "what": "mTLS + JWT (ES256, JWKS) + caller policy + JSONL audit trail (fsync) vs \
-                 plaintext with the anonymous loopback grant and no audit",
+        "what": "mTLS + JWT (ES256, JWKS) + caller policy + JSONL audit trail (fsync), and the \
+                 same without the trail, vs plaintext with the anonymous loopback grant",
     }))
 }

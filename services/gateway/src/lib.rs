@@ -15,13 +15,12 @@
 //! bench` over `tessera-bench`, `tessera adapter check`, `tessera audit`);
 //! `tessera view` is `tessera-client`. The `tessera` binary (`main.rs`) is the
 //! command line over these parts. [`security`] builds the policy, the authenticator,
-//! the audit sink and the page-token keys from the config; [`guard`] writes one audit
-//! record per call before its response leaves.
+//! the audit sink and the page-token keys from the config; the server writes one audit
+//! record per call before its response leaves (`tessera_audit::AuditLayer`).
 
 pub mod adapters;
 pub mod commands;
 pub mod config;
-pub mod guard;
 pub mod health;
 pub mod identity;
 pub mod pending;

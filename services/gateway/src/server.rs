@@ -25,9 +25,9 @@ use tonic::service::RoutesBuilder;
 use tonic::transport::server::TcpIncoming;
 
 use crate::config::ServerConfig;
-use crate::guard::AuditLayer;
 use crate::health::HealthState;
 use crate::pending::{IdentityStub, PatientViewStub, SourceAdapterStub};
+use tessera_audit::AuditLayer;
 
 /// Why the server stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -291,7 +291,9 @@ fn guard_layers(
     guard: Option<&Guard>,
 ) -> (Option<tessera_auth::layer::AuthLayer>, Option<AuditLayer>) {
     let auth = guard.map(|g| tessera_auth::layer::AuthLayer::new(g.authenticator.clone()));
-    let audit = guard.and_then(|g| g.audit.clone()).map(AuditLayer::new);
+    let audit = guard
+        .and_then(|g| g.audit.clone())
+        .map(|sink| AuditLayer::new(sink, crate::telemetry::rpc::current_trace_id));
     (auth, audit)
 }
 
@@ -332,6 +334,3 @@ fn stopped(
         Err(join) => std::panic::resume_unwind(join.into_panic()),
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -260,6 +260,20 @@ pub fn unsampled_call() -> Option<UnsampledCall> {
     UNSAMPLED.with(Cell::get)
 }
 
+/// The trace ID of the call this thread is polling: its server span's when the call is
+/// sampled, else the caller's from the unsampled mark; `None` outside a traced call.
+pub fn current_trace_id() -> Option<String> {
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let span_context = span.span_context();
+    if span_context.is_valid() {
+        return Some(span_context.trace_id().to_string());
+    }
+    unsampled_call()
+        .and_then(|mark| mark.trace_id)
+        .map(|id| id.to_string())
+}
+
 impl<S, B, ResBody> tower::Service<http::Request<B>> for RpcService<S>
 where
     S: tower::Service<http::Request<B>, Response = http::Response<ResBody>>,

@@ -2,12 +2,11 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use tessera_matching::{Decision, Demographics, Index, MatchConfig, Model, SourceKey, TrainConfig};
+use tessera_matching::{Demographics, MatchConfig, Model, SourceKey, TrainConfig};
 use tessera_resolver::store::{SqlStore, bulk_load};
 
 use super::{create, open};
@@ -203,42 +202,8 @@ fn write_review(
     model: &Model,
     config: &MatchConfig,
 ) -> anyhow::Result<usize> {
-    let mut index = Index::new(Arc::new(model.clone()), config.clone());
-    for (i, ((_, demographics), master)) in records.iter().zip(masters).enumerate() {
-        index.upsert(i as u64, *master, demographics);
-    }
-    // Score every record against the index in parallel; the index is read-only.
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let chunk = records.len().div_ceil(threads).max(1);
-    let rows: Vec<(usize, u64, f64)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = records
-            .chunks(chunk)
-            .enumerate()
-            .map(|(c, part)| {
-                let index = &index;
-                scope.spawn(move || {
-                    let mut rows = Vec::new();
-                    for (j, (_, demographics)) in part.iter().enumerate() {
-                        let i = c * chunk + j;
-                        let own = masters[i];
-                        let best = index
-                            .candidates(demographics, Some(i as u64))
-                            .ranked
-                            .into_iter()
-                            .find(|cand| cand.master != own && cand.decision != Decision::NoMatch);
-                        if let Some(best) = best {
-                            rows.push((i, best.master, best.score));
-                        }
-                    }
-                    rows
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap_or_default())
-            .collect()
-    });
+    let demographics: Vec<Demographics> = records.iter().map(|(_, d)| d.clone()).collect();
+    let rows = tessera_matching::review_pairs(&demographics, masters, model, config);
     let mut writer = csv::Writer::from_writer(create(path)?);
     writer.write_record([
         "source",
@@ -247,14 +212,14 @@ fn write_review(
         "candidate_master_id",
         "score",
     ])?;
-    for (i, candidate, score) in &rows {
-        let (key, _) = &records[*i];
+    for pair in &rows {
+        let (key, _) = &records[pair.record];
         writer.write_record([
             key.system.as_str(),
             key.local_id.as_str(),
-            &masters[*i].to_string(),
-            &candidate.to_string(),
-            &format!("{score:.2}"),
+            &masters[pair.record].to_string(),
+            &pair.candidate.to_string(),
+            &format!("{:.2}", pair.score),
         ])?;
     }
     writer.flush()?;

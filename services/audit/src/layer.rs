@@ -1,4 +1,4 @@
-//! The audit half of the guard around every call. [`AuditLayer`] sits outside the auth
+//! The tower layer that audits every call. [`AuditLayer`] sits outside the auth
 //! layer: for each call to a `tessera.v1` service it puts an [`AccessLog`] into the
 //! request, lets the auth layer and the handler run (they note the caller, the purpose,
 //! the masters and the sections), and appends one [`AuditRecord`] — refusals included —
@@ -13,13 +13,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::HeaderValue;
-use opentelemetry::trace::TraceContextExt;
-use tessera_audit::{AuditRecord, AuditSink, Withheld};
 use tessera_auth::{Access, AccessLog, AuthMethod};
-use tessera_proto::error::{ServiceError, status};
+use tessera_proto::error::{ServiceError, grpc_code_name, status};
 use tokio::sync::Notify;
 use tonic_types::StatusExt;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::{AuditRecord, AuditSink, Withheld};
 
 /// The header carrying a call's request ID; taken from the caller when well-formed,
 /// made up otherwise, and returned on the response.
@@ -46,11 +45,15 @@ impl ServiceError for AuditUnavailable {
     }
 }
 
+/// The current call's trace ID, if it has one; the server's telemetry knows how.
+pub type TraceIdFn = fn() -> Option<String>;
+
 /// Audits every `tessera.v1` call to `sink`.
 #[derive(Clone)]
 pub struct AuditLayer {
     sink: Arc<dyn AuditSink>,
     failures: Arc<Notify>,
+    trace_id: TraceIdFn,
 }
 
 impl std::fmt::Debug for AuditLayer {
@@ -60,11 +63,13 @@ impl std::fmt::Debug for AuditLayer {
 }
 
 impl AuditLayer {
-    /// A layer writing to `sink`.
-    pub fn new(sink: Arc<dyn AuditSink>) -> Self {
+    /// A layer writing to `sink`, taking each call's trace ID from `trace_id` (read
+    /// while the call's span is current).
+    pub fn new(sink: Arc<dyn AuditSink>, trace_id: TraceIdFn) -> Self {
         Self {
             sink,
             failures: Arc::new(Notify::new()),
+            trace_id,
         }
     }
 
@@ -127,7 +132,7 @@ where
         }
         let request_id = request_id(request.headers());
         // Read now: this runs inside the server span (or the unsampled mark).
-        let trace_id = current_trace_id();
+        let trace_id = (self.layer.trace_id)();
         let log = AccessLog::default();
         request.extensions_mut().insert(log.clone());
         let layer = self.layer.clone();
@@ -184,20 +189,6 @@ fn request_id(headers: &http::HeaderMap) -> String {
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
 }
 
-/// The current call's trace ID: the server span's when it is sampled, else the
-/// caller's from the unsampled mark.
-fn current_trace_id() -> Option<String> {
-    let context = tracing::Span::current().context();
-    let span = context.span();
-    let span_context = span.span_context();
-    if span_context.is_valid() {
-        return Some(span_context.trace_id().to_string());
-    }
-    tessera_telemetry::rpc::unsampled_call()
-        .and_then(|mark| mark.trace_id)
-        .map(|id| id.to_string())
-}
-
 /// The audit record of a call to `rpc` whose handler noted `access` and whose response
 /// started with `headers` (a `grpc-status` there is a refusal or an error; none is a call
 /// that went on to answer).
@@ -211,13 +202,13 @@ fn record(
         Some(caller) => (
             caller.principal.as_str(),
             match caller.method {
-                AuthMethod::Mtls { .. } => tessera_audit::AuthMethod::Mtls,
-                AuthMethod::Jwt { .. } => tessera_audit::AuthMethod::Jwt,
-                AuthMethod::AnonymousLoopback => tessera_audit::AuthMethod::AnonymousLoopback,
+                AuthMethod::Mtls { .. } => crate::AuthMethod::Mtls,
+                AuthMethod::Jwt { .. } => crate::AuthMethod::Jwt,
+                AuthMethod::AnonymousLoopback => crate::AuthMethod::AnonymousLoopback,
             },
             caller.end_user.clone(),
         ),
-        None => ("unknown", tessera_audit::AuthMethod::None, None),
+        None => ("unknown", crate::AuthMethod::None, None),
     };
     let purpose = access.purpose.as_deref().unwrap_or_default();
     let mut record = AuditRecord::now(caller, method, rpc, purpose);
@@ -237,8 +228,7 @@ fn record(
     if let Some(status) = tonic::Status::from_header_map(headers)
         && status.code() != tonic::Code::Ok
     {
-        record.outcome =
-            tessera_adapter_core::trace::grpc_code_name(status.code() as i32).to_owned();
+        record.outcome = grpc_code_name(status.code() as i32).to_owned();
         record.reason = status.get_details_error_info().map(|info| info.reason);
     }
     record
@@ -285,7 +275,7 @@ mod tests {
         assert_eq!(record.outcome, "UNAUTHENTICATED");
         assert_eq!(record.reason.as_deref(), Some("CREDENTIALS_MISSING"));
         assert_eq!(record.caller, "unknown");
-        assert_eq!(record.auth, tessera_audit::AuthMethod::None);
+        assert_eq!(record.auth, crate::AuthMethod::None);
         assert!(record.masters.is_empty());
     }
 
@@ -314,7 +304,7 @@ mod tests {
         );
         assert_eq!(record.outcome, "ok");
         assert_eq!(record.caller, "ehr-ui");
-        assert_eq!(record.auth, tessera_audit::AuthMethod::Mtls);
+        assert_eq!(record.auth, crate::AuthMethod::Mtls);
         assert_eq!(record.end_user.as_deref(), Some("dr-who"));
         assert!(record.break_glass);
         assert_eq!(record.masters, ["masters/7"]);

@@ -1,6 +1,8 @@
 //! The real `serve` on 127.0.0.1:0: TLS and mutual TLS with certificates from
 //! `tessera_tls::dev_certs`, and reflection on only when enabled.
 
+#![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, unwrap
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -14,9 +16,9 @@ use tonic_reflection::pb::v1::{
     server_reflection_request::MessageRequest,
 };
 
-use super::{ServeOptions, Services, serve};
-use crate::config::Config;
 use tessera_client::connect::{ConnectOptions, channel};
+use tessera_gateway::config::Config;
+use tessera_gateway::server::{self, ServeOptions, Services, serve};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -24,7 +26,7 @@ const DEADLINE: Duration = Duration::from_secs(10);
 struct Running {
     addr: String,
     stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<super::Shutdown, super::ServeError>>,
+    task: tokio::task::JoinHandle<Result<server::Shutdown, server::ServeError>>,
 }
 
 impl Running {
@@ -36,13 +38,13 @@ impl Running {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let bound = listener.local_addr().unwrap();
         let addr = bound.to_string();
-        let security = crate::security::build(&config, &config_path, bound)
+        let security = tessera_gateway::security::build(&config, &config_path, bound)
             .await
             .unwrap();
         let options = ServeOptions {
             grace_period: Duration::from_secs(1),
-            rpc: crate::telemetry::rpc::RpcLayer::default(),
-            tls: super::tls_acceptor(&config.server, &config_path).unwrap(),
+            rpc: tessera_gateway::telemetry::rpc::RpcLayer::default(),
+            tls: server::tls_acceptor(&config.server, &config_path).unwrap(),
             reflection: config.server.reflection,
             guard: Some(security.guard()),
         };
@@ -212,12 +214,12 @@ fn the_options_carry_the_acceptor_only_with_tls() {
     let config_path = dir.path().join("tessera.yaml");
     let plain = Config::parse("server:\n  listen: 127.0.0.1:0\n", &config_path).unwrap();
     assert!(
-        super::tls_acceptor(&plain.server, &config_path)
+        server::tls_acceptor(&plain.server, &config_path)
             .unwrap()
             .is_none()
     );
     let missing = Config::parse(MTLS, &config_path).unwrap();
-    let err = super::tls_acceptor(&missing.server, &config_path).unwrap_err();
+    let err = server::tls_acceptor(&missing.server, &config_path).unwrap_err();
     assert!(err.to_string().contains("server.pem"), "{err}");
 }
 

@@ -3,9 +3,9 @@
 //!
 //! [`config`] parses and checks the YAML configuration file; [`server`] wires the
 //! contract's gRPC services, health ([`health`]) and reflection onto a listener the
-//! caller bound, and drains it on shutdown; [`status`] is the one place where
-//! errors become `tonic::Status`; [`pending`] holds the services whose
-//! implementations have not landed, which say so; [`telemetry`] sets up logging.
+//! caller bound, and drains it on shutdown; [`pending`] holds the services whose
+//! implementations have not landed, which say so (UNIMPLEMENTED through
+//! `tessera_proto::error`, the one place errors become `tonic::Status`); [`telemetry`] sets up logging.
 //! [`identity`] turns the config's identity section into the resolver's
 //! [`tessera_resolver::open::OpenOptions`]; [`adapters`] lists the adapter
 //! kinds and builds the configured sources into the patient-view aggregator;
@@ -27,5 +27,4 @@ pub mod pending;
 pub mod security;
 pub mod server;
 pub mod startup;
-pub mod status;
 pub mod telemetry;

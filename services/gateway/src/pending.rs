@@ -4,15 +4,41 @@
 
 use std::pin::Pin;
 
+use std::collections::HashMap;
 use tessera_proto::v1::{
     self as pb, identity_service_server::IdentityService,
     patient_view_service_server::PatientViewService,
     source_adapter_service_server::SourceAdapterService,
 };
-use tokio_stream::Stream;
-use tonic::{Request, Response, Status};
 
-use crate::status::ServiceError;
+use tessera_proto::error;
+use tokio_stream::Stream;
+use tonic::{Code, Request, Response, Status};
+
+/// An RPC of the contract whose implementation is not in this process; its message
+/// says what is missing, for the caller and the operator, without patient data.
+#[derive(Debug, thiserror::Error)]
+#[error("{method} is not implemented in this build: {missing}")]
+pub struct NotImplemented {
+    /// The full method name, `tessera.v1.Service/Method`.
+    pub method: &'static str,
+    /// What is missing.
+    pub missing: &'static str,
+}
+
+impl error::ServiceError for NotImplemented {
+    fn code(&self) -> Code {
+        Code::Unimplemented
+    }
+
+    fn reason(&self) -> &'static str {
+        "NOT_IMPLEMENTED"
+    }
+
+    fn metadata(&self) -> HashMap<String, String> {
+        HashMap::from([("method".to_owned(), self.method.to_owned())])
+    }
+}
 
 const RESOLVER_MISSING: &str = "the identity resolver is not configured: add an `identity` \
      section (with `identity.store`) to the config file";
@@ -25,7 +51,7 @@ const ADAPTER_MISSING: &str = "the gateway is not a source adapter; SourceAdapte
 pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 fn missing<T>(method: &'static str, missing: &'static str) -> Result<T, Status> {
-    Err(ServiceError::NotImplemented { method, missing }.into())
+    Err(error::status(&NotImplemented { method, missing }))
 }
 
 /// Implements a service trait whose every RPC answers UNIMPLEMENTED. The
@@ -88,4 +114,36 @@ unimplemented_service! { SourceAdapterService for SourceAdapterStub, "SourceAdap
         fetch_records: "FetchRecords"(pb::FetchRecordsRequest) -> pb::FetchRecordsResponse;
         check_adapter_health: "CheckAdapterHealth"(pb::CheckAdapterHealthRequest) -> pb::CheckAdapterHealthResponse;
         stream_source_records: "StreamSourceRecords"(pb::StreamSourceRecordsRequest) -> Self::StreamSourceRecordsStream;
+}
+
+#[cfg(test)]
+mod tests {
+    use tessera_proto::ERROR_DOMAIN;
+    use tonic_types::StatusExt;
+
+    use super::*;
+
+    #[test]
+    fn not_implemented_carries_error_info() {
+        let status = error::status(&NotImplemented {
+            method: "tessera.v1.IdentityService/GetMaster",
+            missing: "the identity resolver",
+        });
+        assert_eq!(status.code(), Code::Unimplemented);
+        assert_eq!(
+            status.message(),
+            "tessera.v1.IdentityService/GetMaster is not implemented in this build: the identity resolver"
+        );
+        let info = status.get_details_error_info().expect("ErrorInfo detail");
+        assert_eq!(info.reason, "NOT_IMPLEMENTED");
+        assert_eq!(info.domain, ERROR_DOMAIN);
+        assert_eq!(
+            info.metadata["method"],
+            "tessera.v1.IdentityService/GetMaster"
+        );
+        assert!(
+            status.get_details_retry_info().is_none(),
+            "a missing implementation is not worth retrying"
+        );
+    }
 }

@@ -45,7 +45,8 @@ watcher=$!
 exec 3<&-
 wait "$server"
 status=$?
-echo "$status" >"$base/exited"
+# Written whole, then renamed: a reader never sees the file empty.
+echo "$status" >"$base/exited.tmp" && mv "$base/exited.tmp" "$base/exited"
 # Keep the directory (and the log in it) until the test process lets go.
 wait "$watcher"
 rm -rf "$base"

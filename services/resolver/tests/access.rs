@@ -30,6 +30,12 @@ callers:
     purposes: [HMARKT]
     sections: ["crm.*"]
     systems: [marketing, crm]
+  - id: crm-steward
+    match: { subject: crm-steward }
+    roles: [steward]
+    purposes: [HOPERAT]
+    sections: ["crm.*"]
+    systems: [crm]
   - id: steward
     match: { subject: steward }
     roles: [steward]
@@ -739,4 +745,47 @@ async fn review_items_of_unseen_systems_are_neither_listed_nor_decided() {
         .unwrap()
         .into_inner();
     assert_eq!(decided.state, i32::from(pb::ReviewItemState::Resolved));
+}
+
+#[tokio::test]
+async fn a_caller_that_may_not_see_national_ids_may_not_send_one() {
+    let env = Env::new().await;
+    env.alice().await;
+    let upsert = |local_id: &'static str, ssn: Option<&'static str>| {
+        env.service.upsert_source_record(env.req(
+            "crm-steward",
+            pb::UpsertSourceRecordRequest {
+                source_record: Some(pb::SourceRecord {
+                    key: Some(key("crm", local_id)),
+                    demographics: Some(person("Alice", "Okonkwo", ssn)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ))
+    };
+    // With Alice's SSN the match decision would tell whose it is: refused, nothing written.
+    let refused = upsert("C-90", Some(SSN)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert_eq!(
+        refused.get_details_error_info().unwrap().reason,
+        "NATIONAL_ID_NOT_GRANTED"
+    );
+    let lookup = env
+        .service
+        .resolve_record(env.req(
+            "reader",
+            pb::ResolveRecordRequest {
+                source_record: Some(key("crm", "C-90")),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        lookup.code(),
+        Code::NotFound,
+        "the refused record was not written"
+    );
+    // The same record without the national ID is filed.
+    assert!(upsert("C-90", None).await.is_ok());
 }

@@ -30,7 +30,9 @@ use convert::{
 };
 pub use paging::random_page_tokens;
 pub use visibility::AccessError;
-use visibility::{filter_identifiers, master_for, note_sources, require_system, sees};
+use visibility::{
+    filter_identifiers, master_for, note_sources, require_national_id_grant, require_system, sees,
+};
 
 use crate::resolver::{Mutation, Resolver, ResolverError, ReviewDecision, UpsertInput};
 use crate::store::{LinkWithKey, ReviewState};
@@ -242,10 +244,9 @@ impl IdentityService for IdentityGrpc {
             .ok_or_else(|| invalid("source_record", "is required"))?;
         let key = key_from(record.key, "source_record.key")?;
         require_system(&grant, &key)?;
-        let demographics = demographics_from(
-            record.demographics.unwrap_or_default(),
-            "source_record.demographics",
-        )?;
+        let demographics = record.demographics.unwrap_or_default();
+        require_national_id_grant(&demographics, &grant)?;
+        let demographics = demographics_from(demographics, "source_record.demographics")?;
         let input = UpsertInput {
             key,
             demographics,

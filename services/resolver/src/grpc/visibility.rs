@@ -31,6 +31,10 @@ pub enum AccessError {
     /// before the record is looked up, so the answer is the same whether it exists.
     #[error("the source record's system is not granted to the caller")]
     SystemNotGranted,
+    /// The request carries a national identifier, which the caller may not see: sending
+    /// one would let it learn, from the match decision, whose it is.
+    #[error("national identifiers are not granted to the caller")]
+    NationalIdNotGranted,
 }
 
 impl ServiceError for AccessError {
@@ -41,6 +45,7 @@ impl ServiceError for AccessError {
     fn reason(&self) -> &'static str {
         match self {
             Self::SystemNotGranted => SYSTEM_NOT_GRANTED,
+            Self::NationalIdNotGranted => "NATIONAL_ID_NOT_GRANTED",
         }
     }
 }
@@ -56,6 +61,17 @@ pub(super) fn require_system(grant: &Grant, key: &SourceKey) -> Result<(), Statu
         Ok(())
     } else {
         Err(error::status(&AccessError::SystemNotGranted))
+    }
+}
+
+/// Refuses demographics carrying a national identifier from a caller that may not see
+/// national identifiers.
+pub(super) fn require_national_id_grant(d: &pb::Demographics, grant: &Grant) -> Result<(), Status> {
+    let national = i32::from(pb::PersonIdentifierType::NationalId);
+    if grant.sees_national_id() || !d.identifiers.iter().any(|id| id.r#type == national) {
+        Ok(())
+    } else {
+        Err(error::status(&AccessError::NationalIdNotGranted))
     }
 }
 

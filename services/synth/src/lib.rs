@@ -165,6 +165,27 @@ pub fn generate(config: &SynthConfig) -> Records {
     }
 }
 
+impl SynthRecord {
+    /// The record as a row of the records CSV, in [`RECORDS_HEADER`] order.
+    pub fn csv_row(&self) -> [&str; 13] {
+        [
+            &self.source,
+            &self.local_id,
+            &self.given_name,
+            &self.family_name,
+            &self.birth_date,
+            &self.sex,
+            &self.address_line,
+            &self.city,
+            &self.state,
+            &self.postal_code,
+            &self.phone,
+            &self.email,
+            &self.ssn,
+        ]
+    }
+}
+
 /// [`generate`], returning an invalid config as an error.
 pub fn try_generate(config: &SynthConfig) -> Result<Records, SynthError> {
     config.validate()?;
@@ -285,21 +306,7 @@ pub fn write_csv(
     records.write_record(RECORDS_HEADER)?;
     truth.write_record(TRUTH_HEADER)?;
     for r in stream.by_ref() {
-        records.write_record([
-            &r.source,
-            &r.local_id,
-            &r.given_name,
-            &r.family_name,
-            &r.birth_date,
-            &r.sex,
-            &r.address_line,
-            &r.city,
-            &r.state,
-            &r.postal_code,
-            &r.phone,
-            &r.email,
-            &r.ssn,
-        ])?;
+        records.write_record(r.csv_row())?;
         let id = r.person_id.to_string();
         truth.write_record([r.source.as_str(), r.local_id.as_str(), id.as_str()])?;
     }

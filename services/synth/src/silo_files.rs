@@ -137,21 +137,7 @@ pub async fn write_silos(
     let mut stream = crate::try_generate(config)?;
     let mut rows_written: BTreeMap<&str, u64> = BTreeMap::new();
     for r in stream.by_ref() {
-        records_csv.write_record([
-            &r.source,
-            &r.local_id,
-            &r.given_name,
-            &r.family_name,
-            &r.birth_date,
-            &r.sex,
-            &r.address_line,
-            &r.city,
-            &r.state,
-            &r.postal_code,
-            &r.phone,
-            &r.email,
-            &r.ssn,
-        ])?;
+        records_csv.write_record(r.csv_row())?;
         truth_csv.write_record([&r.source, &r.local_id, &r.person_id.to_string()])?;
         match silos::rows(&r, config.seed) {
             Some(SiloRows::Ehr(resources)) => {

@@ -120,20 +120,20 @@ impl Fixture {
         }
     }
 
-    fn grant(&self, method: AuthMethod) -> Grant {
+    fn grant(&self, method: AuthMethod) -> Arc<Grant> {
         self.policy
             .grant_for(&method)
             .expect("test fixture")
             .clone()
     }
 
-    fn clinician(&self) -> Grant {
+    fn clinician(&self) -> Arc<Grant> {
         self.grant(AuthMethod::Mtls {
             san: "spiffe://tessera.dev/ehr-ui".to_owned(),
         })
     }
 
-    fn marketing(&self) -> Grant {
+    fn marketing(&self) -> Arc<Grant> {
         self.grant(AuthMethod::Jwt {
             issuer: "https://issuer".to_owned(),
             subject: None,
@@ -143,7 +143,7 @@ impl Fixture {
 
     /// A request as the auth layer passes it on: with the grant (if any), the
     /// policy and a fresh access log.
-    fn request<T>(&self, message: T, grant: Option<Grant>) -> (Request<T>, AccessLog) {
+    fn request<T>(&self, message: T, grant: Option<Arc<Grant>>) -> (Request<T>, AccessLog) {
         let log = AccessLog::default();
         let mut request = Request::new(message);
         if let Some(grant) = grant {
@@ -201,7 +201,7 @@ fn refusal(status: &Status) -> (Code, String) {
 /// Calls all three RPCs as `grant` for `purpose`; the refusal of each.
 async fn refusals(
     f: &Fixture,
-    grant: Option<Grant>,
+    grant: Option<Arc<Grant>>,
     purpose: pb::PurposeOfUse,
 ) -> Vec<(Code, String)> {
     let (r, _) = f.request(get(purpose), grant.clone());

@@ -1,8 +1,8 @@
 //! What handlers need from the auth layer, and what they tell the audit trail.
 //!
 //! The gateway's guard layer puts into every admitted request's extensions the [`Caller`],
-//! its [`Grant`], the shared [`Policy`] (as `Arc<Policy>`) and an [`AccessLog`]. Handlers
-//! call [`grant`] (deny by default: a request that did not pass the layer has no grant and
+//! its [`Grant`] (as `Arc<Grant>`), the shared [`Policy`] (as `Arc<Policy>`) and an
+//! [`AccessLog`]. Handlers call [`grant`] (deny by default: a request that did not pass the layer has no grant and
 //! is refused) or [`authorize`] (the purpose-of-use check, break-the-glass included), and
 //! note in the [`AccessLog`] the masters, sections and sources they returned or withheld.
 //! After the handler returns, the guard layer turns the log into one audit record.
@@ -85,10 +85,10 @@ pub fn caller<T>(request: &tonic::Request<T>) -> Option<&Caller> {
 
 /// The admitted caller's grant. Deny by default: a request without one (it did not pass
 /// the auth layer) is refused with PERMISSION_DENIED.
-pub fn grant<T>(request: &tonic::Request<T>) -> Result<Grant, Status> {
+pub fn grant<T>(request: &tonic::Request<T>) -> Result<Arc<Grant>, Status> {
     request
         .extensions()
-        .get::<Grant>()
+        .get::<Arc<Grant>>()
         .cloned()
         .ok_or_else(|| status(&AuthError::Denied(Denied::CallerUnknown)))
 }
@@ -117,7 +117,7 @@ pub fn authorize<T>(
         .extensions()
         .get::<Arc<Policy>>()
         .ok_or_else(|| status(&AuthError::Denied(Denied::CallerUnknown)))?;
-    let grant = request.extensions().get::<Grant>();
+    let grant = request.extensions().get::<Arc<Grant>>().map(|g| &**g);
     let reason = request
         .metadata()
         .get(BREAK_GLASS_REASON_HEADER)

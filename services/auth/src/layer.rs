@@ -47,7 +47,7 @@ impl Authenticator {
         path: &str,
         headers: &HeaderMap,
         extensions: &http::Extensions,
-    ) -> Result<(Caller, Grant), AuthError> {
+    ) -> Result<(Caller, Arc<Grant>), AuthError> {
         let (caller, grant) = if let Some(value) = headers.get(http::header::AUTHORIZATION) {
             let token = value
                 .to_str()
@@ -125,7 +125,7 @@ pub fn authorize_purpose<T>(
     purpose: &str,
     now: u64,
 ) -> Result<Grant, AuthError> {
-    let grant = request.extensions().get::<Grant>();
+    let grant = request.extensions().get::<Arc<Grant>>().map(|g| &**g);
     let reason = request
         .metadata()
         .get(BREAK_GLASS_REASON_HEADER)

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use schemars::JsonSchema;
@@ -100,7 +100,7 @@ pub struct CallerMatch {
 }
 
 /// The validated callers' grants and the anonymous grant.
-type Grants = (Vec<(Matcher, Grant)>, Option<Grant>);
+type Grants = (Vec<(Matcher, Arc<Grant>)>, Option<Arc<Grant>>);
 
 /// A validated [`CallerMatch`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -244,8 +244,8 @@ impl Grant {
 #[derive(Debug)]
 pub struct Policy {
     table: PermissionTable,
-    callers: Vec<(Matcher, Grant)>,
-    anonymous: Option<Grant>,
+    callers: Vec<(Matcher, Arc<Grant>)>,
+    anonymous: Option<Arc<Grant>>,
     window_secs: u64,
     cooldown_secs: u64,
     opened: Mutex<HashMap<String, u64>>,
@@ -350,7 +350,7 @@ impl PolicyConfig {
             let role = check_rights(&at, &c.roles, &c.purposes, &c.sections, &c.systems)?;
             callers.push((
                 matcher,
-                Grant {
+                Arc::new(Grant {
                     principal: c.id.clone(),
                     role,
                     purposes: c.purposes.clone(),
@@ -360,7 +360,7 @@ impl PolicyConfig {
                     break_glass_allowed: c.break_glass,
                     break_glass: false,
                     reason: None,
-                },
+                }),
             ));
         }
         let anonymous = match &self.anonymous_loopback {
@@ -373,7 +373,7 @@ impl PolicyConfig {
                     &a.sections,
                     &a.systems,
                 )?;
-                Some(Grant {
+                Some(Arc::new(Grant {
                     principal: ANONYMOUS_PRINCIPAL.into(),
                     role,
                     purposes: a.purposes.clone(),
@@ -383,7 +383,7 @@ impl PolicyConfig {
                     break_glass_allowed: false,
                     break_glass: false,
                     reason: None,
-                })
+                }))
             }
         };
         Ok((callers, anonymous))
@@ -410,7 +410,7 @@ impl Policy {
     }
 
     /// The grant of the configured caller that `method` identifies, if any.
-    pub fn grant_for(&self, method: &AuthMethod) -> Option<&Grant> {
+    pub fn grant_for(&self, method: &AuthMethod) -> Option<&Arc<Grant>> {
         let hit = |m: &Matcher| match (m, method) {
             (Matcher::San(want), AuthMethod::Mtls { san }) => want == san,
             (Matcher::Subject(want), AuthMethod::Jwt { subject, .. }) => {
@@ -431,7 +431,7 @@ impl Policy {
     pub fn identify_mtls<'a>(
         &self,
         sans: impl IntoIterator<Item = &'a str>,
-    ) -> Option<(Caller, &Grant)> {
+    ) -> Option<(Caller, &Arc<Grant>)> {
         sans.into_iter().find_map(|san| {
             let method = AuthMethod::Mtls {
                 san: san.to_owned(),
@@ -449,7 +449,7 @@ impl Policy {
     }
 
     /// Whether callers without credentials are admitted (an `anonymous_loopback` grant).
-    pub fn anonymous_grant(&self) -> Option<&Grant> {
+    pub fn anonymous_grant(&self) -> Option<&Arc<Grant>> {
         self.anonymous.as_ref()
     }
 
@@ -604,7 +604,9 @@ break_glass:
             p.authorize(None, GET, "TREAT", None, 0),
             Err(Denied::CallerUnknown)
         );
-        let c = p.grant_for(&mtls("spiffe://tessera.dev/ehr-ui"));
+        let c = p
+            .grant_for(&mtls("spiffe://tessera.dev/ehr-ui"))
+            .map(|g| &**g);
         assert!(p.authorize(c, GET, "TREAT", None, 0).is_ok());
         assert_eq!(
             p.authorize(c, GET, "HMARKT", None, 0),
@@ -638,7 +640,7 @@ break_glass:
                 panic!("{rpc} has no role requirement");
             };
             for (method, role, granted) in &callers {
-                let grant = p.grant_for(method);
+                let grant = p.grant_for(method).map(|g| &**g);
                 for purpose in PURPOSES.iter().filter(|p| **p != BREAK_GLASS_PURPOSE) {
                     let expected = if *role < needed {
                         Err(Denied::RoleTooLow)
@@ -657,7 +659,9 @@ break_glass:
     #[test]
     fn break_glass_window_then_cooldown() {
         let p = policy();
-        let c = p.grant_for(&mtls("spiffe://tessera.dev/ehr-ui"));
+        let c = p
+            .grant_for(&mtls("spiffe://tessera.dev/ehr-ui"))
+            .map(|g| &**g);
         assert_eq!(
             p.authorize(c, GET, "ETREAT", Some(" "), 0),
             Err(Denied::BreakGlassReasonRequired)
@@ -682,7 +686,7 @@ break_glass:
             p.authorize(c, GET, "ETREAT", Some("er"), 10 + 3600 + 8 * 3600)
                 .is_ok()
         );
-        let mkt = p.grant_for(&jwt(None, Some("mkt-app")));
+        let mkt = p.grant_for(&jwt(None, Some("mkt-app"))).map(|g| &**g);
         assert_eq!(
             p.authorize(mkt, GET, "ETREAT", Some("er"), 0),
             Err(Denied::BreakGlassNotAllowed)
@@ -695,7 +699,9 @@ break_glass:
         cfg.break_glass.window = Duration::from_secs(60);
         cfg.break_glass.cooldown = Duration::from_secs(120);
         let p = Policy::new(&cfg, PermissionTable::for_contract(false).unwrap()).unwrap();
-        let c = p.grant_for(&mtls("spiffe://tessera.dev/ehr-ui"));
+        let c = p
+            .grant_for(&mtls("spiffe://tessera.dev/ehr-ui"))
+            .map(|g| &**g);
         assert!(p.authorize(c, GET, "ETREAT", Some("er"), 0).is_ok());
         assert_eq!(
             p.authorize(c, GET, "ETREAT", Some("er"), 60),

@@ -59,7 +59,7 @@ async fn call(
             .extensions()
             .get::<Caller>()
             .map(|c| c.principal.clone());
-        let has_grant = req.extensions().get::<Grant>().is_some();
+        let has_grant = req.extensions().get::<Arc<Grant>>().is_some();
         async move {
             let mut response = http::Response::new(tonic::body::Body::empty());
             if let Some(p) = principal {

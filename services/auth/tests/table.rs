@@ -96,6 +96,6 @@ trait BySan {
 impl BySan for Policy {
     fn grant_for_san(&self, san: &str) -> Option<tessera_auth::Grant> {
         self.grant_for(&AuthMethod::Mtls { san: san.into() })
-            .cloned()
+            .map(|g| (**g).clone())
     }
 }

@@ -195,7 +195,7 @@ fn validate_request_id(request_id: &str) -> Result<(), Status> {
 }
 
 /// The grant, access log and principal of an admitted request, and its message.
-fn admit<T>(request: Request<T>) -> Result<(Grant, AccessLog, String, T), Status> {
+fn admit<T>(request: Request<T>) -> Result<(Arc<Grant>, AccessLog, String, T), Status> {
     let grant = access::grant(&request)?;
     let log = access::access_log(&request);
     let principal = principal(&request, &grant);

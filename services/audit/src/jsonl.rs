@@ -1,5 +1,5 @@
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -109,10 +109,16 @@ impl Writer {
         let io = |e: std::io::Error| e.kind().to_string();
         if self.file.is_none() {
             // Reopen without creating: a vanished trail must not restart at genesis.
-            let f = OpenOptions::new()
+            let mut f = OpenOptions::new()
+                .read(true)
                 .append(true)
                 .open(&self.path)
                 .map_err(io)?;
+            // Another file put in the trail's place is neither cut nor continued.
+            let len = f.metadata().map_err(io)?.len();
+            if len < self.good_len || !ends_with(&mut f, self.good_len, &self.head).map_err(io)? {
+                return Err("trail file is not the one written".to_owned());
+            }
             f.set_len(self.good_len).map_err(io)?;
             self.file = Some(f);
         }
@@ -143,6 +149,27 @@ impl Writer {
         self.next_seq = seq;
         Ok(())
     }
+}
+
+/// Whether the line ending at byte `len` of `file` hashes to `head` (or `len` is 0).
+fn ends_with(file: &mut File, len: u64, head: &str) -> std::io::Result<bool> {
+    if len == 0 {
+        return Ok(true);
+    }
+    // Lines are a few hundred bytes; one longer than this fails the check.
+    const TAIL: u64 = 64 * 1024;
+    let start = len.saturating_sub(TAIL);
+    let mut tail = vec![0; (len - start) as usize];
+    file.seek(SeekFrom::Start(start))?;
+    file.read_exact(&mut tail)?;
+    let Some(body) = tail.strip_suffix(b"\n") else {
+        return Ok(false);
+    };
+    let line = body
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(body, |i| &body[i + 1..]);
+    Ok(sha256_hex(line) == head)
 }
 
 #[async_trait::async_trait]

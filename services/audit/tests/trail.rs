@@ -144,6 +144,31 @@ async fn unwritable_trail_fails_closed_and_recovers() {
 }
 
 #[tokio::test]
+async fn another_file_put_in_the_trails_place_is_neither_cut_nor_continued() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let sink = JsonlSink::open(&path).unwrap();
+    sink.append(record(1)).await.unwrap();
+    sink.append(record(2)).await.unwrap();
+    // A valid trail of its own, longer than ours, swapped in for it.
+    let other = dir.path().join("other.jsonl");
+    write_trail(&other, 3).await;
+    std::fs::rename(&path, dir.path().join("ours")).unwrap();
+    std::fs::rename(&other, &path).unwrap();
+    let theirs = std::fs::read(&path).unwrap();
+    assert!(sink.append(record(3)).await.is_err());
+    assert!(sink.probe().await.is_err());
+    assert!(sink.append(record(3)).await.is_err());
+    assert!(!sink.healthy());
+    assert_eq!(std::fs::read(&path).unwrap(), theirs, "left as it was");
+    // Ours put back is continued where it stopped.
+    std::fs::rename(dir.path().join("ours"), &path).unwrap();
+    sink.probe().await.unwrap();
+    sink.append(record(3)).await.unwrap();
+    assert_eq!(verify(&path).unwrap().records, 3);
+}
+
+#[tokio::test]
 async fn memory_sink_numbers_records() {
     let sink = MemorySink::default();
     sink.append(record(1)).await.unwrap();

@@ -234,6 +234,11 @@ impl Grant {
         self.systems.iter().any(|s| s == "*" || s == system)
     }
 
+    /// Whether identifiers of every system may be shown.
+    pub fn sees_every_system(&self) -> bool {
+        self.systems.iter().any(|s| s == "*")
+    }
+
     /// Whether national identifiers may be shown.
     pub fn sees_national_id(&self) -> bool {
         self.national_id

@@ -707,17 +707,15 @@ async fn review_items_of_unseen_systems_are_neither_listed_nor_decided() {
         env.service
             .list_review_items(env.req(who, pb::ListReviewItemsRequest::default()))
     };
-    let items = list("reader").await.unwrap().into_inner().review_items;
+    let page = list("reader").await.unwrap().into_inner();
+    let items = page.review_items;
     assert_eq!(items.len(), 1);
+    assert_eq!(page.total_size, 1);
     assert_eq!(items[0].source_record.as_ref().unwrap().local_id, MRN);
-    assert!(
-        list("marketing")
-            .await
-            .unwrap()
-            .into_inner()
-            .review_items
-            .is_empty()
-    );
+    // Nor counted: the queue's size would tell of items the caller may not see.
+    let page = list("marketing").await.unwrap().into_inner();
+    assert!(page.review_items.is_empty());
+    assert_eq!(page.total_size, 0);
 
     let decide = |who: &'static str, name: String| {
         env.service.resolve_review_item(env.req(

@@ -416,7 +416,12 @@ impl IdentityService for IdentityGrpc {
         Ok(Response::new(pb::ListReviewItemsResponse {
             next_page_token: paging::next_token(&self.tokens, &principal, &query, last, full),
             review_items,
-            total_size: i32::try_from(total).unwrap_or(i32::MAX),
+            // Counting only what the caller sees would mean reading the whole queue.
+            total_size: if grant.sees_every_system() {
+                i32::try_from(total).unwrap_or(i32::MAX)
+            } else {
+                0
+            },
         }))
     }
 

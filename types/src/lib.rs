@@ -14,8 +14,8 @@ mod secret;
 
 pub use error::SecretError;
 pub use record::{
-    Address, Demographics, FieldViolation, MAX_LOCAL_ID_LEN, MAX_SYSTEM_LEN, Sex, SourceKey,
-    is_iso_date,
+    Address, Demographics, FieldViolation, MAX_LOCAL_ID_LEN, MAX_SYSTEM_LEN, RecordLimits, Sex,
+    SourceKey, is_iso_date,
 };
 pub use secret::Secret;
 

@@ -152,11 +152,72 @@ pub struct Demographics {
     pub national_id: String,
 }
 
+/// How much one record may hold: matching compares every value of a record, so an
+/// unbounded record is unbounded work (and memory in the index). A record over a limit
+/// is refused, never cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordLimits {
+    /// Given names (first and middle).
+    pub given_names: usize,
+    /// Earlier family names.
+    pub previous_family_names: usize,
+    /// Postal addresses.
+    pub addresses: usize,
+    /// Lines of one address.
+    pub address_lines: usize,
+    /// Phone numbers.
+    pub phones: usize,
+    /// Email addresses.
+    pub emails: usize,
+    /// Bytes of any one value (a name, a line, a phone, an email, an ID, a date).
+    pub value_bytes: usize,
+}
+
+impl Default for RecordLimits {
+    /// Generous for real people: a registry holds a handful of each, and no name,
+    /// address line or email (254 bytes by RFC 5321) needs more than 256 bytes.
+    fn default() -> Self {
+        Self {
+            given_names: 8,
+            previous_family_names: 8,
+            addresses: 10,
+            address_lines: 4,
+            phones: 10,
+            emails: 10,
+            value_bytes: 256,
+        }
+    }
+}
+
+impl RecordLimits {
+    /// The limits' names and values, for checking a configuration.
+    pub fn named(&self) -> [(&'static str, usize); 7] {
+        [
+            ("given_names", self.given_names),
+            ("previous_family_names", self.previous_family_names),
+            ("addresses", self.addresses),
+            ("address_lines", self.address_lines),
+            ("phones", self.phones),
+            ("emails", self.emails),
+            ("value_bytes", self.value_bytes),
+        ]
+    }
+}
+
 impl Demographics {
-    /// Checks what can be checked without matching: the birth date parses as a
-    /// full or partial ISO 8601 date. Field names are under `prefix`.
+    /// Checks what can be checked without matching, within the default
+    /// [`RecordLimits`]. See [`Demographics::validate_within`].
     pub fn validate(&self, prefix: &str) -> Vec<FieldViolation> {
-        let mut violations = Vec::new();
+        self.validate_within(&RecordLimits::default(), prefix)
+    }
+
+    /// Checks what can be checked without matching: every list and value within
+    /// `limits` (one violation per field at most, naming the limit, never the value),
+    /// and the birth date a full or partial ISO 8601 date. Field names are under
+    /// `prefix`.
+    pub fn validate_within(&self, limits: &RecordLimits, prefix: &str) -> Vec<FieldViolation> {
+        let mut violations = self.limit_violations(limits, prefix);
         if !self.birth_date.is_empty() && !is_iso_date(&self.birth_date) {
             violations.push(FieldViolation::new(
                 field(prefix, "birth_date"),
@@ -164,6 +225,91 @@ impl Demographics {
             ));
         }
         violations
+    }
+
+    /// The lists and values over `limits` (one violation per field at most), as
+    /// [`Demographics::validate_within`] checks them, without the other checks: for batch
+    /// input, whose other oddities the matcher already tolerates.
+    pub fn limit_violations(&self, limits: &RecordLimits, prefix: &str) -> Vec<FieldViolation> {
+        let mut violations = Vec::new();
+        let mut list = |name: &str, values: &[String], max: usize| {
+            check_list(&mut violations, &field(prefix, name), values, max, limits);
+        };
+        list("given_names", &self.given_names, limits.given_names);
+        list(
+            "previous_family_names",
+            &self.previous_family_names,
+            limits.previous_family_names,
+        );
+        list("phones", &self.phones, limits.phones);
+        list("emails", &self.emails, limits.emails);
+        for (name, value) in [
+            ("family_name", &self.family_name),
+            ("name_suffix", &self.name_suffix),
+            ("national_id", &self.national_id),
+        ] {
+            check_value(&mut violations, &field(prefix, name), value, limits);
+        }
+        if self.addresses.len() > limits.addresses {
+            violations.push(too_many(field(prefix, "addresses"), limits.addresses));
+        } else {
+            for (i, address) in self.addresses.iter().enumerate() {
+                let at = field(prefix, &format!("addresses[{i}]"));
+                let lines = field(&at, "lines");
+                check_list(
+                    &mut violations,
+                    &lines,
+                    &address.lines,
+                    limits.address_lines,
+                    limits,
+                );
+                for (name, value) in [
+                    ("city", &address.city),
+                    ("state", &address.state),
+                    ("postal_code", &address.postal_code),
+                    ("country", &address.country),
+                ] {
+                    check_value(&mut violations, &field(&at, name), value, limits);
+                }
+            }
+        }
+        violations
+    }
+}
+
+fn too_many(field: String, max: usize) -> FieldViolation {
+    FieldViolation::new(field, format!("holds at most {max} values"))
+}
+
+/// At most `max` values, each within `limits.value_bytes`; one violation at most.
+fn check_list(
+    violations: &mut Vec<FieldViolation>,
+    name: &str,
+    values: &[String],
+    max: usize,
+    limits: &RecordLimits,
+) {
+    if values.len() > max {
+        violations.push(too_many(name.to_owned(), max));
+    } else if let Some(i) = values.iter().position(|v| v.len() > limits.value_bytes) {
+        violations.push(FieldViolation::new(
+            format!("{name}[{i}]"),
+            format!("is longer than {} bytes", limits.value_bytes),
+        ));
+    }
+}
+
+fn check_value(
+    violations: &mut Vec<FieldViolation>,
+    name: &str,
+    value: &str,
+    limits: &RecordLimits,
+) {
+    if value.len() > limits.value_bytes {
+        violations.push(FieldViolation::new(
+            name,
+            format!("is longer than {} bytes", limits.value_bytes),
+        ));
     }
 }
 
@@ -235,6 +381,60 @@ impl FieldViolation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_over_a_limit_name_the_field_and_the_limit_never_the_value() {
+        let limits = RecordLimits::default();
+        let ok = Demographics {
+            given_names: vec!["Ann".into(); 8],
+            emails: vec!["a@example.org".into(); 10],
+            addresses: vec![
+                Address {
+                    lines: vec!["1 Main St".into(); 4],
+                    ..Address::default()
+                };
+                10
+            ],
+            ..Demographics::default()
+        };
+        assert!(ok.validate_within(&limits, "d").is_empty());
+
+        let flood = Demographics {
+            emails: (0..8000).map(|i| format!("x{i}@example.org")).collect(),
+            ..Demographics::default()
+        };
+        let violations = flood.validate_within(&limits, "d");
+        assert_eq!(
+            violations,
+            [FieldViolation::new("d.emails", "holds at most 10 values")]
+        );
+
+        let long = "q".repeat(257);
+        let mut one_long = ok.clone();
+        one_long.addresses[3].lines[1] = long.clone();
+        one_long.family_name = long.clone();
+        one_long.phones = vec!["1".into(), long.clone(), long.clone()];
+        let fields: Vec<String> = one_long
+            .validate_within(&limits, "d")
+            .into_iter()
+            .map(|v| {
+                assert!(!v.description.contains('q'), "no value in {v:?}");
+                v.field
+            })
+            .collect();
+        assert_eq!(
+            fields,
+            ["d.phones[1]", "d.family_name", "d.addresses[3].lines[1]"]
+        );
+        let tight = RecordLimits {
+            addresses: 2,
+            ..limits
+        };
+        assert_eq!(
+            ok.validate_within(&tight, "")[0],
+            FieldViolation::new("addresses", "holds at most 2 values")
+        );
+    }
 
     #[test]
     fn iso_dates_full_and_partial() {

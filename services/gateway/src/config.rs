@@ -163,6 +163,13 @@ pub struct IdentityConfig {
     /// link-batch` does); a store that holds records is never reloaded.
     #[serde(default)]
     pub load_from_sources: bool,
+
+    /// How much one record may hold (given names, earlier family names, addresses,
+    /// lines per address, phones, emails: values each; `value_bytes`: bytes of any one
+    /// value). A record over a limit is refused INVALID_ARGUMENT, naming the field.
+    /// Defaults: 8, 8, 10, 4, 10, 10 and 256.
+    #[serde(default)]
+    pub limits: tessera_matching::RecordLimits,
 }
 
 /// A database URL. It may hold a password, so `Debug` shows only its scheme.
@@ -570,6 +577,17 @@ impl Config {
             let mut seen = std::collections::HashSet::new();
             if !identity.source_priority.iter().all(|s| seen.insert(s)) {
                 return Err(rule("identity.source_priority", "lists a system twice"));
+            }
+            // A zero limit refuses every record holding one such value; far above the
+            // defaults, the limit no longer bounds the matcher's work.
+            for (name, value) in identity.limits.named() {
+                let most = if name == "value_bytes" { 4096 } else { 100 };
+                if !(1..=most).contains(&value) {
+                    return Err(rule(
+                        &format!("identity.limits.{name}"),
+                        &format!("must be from 1 to {most}"),
+                    ));
+                }
             }
         }
         if !(0.0..=1.0).contains(&self.telemetry.sampling_ratio) {

@@ -15,6 +15,7 @@ pub fn options(identity: &IdentityConfig, config_path: &Path) -> OpenOptions {
         model: identity.model.clone(),
         matching: match_config(identity),
         source_priority: identity.source_priority.clone(),
+        limits: identity.limits,
         base_dir: config_path.parent().unwrap_or(Path::new(".")).to_owned(),
     }
 }

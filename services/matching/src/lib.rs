@@ -38,7 +38,9 @@ pub use error::MatchError;
 pub use index::{Candidate, Candidates, Index, MasterId, RecordId};
 pub use model::{FieldModel, LevelModel, MODEL_VERSION, Model};
 pub use normalize::NormalizeConfig;
-pub use record::{Address, Decision, Demographics, FieldViolation, FieldWeight, Sex, SourceKey};
+pub use record::{
+    Address, Decision, Demographics, FieldViolation, FieldWeight, RecordLimits, Sex, SourceKey,
+};
 pub use review::{ReviewPair, review_pairs};
 pub use score::{Conflict, Explanation, MatchConfig, MatchGrade, explain};
 pub use train::{TrainConfig, train};

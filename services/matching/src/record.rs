@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 pub use tessera_types::{
-    Address, Demographics, FieldViolation, MAX_LOCAL_ID_LEN, MAX_SYSTEM_LEN, Sex, SourceKey,
+    Address, Demographics, FieldViolation, MAX_LOCAL_ID_LEN, MAX_SYSTEM_LEN, RecordLimits, Sex,
+    SourceKey,
 };
 
 /// The outcome of matching a record against a master's cluster.

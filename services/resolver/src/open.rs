@@ -32,6 +32,8 @@ pub struct OpenOptions {
     pub matching: MatchConfig,
     /// Source systems by trust, most trusted first, for golden records.
     pub source_priority: Vec<String>,
+    /// How much one record may hold.
+    pub limits: tessera_matching::RecordLimits,
     /// Where relative paths start (the config file's directory).
     pub base_dir: PathBuf,
 }
@@ -223,6 +225,7 @@ impl OpenOptions {
         let config = ResolverConfig {
             matching: self.matching.clone(),
             source_priority: self.source_priority.clone(),
+            limits: self.limits,
         };
         let store: Arc<dyn IdentityStore> = Arc::new(store);
         Ok(Arc::new(Resolver::open(store, model, config).await?))
@@ -258,6 +261,15 @@ impl OpenOptions {
         // Two sources can serve one system: keep each key once.
         let mut seen = HashSet::new();
         all.retain(|(key, _)| seen.insert(key.clone()));
+        // A record over the limits is left out, counted, never named: it is patient data.
+        let before = all.len();
+        all.retain(|(_, d)| d.limit_violations(&self.limits, "").is_empty());
+        if all.len() < before {
+            tracing::warn!(
+                records = before - all.len(),
+                "identity feed records over the record limits left out"
+            );
+        }
         let model = self.load_model()?;
         let matching = self.matching.clone();
         let (all, clusters) = tokio::task::spawn_blocking(move || {
@@ -318,6 +330,7 @@ mod tests {
             model: None,
             matching: MatchConfig::default(),
             source_priority: Vec::new(),
+            limits: tessera_matching::RecordLimits::default(),
             base_dir: dir.path().to_owned(),
         };
         let store = options.open_store().await.unwrap();
@@ -336,6 +349,40 @@ mod tests {
         options.load_if_empty(&store, vec![failing]).await.unwrap();
         let resolver = options.open_resolver(store).await.unwrap();
         assert_eq!(resolver.index_stats().0, 3);
+    }
+
+    /// A record over the limits is left out of the load; the rest are loaded.
+    #[tokio::test]
+    async fn a_record_over_the_limits_is_left_out_of_the_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = OpenOptions {
+            store_url: "sqlite://identity.db".to_owned(),
+            model: None,
+            matching: MatchConfig::default(),
+            source_priority: Vec::new(),
+            limits: tessera_matching::RecordLimits {
+                phones: 2,
+                ..tessera_matching::RecordLimits::default()
+            },
+            base_dir: dir.path().to_owned(),
+        };
+        let store = options.open_store().await.unwrap();
+        let mut flood = feed(&["E1", "E2", "E3"]);
+        let records: Vec<_> = futures_util::StreamExt::collect(flood.records).await;
+        let records = records.into_iter().enumerate().map(|(i, r)| {
+            r.map(|(id, mut d)| {
+                if i == 1 {
+                    d.phones = vec!["+1 217 555 0100".to_owned(); 3];
+                }
+                (id, d)
+            })
+        });
+        flood.records = stream::iter(records).boxed();
+        options.load_if_empty(&store, vec![flood]).await.unwrap();
+        assert_eq!(store.counts().await.unwrap().0, 2);
+        let resolver = options.open_resolver(store).await.unwrap();
+        let e2 = SourceKey::new(feed(&[]).system, "E2");
+        assert!(resolver.resolve(&e2).await.is_err(), "E2 left out");
     }
 
     /// Each record is counted by its outcome; one the resolver refuses is
@@ -391,6 +438,7 @@ mod tests {
             model: Some(PathBuf::from("model.json")),
             matching: MatchConfig::default(),
             source_priority: Vec::new(),
+            limits: tessera_matching::RecordLimits::default(),
             base_dir: dir.path().to_owned(),
         };
         let err = options.load_model().unwrap_err().to_string();

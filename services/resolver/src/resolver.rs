@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tessera_matching::{
     Candidate, Decision, Demographics, FieldViolation, FieldWeight, Index, MatchConfig, MatchGrade,
-    Model, SourceKey,
+    Model, RecordLimits, SourceKey,
 };
 use tokio::sync::Mutex;
 
@@ -42,6 +42,8 @@ pub struct ResolverConfig {
     pub matching: MatchConfig,
     /// Source systems by trust, most trusted first, for golden-record survivorship.
     pub source_priority: Vec<String>,
+    /// How much one record may hold; a record over a limit is refused.
+    pub limits: RecordLimits,
 }
 
 /// Why a resolver operation failed. Messages carry no patient data.
@@ -307,7 +309,7 @@ impl Resolver {
         max: usize,
         min_grade: MatchGrade,
     ) -> Result<Vec<Candidate>, ResolverError> {
-        invalid_if(demographics.validate("demographics"))?;
+        invalid_if(demographics.validate_within(&self.config.limits, "demographics"))?;
         let candidates = self.candidates(demographics, None);
         Ok(candidates
             .ranked

@@ -66,6 +66,7 @@ impl Env {
         let config = ResolverConfig {
             matching,
             source_priority: vec!["ehr".into(), "crm".into()],
+            ..ResolverConfig::default()
         };
         let resolver = Resolver::open(store, Arc::new(Model::builtin()), config)
             .await
@@ -786,4 +787,63 @@ async fn a_caller_that_may_not_see_national_ids_may_not_send_one() {
     );
     // The same record without the national ID is filed.
     assert!(upsert("C-90", None).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_record_over_a_limit_is_refused_naming_the_field_and_nothing_is_written() {
+    let env = Env::new().await;
+    let mut flood = person("Alice", "Okonkwo", None);
+    flood.emails = (0..8000)
+        .map(|i| format!("alice.okonkwo{i}@example.org"))
+        .collect();
+    let refused = env
+        .service
+        .upsert_source_record(env.req(
+            "steward",
+            pb::UpsertSourceRecordRequest {
+                source_record: Some(pb::SourceRecord {
+                    key: Some(key("crm", "C-8000")),
+                    demographics: Some(flood.clone()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(
+        field_violation(&refused),
+        "source_record.demographics.emails"
+    );
+    assert!(
+        !refused.message().contains("alice"),
+        "{}",
+        refused.message()
+    );
+    let lookup = env
+        .service
+        .resolve_record(env.req(
+            "reader",
+            pb::ResolveRecordRequest {
+                source_record: Some(key("crm", "C-8000")),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(lookup.code(), Code::NotFound, "nothing was written");
+
+    let refused = env
+        .service
+        .match_demographics(env.req(
+            "reader",
+            pb::MatchDemographicsRequest {
+                demographics: Some(flood),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(field_violation(&refused), "demographics.emails");
 }

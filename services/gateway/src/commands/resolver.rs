@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use tessera_matching::{Demographics, MatchConfig, Model, SourceKey, TrainConfig};
+use tessera_matching::{Demographics, MatchConfig, Model, RecordLimits, SourceKey, TrainConfig};
 use tessera_resolver::store::{SqlStore, bulk_load};
 
 use super::{create, open};
@@ -103,9 +103,11 @@ pub fn run(command: ResolverCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Reads a records CSV; every row needs a valid source and local ID.
-fn read_records(path: &Path) -> anyhow::Result<Vec<(SourceKey, Demographics)>> {
-    let records = tessera_matching::read_records_csv(open(path)?)
+/// Reads a records CSV; every row needs a valid source and local ID. A row over the
+/// default [`RecordLimits`] is left out, named on stderr (line and field, never a
+/// value); the count is returned with the rows kept.
+fn read_records(path: &Path) -> anyhow::Result<(Vec<(SourceKey, Demographics)>, usize)> {
+    let mut records = tessera_matching::read_records_csv(open(path)?)
         .with_context(|| format!("{}", path.display()))?;
     for (row, (key, _)) in records.iter().enumerate() {
         if let Some(v) = key.validate("").first() {
@@ -119,7 +121,31 @@ fn read_records(path: &Path) -> anyhow::Result<Vec<(SourceKey, Demographics)>> {
             );
         }
     }
-    Ok(records)
+    let limits = RecordLimits::default();
+    let mut row = 0;
+    let mut stderr = std::io::stderr().lock();
+    let before = records.len();
+    records.retain(|(_, demographics)| {
+        row += 1;
+        let Some(v) = demographics
+            .limit_violations(&limits, "")
+            .into_iter()
+            .next()
+        else {
+            return true;
+        };
+        let _ = writeln!(
+            stderr,
+            "{}: line {}: {} {}; row left out",
+            path.display(),
+            row + 1,
+            v.field,
+            v.description
+        );
+        false
+    });
+    let left_out = before - records.len();
+    Ok((records, left_out))
 }
 
 fn load_model(path: Option<&Path>) -> anyhow::Result<Model> {
@@ -136,7 +162,7 @@ fn load_model(path: Option<&Path>) -> anyhow::Result<Model> {
 
 fn link_batch(args: &LinkBatchArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let records = read_records(&args.input)?;
+    let (records, left_out) = read_records(&args.input)?;
     let demographics: Vec<Demographics> = records.iter().map(|(_, d)| d.clone()).collect();
     let model = if args.train {
         tessera_matching::train(&demographics, &TrainConfig::default())
@@ -181,6 +207,7 @@ fn link_batch(args: &LinkBatchArgs) -> anyhow::Result<()> {
     let distinct: std::collections::HashSet<_> = masters.iter().collect();
     let summary = serde_json::json!({
         "records": records.len(),
+        "rows_left_out": left_out,
         "masters": distinct.len(),
         "review_rows": review_rows,
         "link_seconds": linked.as_secs_f64(),
@@ -244,7 +271,7 @@ fn load_into_store(
 }
 
 fn train(args: &TrainArgs) -> anyhow::Result<()> {
-    let records = read_records(&args.input)?;
+    let (records, _) = read_records(&args.input)?;
     let demographics: Vec<Demographics> = records.into_iter().map(|(_, d)| d).collect();
     let model = tessera_matching::train(&demographics, &TrainConfig::default())
         .context("training failed")?;
@@ -262,7 +289,7 @@ fn explain(args: &ExplainArgs) -> anyhow::Result<()> {
         Ok(SourceKey::new(system, local_id))
     };
     let (a, b) = (parse(&args.a)?, parse(&args.b)?);
-    let records = read_records(&args.input)?;
+    let (records, _) = read_records(&args.input)?;
     let find = |key: &SourceKey| -> anyhow::Result<&Demographics> {
         records
             .iter()

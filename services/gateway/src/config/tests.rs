@@ -316,6 +316,35 @@ fn a_non_loopback_listener_needs_an_audit_trail_and_no_anonymous_grant() {
 }
 
 #[test]
+fn record_limits_default_and_are_bounded() {
+    let base = "server:\n  listen: 127.0.0.1:0\nidentity:\n  store: sqlite://i.db\n";
+    let config = Config::parse(base, Path::new("t.yaml")).unwrap();
+    assert_eq!(
+        config.identity.unwrap().limits,
+        tessera_matching::RecordLimits::default()
+    );
+    let config = Config::parse(
+        &format!("{base}  limits: {{emails: 3, value_bytes: 128}}\n"),
+        Path::new("t.yaml"),
+    )
+    .unwrap();
+    let limits = config.identity.unwrap().limits;
+    assert_eq!(
+        (limits.emails, limits.value_bytes, limits.phones),
+        (3, 128, 10)
+    );
+    assert_eq!(
+        error_of(&format!("{base}  limits: {{emails: 0}}\n")),
+        "tessera.yaml: identity.limits.emails: must be from 1 to 100"
+    );
+    assert_eq!(
+        error_of(&format!("{base}  limits: {{value_bytes: 100000}}\n")),
+        "tessera.yaml: identity.limits.value_bytes: must be from 1 to 4096"
+    );
+    assert!(error_of(&format!("{base}  limits: {{mails: 3}}\n")).contains("mails"));
+}
+
+#[test]
 fn policy_and_page_key_mistakes_name_their_field() {
     let base = "server:\n  listen: 127.0.0.1:0\n";
     let message = error_of(&format!(

@@ -182,6 +182,51 @@ fn synth_then_link_batch_assigns_every_row_and_loads_the_store() {
 }
 
 #[test]
+fn link_batch_leaves_out_a_row_over_the_limits_and_names_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let many = "Ann Bea Cat Dee Eve Fay Gil Hal Ivy Jo Kit Lu";
+    std::fs::write(
+        path("records.csv"),
+        format!(
+            "source,local_id,given_name,family_name,birth_date\n\
+             crm,C-1,Ann,Okonkwo,1984-06-12\n\
+             crm,C-2,{many},Okonkwo,1984-06-12\n\
+             ehr,E-1,Ann,Okonkwo,1984-06-12\n"
+        ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(&[
+        "resolver",
+        "link-batch",
+        "--input",
+        &path("records.csv"),
+        "--output",
+        &path("assignments.csv"),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("line 3: given_names holds at most 8 values; row left out"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("Okonkwo") && !stderr.contains("Kit"),
+        "{stderr}"
+    );
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(
+        (
+            summary["records"].as_u64(),
+            summary["rows_left_out"].as_u64()
+        ),
+        (Some(2), Some(1))
+    );
+    let assignments = read_csv(dir.path().join("assignments.csv").as_path());
+    let ids: Vec<&str> = assignments.iter().skip(1).map(|a| a[1].as_str()).collect();
+    assert_eq!(ids, ["C-1", "E-1"]);
+}
+
+#[test]
 fn train_writes_a_model_that_link_batch_and_explain_use() {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();

@@ -535,6 +535,7 @@ async fn a_possible_match_opens_a_review_that_a_person_resolves() {
                 ..tessera_matching::MatchConfig::default()
             },
             source_priority: Vec::new(),
+            ..ResolverConfig::default()
         };
         f.resolver = Resolver::open(Arc::clone(&f.store), Arc::new(Model::builtin()), config)
             .await

@@ -94,7 +94,11 @@ impl Resolver {
         mutation: &Mutation,
     ) -> Result<UpsertOutcome, ResolverError> {
         let mut violations = input.key.validate("source_record.key");
-        violations.extend(input.demographics.validate("source_record.demographics"));
+        violations.extend(
+            input
+                .demographics
+                .validate_within(&self.config.limits, "source_record.demographics"),
+        );
         invalid_if(violations)?;
         let print = fingerprint(&input);
         if let Some(replayed) = self.replay(METHOD, mutation, &print).await? {

@@ -28,7 +28,8 @@ enum State {
         until: Instant,
     },
     HalfOpen {
-        probing: bool,
+        /// The probe in flight, by number.
+        probing: Option<u64>,
     },
 }
 
@@ -37,6 +38,32 @@ enum State {
 pub(crate) struct Breaker {
     policy: BreakerPolicy,
     state: Mutex<State>,
+    /// Numbers probes, so that only the probe in flight can give its turn back.
+    probes: std::sync::atomic::AtomicU64,
+}
+
+/// A call the breaker let through (see [`Breaker::allow`]); keep it for the whole call.
+/// A probe dropped before the breaker heard its outcome (the call was cancelled, or
+/// found no free slot and never reached the source) gives its turn back, so the next
+/// call probes: the breaker never stays half-open with a probe that will not report.
+#[derive(Debug)]
+pub(crate) struct Admission<'a> {
+    breaker: &'a Breaker,
+    probe: Option<u64>,
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        let Some(probe) = self.probe else {
+            return;
+        };
+        let mut state = self.breaker.lock();
+        if let State::HalfOpen { probing } = &mut *state
+            && *probing == Some(probe)
+        {
+            *probing = None;
+        }
+    }
 }
 
 impl Breaker {
@@ -48,6 +75,7 @@ impl Breaker {
                 calls: 0,
                 failures: 0,
             }),
+            probes: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -65,20 +93,32 @@ impl Breaker {
         }
     }
 
-    /// Whether a call may go through now. In half-open, only one probe may.
-    pub(crate) fn allow(&self) -> bool {
+    /// Whether a call may go through now: `None` while open; in half-open, only one
+    /// probe at a time is admitted.
+    pub(crate) fn allow(&self) -> Option<Admission<'_>> {
+        let admitted = |probe| {
+            Some(Admission {
+                breaker: self,
+                probe,
+            })
+        };
         if !self.policy.enabled {
-            return true;
+            return admitted(None);
         }
         let mut state = self.lock();
         match *state {
-            State::Closed { .. } => true,
-            State::Open { until } if Instant::now() < until => false,
-            State::Open { .. } => {
-                *state = State::HalfOpen { probing: true };
-                true
+            State::Closed { .. } => admitted(None),
+            State::Open { until } if Instant::now() < until => None,
+            State::Open { .. } | State::HalfOpen { probing: None } => {
+                let probe = self
+                    .probes
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                *state = State::HalfOpen {
+                    probing: Some(probe),
+                };
+                admitted(Some(probe))
             }
-            State::HalfOpen { ref mut probing } => !std::mem::replace(probing, true),
+            State::HalfOpen { probing: Some(_) } => None,
         }
     }
 
@@ -160,13 +200,52 @@ mod tests {
         );
         b.record(true);
         assert_eq!(b.state(), BreakerState::Open, "2 of 4 failed");
-        assert!(!b.allow());
+        assert!(b.allow().is_none());
         tokio::time::advance(Duration::from_secs(5)).await;
-        assert!(b.allow(), "the probe");
-        assert!(!b.allow(), "only one probe at a time");
+        let probe = b.allow();
+        assert!(probe.is_some(), "the probe");
+        assert!(b.allow().is_none(), "only one probe at a time");
         b.record(false);
+        drop(probe);
         assert_eq!(b.state(), BreakerState::Closed);
-        assert!(b.allow());
+        assert!(b.allow().is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_dropped_unheard_lets_the_next_call_probe() {
+        let b = breaker();
+        for _ in 0..4 {
+            b.record(true);
+        }
+        tokio::time::advance(Duration::from_secs(6)).await;
+        let first = b.allow();
+        assert!(first.is_some());
+        assert!(b.allow().is_none());
+        drop(first);
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        let second = b.allow();
+        assert!(second.is_some(), "the next call probes");
+        assert!(b.allow().is_none(), "still one at a time");
+        b.record(true);
+        drop(second);
+        assert_eq!(b.state(), BreakerState::Open, "its failure reopened");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_old_probe_cannot_free_a_newer_probes_turn() {
+        let b = breaker();
+        for _ in 0..4 {
+            b.record(true);
+        }
+        tokio::time::advance(Duration::from_secs(6)).await;
+        let old = b.allow();
+        b.record(true); // the old probe failed: open again
+        tokio::time::advance(Duration::from_secs(6)).await;
+        let new = b.allow();
+        assert!(new.is_some());
+        drop(old); // the old call ends later, after retrying
+        assert!(b.allow().is_none(), "the new probe still holds the turn");
+        drop(new);
     }
 
     #[tokio::test(start_paused = true)]
@@ -176,10 +255,12 @@ mod tests {
             b.record(true);
         }
         tokio::time::advance(Duration::from_secs(6)).await;
-        assert!(b.allow());
+        let probe = b.allow();
+        assert!(probe.is_some());
         b.record(true);
+        drop(probe);
         assert_eq!(b.state(), BreakerState::Open);
-        assert!(!b.allow());
+        assert!(b.allow().is_none());
     }
 
     #[tokio::test(start_paused = true)]

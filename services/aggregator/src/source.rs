@@ -266,9 +266,10 @@ impl Source {
     }
 
     async fn call(&self, pairs: Vec<Pair>, deadline: Instant) -> PairResults {
-        if !self.breaker.allow() {
+        // Held for the whole call: a probe that ends unheard gives its turn back.
+        let Some(_admission) = self.breaker.allow() else {
             return every(&pairs, &Failure::CircuitOpen);
-        }
+        };
         let deadline = deadline.min(Instant::now() + self.policy.timeout);
         self.retry_budget.deposit();
         let mut results = PairResults::with_capacity(pairs.len());

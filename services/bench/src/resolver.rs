@@ -5,7 +5,9 @@
 //! them into a fresh embedded store, opens the resolver (rebuilding its index from
 //! the store, as a restart does), serves IdentityService on 127.0.0.1:0 and
 //! drives it from a tonic client: ResolveRecord for random indexed keys, then
-//! single UpsertSourceRecord calls for new records.
+//! single UpsertSourceRecord calls for new records, then UpsertSourceRecord calls
+//! with a record far over the record limits (8,000 email addresses, ~300 KB), each
+//! of which must be refused INVALID_ARGUMENT.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,6 +40,9 @@ pub struct ResolverBenchArgs {
     /// How many UpsertSourceRecord calls to time.
     #[arg(long, default_value_t = 2_000)]
     upserts: usize,
+    /// How many oversized UpsertSourceRecord calls (8,000 emails each) to time.
+    #[arg(long, default_value_t = 200)]
+    oversized: usize,
     /// Random seed for the population and the key choice.
     #[arg(long, default_value_t = 7)]
     seed: u64,
@@ -173,6 +178,8 @@ pub(crate) async fn run(
         )?;
     }
     let upsert_elapsed = t.elapsed();
+
+    let (refused, refused_elapsed) = refuse_oversized(&mut client, args.oversized).await?;
     let _ = stop.send(());
     let _ = server.await;
 
@@ -185,5 +192,48 @@ pub(crate) async fn run(
         "index_bytes_per_record": index_bytes as f64 / index_records.max(1) as f64,
         "resolve_record": summary(&lookups, lookup_elapsed),
         "upsert_source_record": summary(&upserts, upsert_elapsed),
+        "oversized_upsert_refused": summary(&refused, refused_elapsed),
     }))
+}
+
+/// Sends `calls` upserts of one record with 8,000 email addresses and times their
+/// refusals; any other answer fails the benchmark.
+async fn refuse_oversized(
+    client: &mut IdentityServiceClient<tonic::transport::Channel>,
+    calls: usize,
+) -> anyhow::Result<(Histogram<u64>, Duration)> {
+    let request = pb::UpsertSourceRecordRequest {
+        source_record: Some(pb::SourceRecord {
+            key: Some(pb::SourceRecordKey {
+                system: "crm".into(),
+                local_id: "bench-oversized".into(),
+            }),
+            demographics: Some(pb::Demographics {
+                given_names: vec!["Bryan".into()],
+                family_name: "Harrison".into(),
+                emails: (0..8000)
+                    .map(|i| format!("bryan.harrison{i}@example.org"))
+                    .collect(),
+                ..pb::Demographics::default()
+            }),
+            ..pb::SourceRecord::default()
+        }),
+        ..pb::UpsertSourceRecordRequest::default()
+    };
+    let mut refused = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let t = Instant::now();
+    for _ in 0..calls {
+        let call = Instant::now();
+        match client.upsert_source_record(request.clone()).await {
+            Err(status) if status.code() == tonic::Code::InvalidArgument => {}
+            Err(status) => anyhow::bail!("an oversized record got {:?}", status.code()),
+            Ok(_) => anyhow::bail!("an oversized record was accepted"),
+        }
+        refused.record(
+            u64::try_from(call.elapsed().as_micros())
+                .unwrap_or(u64::MAX)
+                .max(1),
+        )?;
+    }
+    Ok((refused, t.elapsed()))
 }

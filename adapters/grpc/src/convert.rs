@@ -72,33 +72,16 @@ pub(crate) fn status_error(status: &tonic::Status) -> FetchError {
         // CANCELLED is the connection's doing: a process that went away.
         Code::ResourceExhausted => FetchError::RateLimited { retry_after: None },
         Code::PermissionDenied | Code::Unauthenticated => FetchError::Denied {
-            message: format!("the adapter process answered {}", code_name(code)),
+            message: format!(
+                "the adapter process answered {}",
+                tessera_proto::error::grpc_code_name(code as i32)
+            ),
         },
         Code::NotFound => FetchError::NotFound,
-        _ => FetchError::unavailable(format!("the adapter process answered {}", code_name(code))),
-    }
-}
-
-/// The code as gRPC names it (`UNAVAILABLE`).
-fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
+        _ => FetchError::unavailable(format!(
+            "the adapter process answered {}",
+            tessera_proto::error::grpc_code_name(code as i32)
+        )),
     }
 }
 

@@ -175,7 +175,7 @@ impl fmt::Display for RpcError {
         write!(
             f,
             "{}: {}",
-            code_name(self.code),
+            tessera_proto::error::grpc_code_name(self.code as i32),
             table::clean(&self.message)
         )?;
         for line in &self.details {
@@ -186,26 +186,3 @@ impl fmt::Display for RpcError {
 }
 
 impl std::error::Error for RpcError {}
-
-/// A gRPC code's canonical name, as in `google.rpc.Code`.
-fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
